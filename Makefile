@@ -1,0 +1,163 @@
+# Makefile -- builds kheap: the bootable test kernel (build/kernel.elf, build/kheap.iso), the
+# host library and host tests, and runs them. `make run` boots the ISO, `make test` runs it all.
+# Sections are marked by `# ==== name ====` banners; each has one owner (see README.md).
+
+# ==== platform ====
+# Knobs a person may set on the command line.
+HEAP_SIZE   ?= 16M
+KHEAP_DEBUG ?= 0
+ACCEL       ?= tcg
+CMDLINE     ?=
+KTIMEOUT    ?= 60
+
+BUILD   := build
+KERNEL  := $(BUILD)/kernel.elf
+ISO     := $(BUILD)/kheap.iso
+
+CC      ?= cc
+NASM    := nasm
+LD      := ld
+QEMU    := qemu-system-x86_64
+
+# Kernel objects: NASM and freestanding C, built with -DKERNEL.
+# -w-unknown-warning: NASM 2.16.01 alignb trips its own unknown-warning check under -w+all.
+NASMFLAGS  := -f elf64 -g -F dwarf -w+all -w-unknown-warning -w+error -DKERNEL
+KCFLAGS    := -std=gnu11 -ffreestanding -fno-pic -fno-pie -mno-red-zone -mgeneral-regs-only \
+              -fno-stack-protector -fno-asynchronous-unwind-tables -mcmodel=small -O2 -g \
+              -Wall -Wextra -Werror -MMD -MP -DKERNEL -I. -Ikernel -Itests/kernel
+# Host objects (build/host/...): the same sources for an ordinary Linux program.
+HOST_NASMFLAGS := -f elf64 -g -F dwarf -w+all -w-unknown-warning -w+error
+HOST_CFLAGS    := -std=gnu11 -O2 -g -Wall -Wextra -Werror -MMD -MP -I.
+ifeq ($(KHEAP_DEBUG),1)
+NASMFLAGS      += -DKHEAP_DEBUG=1
+KCFLAGS        += -DKHEAP_DEBUG=1
+HOST_NASMFLAGS += -DKHEAP_DEBUG=1
+HOST_CFLAGS    += -DKHEAP_DEBUG=1
+endif
+LDFLAGS := -n -z max-page-size=0x1000 -z noexecstack --no-warn-rwx-segments --fatal-warnings \
+           -T linker.ld --defsym=__heap_size=$(HEAP_SIZE)
+
+ifeq ($(ACCEL),kvm)
+QEMU_ACCEL := -accel kvm -cpu max
+else
+QEMU_ACCEL := -accel tcg,thread=multi -cpu max
+endif
+QEMU_FLAGS := $(QEMU_ACCEL) -m 256M -display none -no-reboot -monitor none -serial stdio \
+              -device isa-debug-exit,iobase=0xf4,iosize=0x04
+
+# Explicit object lists. ASM_OBJS grows in the string section, MM_OBJS in the heap section.
+BOOT_OBJS   := $(BUILD)/boot/boot.o $(BUILD)/boot/isr.o
+KERNEL_OBJS := $(addprefix $(BUILD)/kernel/,kmain.o serial.o kprintf.o panic.o idt.o multiboot.o)
+ASM_OBJS    := $(BUILD)/asm/cpu.o
+# Every tests/kernel/*.c is a test file (ktest.c is the runner): no list to edit.
+KTEST_OBJS   = $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/kernel/*.c))
+LINK_OBJS    = $(BOOT_OBJS) $(KERNEL_OBJS) $(ASM_OBJS) $(MM_OBJS) $(KTEST_OBJS)
+# Host test programs build/host/tests/<name> (exit 0 = passed): each section adds its own with
+# `HOST_TESTS += name` and a rule that builds the program.
+HOST_TESTS :=
+# Deliberately broken kernels for tools/test-harness: build/harness/<name>.elf = kernel plus
+# tests/harness/<name>.c.
+HARNESS_KERNELS = $(patsubst tests/harness/%.c,$(BUILD)/harness/%.elf,$(wildcard tests/harness/*.c))
+
+# Rebuild everything when a knob that changes the objects changes (KHEAP_DEBUG, HEAP_SIZE, ...).
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_NOW   := $(KCFLAGS) | $(NASMFLAGS) | $(HOST_CFLAGS) | $(LDFLAGS) | $(CMDLINE)
+$(shell mkdir -p $(BUILD) && (echo '$(FLAGS_NOW)' | cmp -s - $(FLAGS_STAMP) || \
+        echo '$(FLAGS_NOW)' > $(FLAGS_STAMP)))
+
+.PHONY: all iso run test debug clean deps kernel listing test-build harness-kernels host-tests
+all: $(KERNEL) $(ISO)
+kernel: $(KERNEL)
+iso: $(ISO)
+
+$(BUILD)/%.o: %.asm $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(NASM) $(NASMFLAGS) -MD $(@:.o=.d) -MP -o $@ $<
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(KCFLAGS) -c -o $@ $<
+
+$(BUILD)/host/%.o: %.asm $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(NASM) $(HOST_NASMFLAGS) -MD $(@:.o=.d) -MP -o $@ $<
+
+$(BUILD)/host/%.o: %.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(HOST_CFLAGS) -c -o $@ $<
+
+# $$(LINK_OBJS): expanded after the whole Makefile is read, so the later sections' additions to
+# ASM_OBJS and MM_OBJS are prerequisites too.
+.SECONDEXPANSION:
+$(KERNEL): $$(LINK_OBJS) linker.ld
+	$(LD) $(LDFLAGS) -o $@ $(LINK_OBJS)
+
+$(BUILD)/harness/%.elf: $(BUILD)/harness/%.o $$(LINK_OBJS) linker.ld
+	$(LD) $(LDFLAGS) -o $@ $(LINK_OBJS) $<
+
+$(BUILD)/harness/%.o: tests/harness/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(KCFLAGS) -c -o $@ $<
+
+harness-kernels: $(HARNESS_KERNELS)
+.PRECIOUS: $(BUILD)/harness/%.o
+
+# A BIOS-only GRUB ISO with just the modules the boot needs (about 0.5 MiB).
+GRUB_MODULES := normal configfile multiboot2 serial terminal iso9660 biosdisk
+$(ISO): $(KERNEL) $(FLAGS_STAMP)
+	@mkdir -p $(BUILD)/iso/boot/grub
+	cp $(KERNEL) $(BUILD)/iso/boot/kernel.elf
+	printf '%s\n' 'serial --unit=0 --speed=115200' 'terminal_input serial' \
+	  'terminal_output serial' 'set timeout=0' 'menuentry "kheap" {' \
+	  '  multiboot2 /boot/kernel.elf $(CMDLINE)' '  boot' '}' > $(BUILD)/iso/boot/grub/grub.cfg
+	grub-mkrescue -d /usr/lib/grub/i386-pc --install-modules="$(GRUB_MODULES)" \
+	  --locales= --fonts= --themes= --compress=xz -o $@ $(BUILD)/iso 2>$(BUILD)/grub-mkrescue.log \
+	  || { cat $(BUILD)/grub-mkrescue.log; exit 1; }
+
+deps:
+	@tools/deps
+
+# Boot the ISO with serial on this terminal; the kernel exits QEMU itself (status 33 = passed).
+run: deps
+	@$(MAKE) --no-print-directory all
+	@$(QEMU) $(QEMU_FLAGS) -cdrom $(ISO); st=$$?; \
+	  if [ $$st -eq 33 ]; then echo "kernel: all tests passed (QEMU status 33)"; \
+	  else echo "kernel: FAILED (QEMU status $$st)"; exit 1; fi
+
+# QEMU halted at the first instruction, gdb attached with the ELF64 symbols, stopped at kmain.
+# Extra gdb options: make debug GDB_ARGS='-batch -ex bt'.
+debug: $(ISO)
+	@command -v gdb >/dev/null || { echo "make debug needs gdb: sudo apt-get install gdb"; exit 1; }
+	@$(QEMU) $(QEMU_FLAGS) -s -S -cdrom $(ISO) </dev/null & qpid=$$!; \
+	  gdb -q $(KERNEL) -ex 'target remote localhost:1234' -ex 'hbreak kmain' -ex 'continue' \
+	    $(GDB_ARGS); \
+	  kill $$qpid 2>/dev/null; wait $$qpid 2>/dev/null; true
+
+# Disassembly interleaved with source, for reading what gcc and NASM produced.
+listing: $(KERNEL)
+	objdump -d -S -M intel $(KERNEL) > $(BUILD)/kernel.lst
+	@echo "wrote $(BUILD)/kernel.lst"
+
+clean:
+	rm -rf $(BUILD)
+
+# ==== string ====
+ASM_OBJS += $(BUILD)/asm/string.o
+
+# ==== heap ====
+MM_OBJS :=
+
+# ==== bench ====
+
+# ==== tests ====
+HOST_TEST_BINS = $(addprefix $(BUILD)/host/tests/,$(HOST_TESTS))
+
+host-tests: $(HOST_TEST_BINS)
+test-build: all harness-kernels host-tests
+
+test: deps
+	@$(MAKE) --no-print-directory test-build
+	@HOST_TESTS="$(HOST_TESTS)" KERNEL="$(KERNEL)" ISO="$(ISO)" KTIMEOUT="$(KTIMEOUT)" \
+	  QEMU="$(QEMU)" QEMU_FLAGS="$(QEMU_FLAGS)" BUILD="$(BUILD)" tools/test-all
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
