@@ -142,7 +142,32 @@ clean:
 	rm -rf $(BUILD)
 
 # ==== string ====
-ASM_OBJS += $(BUILD)/asm/string.o
+# asm/string.asm (mem* routines) and asm/spinlock.asm (IRQ-safe spinlock), built by the platform's
+# pattern rules: kernel objects with NASMFLAGS (-DKERNEL); host objects build/host/asm/*.o without
+# -DKERNEL, so they add only the k* names and never replace the C library's mem*. Host tests:
+# test_string (mem* against libc) and test_spinlock (mutual exclusion with pthreads).
+ASM_OBJS         += $(BUILD)/asm/string.o $(BUILD)/asm/spinlock.o
+STRING_HOST_OBJS := $(BUILD)/host/asm/string.o $(BUILD)/host/asm/spinlock.o
+HOST_TESTS       += test_string test_spinlock
+
+# struct kspinlock layout, one source of truth: asm/spinlock.h's `#define KSPIN_* value` lines
+# become NASM %defines, which asm/spinlock.asm checks against its struc.
+SPINLOCK_INC := $(BUILD)/gen/spinlock.inc
+$(SPINLOCK_INC): asm/spinlock.h
+	@mkdir -p $(@D)
+	sed -n 's/^#define[[:space:]]\{1,\}\(KSPIN_[A-Z0-9_]*\)[[:space:]]\{1,\}\([^[:space:]]\{1,\}\)[[:space:]]*$$/%define \1 \2/p' \
+	  $< > $@.tmp && mv $@.tmp $@
+$(BUILD)/asm/spinlock.o $(BUILD)/host/asm/spinlock.o: $(SPINLOCK_INC)
+$(BUILD)/asm/spinlock.o: NASMFLAGS += -I$(BUILD)/gen/
+$(BUILD)/host/asm/spinlock.o: HOST_NASMFLAGS += -I$(BUILD)/gen/
+$(BUILD)/host/tests/host/test_spinlock.o: HOST_CFLAGS += -pthread
+
+$(BUILD)/host/tests/test_string: $(BUILD)/host/tests/host/test_string.o $(BUILD)/host/asm/string.o
+	$(CC) -o $@ $^
+
+$(BUILD)/host/tests/test_spinlock: $(BUILD)/host/tests/host/test_spinlock.o \
+  $(BUILD)/host/asm/spinlock.o
+	$(CC) -pthread -o $@ $^
 
 # ==== heap ====
 MM_OBJS :=

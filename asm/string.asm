@@ -29,7 +29,7 @@ section .text
 ;   void *kmemset(void *dst, int c, size_t n);
 ;   IN:  rdi = dst, esi = c (only the low byte counts), rdx = n (0 allowed)
 ;   OUT: rax = dst
-;   Clobbers: rcx, rdx, rdi, r8, r9, flags (DF stays clear).  Callee-saved used: none.
+;   Clobbers: rcx, rdi, r8, r9, flags (DF stays clear).  Callee-saved used: none.
 ;   Stack: none.
 ; ---------------------------------------------------------------------------------------------
 %ifdef KERNEL
@@ -82,7 +82,7 @@ kmemset:
 ;   void *kmemcpy(void *restrict dst, const void *restrict src, size_t n);
 ;   IN:  rdi = dst, rsi = src, rdx = n (0 allowed)
 ;   OUT: rax = dst
-;   Clobbers: rcx, rdx, rsi, rdi, r8, r9, r10, r11, flags (DF stays clear).
+;   Clobbers: rcx, rsi, rdi, r8, r9, r10, r11, flags (DF stays clear).
 ;   Callee-saved used: none.  Stack: none.
 ;   Entry points .small and .forward are also used by kmemmove: both are correct for
 ;   overlapping ranges with dst <= src (and .small for any overlap).
@@ -159,7 +159,7 @@ kmemcpy:
 ;   void *kmemmove(void *dst, const void *src, size_t n);
 ;   IN:  rdi = dst, rsi = src, rdx = n (0 allowed)
 ;   OUT: rax = dst
-;   Clobbers: rcx, rdx, rsi, rdi, r8, r9, r10, r11, flags. DF is never set (the backward copy
+;   Clobbers: rcx, rsi, rdi, r8, r9, r10, r11, flags. DF is never set (the backward copy
 ;   is a qword loop, not std/rep movsb, which has no fast-string path anyway).
 ;   Callee-saved used: none.  Stack: none.
 ; ---------------------------------------------------------------------------------------------
