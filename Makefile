@@ -170,7 +170,34 @@ $(BUILD)/host/tests/test_spinlock: $(BUILD)/host/tests/host/test_spinlock.o \
 	$(CC) -pthread -o $@ $^
 
 # ==== heap ====
-MM_OBJS :=
+# The allocator (mm/): NASM hot paths plus the C checker, for the kernel and, unchanged, for
+# build/host/libkheap.a. build/mm/kheap_layout.inc holds every `#define KH*` of mm/kheap.h and
+# mm/kheap_layout.h as a NASM %define: one source of truth, cross-checked on both sides.
+MM_OBJS          := $(BUILD)/mm/kheap.o $(BUILD)/mm/kheap_check.o
+HOST_MM_OBJS     := $(BUILD)/host/mm/kheap.o $(BUILD)/host/mm/kheap_check.o
+HOST_LIB         := $(BUILD)/host/libkheap.a
+KHEAP_LAYOUT_INC := $(BUILD)/mm/kheap_layout.inc
+KHEAP_HOST_TESTS := test_kheap test_kheap_random demo_my_malloc
+HOST_TESTS       += $(KHEAP_HOST_TESTS)
+
+$(KHEAP_LAYOUT_INC): mm/kheap.h mm/kheap_layout.h
+	@mkdir -p $(@D)
+	sed -n '/^#define[[:space:]]\+KH[A-Z0-9_]*[[:space:]]\+[^[:space:]]/{s@[[:space:]]*/\*.*$$@@;s@^#define[[:space:]]\+\([A-Z0-9_]*\)[[:space:]]\+@%define \1 @;p}' \
+	  $^ > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/mm/kheap.o $(BUILD)/host/mm/kheap.o: $(KHEAP_LAYOUT_INC) mm/kheap_block.inc
+$(BUILD)/mm/kheap.o: NASMFLAGS += -I$(BUILD)/mm/ -Imm/
+$(BUILD)/host/mm/kheap.o: HOST_NASMFLAGS += -I$(BUILD)/mm/ -Imm/
+
+.PHONY: host-lib
+host-lib: $(HOST_LIB)
+$(HOST_LIB): $(HOST_MM_OBJS) $(BUILD)/host/asm/string.o
+	@rm -f $@
+	ar rcs $@ $^
+
+$(addprefix $(BUILD)/host/tests/,$(KHEAP_HOST_TESTS)): $(BUILD)/host/tests/%: \
+  $(BUILD)/host/tests/host/%.o $(HOST_LIB)
+	$(CC) -o $@ $< $(HOST_LIB)
 
 # ==== bench ====
 

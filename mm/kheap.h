@@ -30,6 +30,9 @@
 #define KHEAP_FL_SHIFT         8
 /* Largest block: below 2^KHEAP_MAX_LOG2 bytes (256 TiB); a longer region is used up to that. */
 #define KHEAP_MAX_LOG2         48
+/* Largest n kmalloc/krealloc/kcalloc and largest align kmalloc_aligned consider (64 TiB); a
+ * larger request returns NULL (keeps every size computation free of overflow). */
+#define KHEAP_MAX_ALLOC        0x0000400000000000
 /* Smallest region after alignment: descriptor (24) + KHEAP_MIN_BLOCK + end sentinel (8). */
 #define KHEAP_REGION_MIN       64
 
@@ -88,7 +91,9 @@ int kheap_init(void *start, size_t size);
 int kheap_add_region(void *start, size_t size);
 
 /* At least n usable bytes, KHEAP_ALIGN-aligned, or NULL if no block fits or n is absurd (larger
- * than the heap, or n + metadata overflows). kmalloc(0) returns a unique freeable pointer. O(1). */
+ * than the heap, or > KHEAP_MAX_ALLOC). kmalloc(0) returns a unique freeable pointer. Good fit:
+ * the request is rounded up to its size class, so every block of the first non-empty class
+ * found fits; if none, the head of the request's own class is tried. O(1). */
 void *kmalloc(size_t n);
 
 /* n * size zeroed bytes; NULL if n * size overflows or kmalloc would fail. O(1) + zeroing. */
@@ -96,8 +101,8 @@ void *kcalloc(size_t n, size_t size);
 
 /* p == NULL: kmalloc(n). n == 0: kfree(p), returns NULL. Otherwise resizes, in place when the
  * block shrinks or its next neighbour is free and large enough (O(1)), else moves keeping
- * min(old, n) bytes. Returns NULL on failure (or a bad p, which is reported) and leaves p valid
- * and unchanged. */
+ * min(old, n) bytes. Returns NULL on failure (or a bad p or corrupt neighbour, which is
+ * reported) and leaves p valid and unchanged. */
 void *krealloc(void *p, size_t n);
 
 /* NULL is a no-op. A pointer kheap did not hand out, a double free or an overwritten header is
@@ -131,11 +136,13 @@ void kheap_get_stats(struct kheap_stats *s);
  * previous handler (NULL if it was the default). */
 kheap_error_fn kheap_set_error_handler(kheap_error_fn fn);
 
-/* Every later public call runs between acquire(ctx) and release(ctx). NULL, NULL: no locking.
- * Change hooks only while no other thread or IRQ can be inside the heap. */
+/* Every later public call runs between acquire(ctx) and release(ctx) (the hooks are called
+ * with a 16-byte aligned stack and may clobber caller-saved registers). NULL, NULL: no locking.
+ * This call itself takes no lock: change hooks only while no other thread or IRQ can be inside
+ * the heap. */
 void kheap_set_lock(void (*acquire)(void *), void (*release)(void *), void *ctx);
 
-/* Name of a KHEAP_* code ("block already free", ...), for messages. Never NULL. */
+/* Name of a KHEAP_* code ("block already free", ...), for messages. Never NULL; no lock. */
 const char *kheap_strerror(int code);
 
 /* The original first-fit allocator's names: the same routines (aliases, same addresses). */

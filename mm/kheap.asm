@@ -1,0 +1,1094 @@
+; kheap.asm -- kheap, a constant-time (TLSF) kernel heap: the public API of mm/kheap.h.
+; Internal routines heap_* do the work under the lock; public entries only take the lock, note
+; the caller's return address for error reports and call them. Block and list helpers live in
+; kheap_block.inc, the layout in kheap_layout.h (via the generated kheap_layout.inc). Used by the
+; test kernel and, assembled without -DKERNEL, by build/host/libkheap.a.
+
+default rel
+bits 64
+
+%include "kheap_layout.inc"
+
+; ---- layout cross-check: these strucs must match kheap_layout.h, or the build fails ----------
+%macro ASSERT_LAYOUT 2
+  %if (%1) != (%2)
+    %error layout mismatch: %1 is not %2
+  %endif
+%endmacro
+
+struc kh_region
+  .next:        resq 1
+  .start:       resq 1
+  .end:         resq 1
+endstruc
+
+struc kh_ctl
+  .secret:      resq 1
+  .min:         resq 1
+  .max:         resq 1
+  .regions:     resq 1
+  .nregions:    resq 1
+  .caller:      resq 1
+  .err_fn:      resq 1
+  .lock_acq:    resq 1
+  .lock_rel:    resq 1
+  .lock_ctx:    resq 1
+  .total:       resq 1
+  .used:        resq 1
+  .free:        resq 1
+  .peak:        resq 1
+  .allocs:      resq 1
+  .frees:       resq 1
+  .failed:      resq 1
+  .errors:      resq 1
+  .fl_map:      resq 1
+  .sl_map:      resd KH_FL_COUNT
+  .heads:       resq 1                  ; aligned by hand below
+endstruc
+
+ASSERT_LAYOUT kh_region.next, KH_RGN_NEXT
+ASSERT_LAYOUT kh_region.start, KH_RGN_START
+ASSERT_LAYOUT kh_region.end, KH_RGN_END
+ASSERT_LAYOUT kh_region_size, KH_RGN_SIZE
+ASSERT_LAYOUT kh_ctl.secret, KH_CTL_SECRET
+ASSERT_LAYOUT kh_ctl.min, KH_CTL_MIN
+ASSERT_LAYOUT kh_ctl.max, KH_CTL_MAX
+ASSERT_LAYOUT kh_ctl.regions, KH_CTL_REGIONS
+ASSERT_LAYOUT kh_ctl.nregions, KH_CTL_NREGIONS
+ASSERT_LAYOUT kh_ctl.caller, KH_CTL_CALLER
+ASSERT_LAYOUT kh_ctl.err_fn, KH_CTL_ERR_FN
+ASSERT_LAYOUT kh_ctl.lock_acq, KH_CTL_LOCK_ACQ
+ASSERT_LAYOUT kh_ctl.lock_rel, KH_CTL_LOCK_REL
+ASSERT_LAYOUT kh_ctl.lock_ctx, KH_CTL_LOCK_CTX
+ASSERT_LAYOUT kh_ctl.total, KH_CTL_TOTAL
+ASSERT_LAYOUT kh_ctl.used, KH_CTL_USED
+ASSERT_LAYOUT kh_ctl.free, KH_CTL_FREE
+ASSERT_LAYOUT kh_ctl.peak, KH_CTL_PEAK
+ASSERT_LAYOUT kh_ctl.allocs, KH_CTL_ALLOCS
+ASSERT_LAYOUT kh_ctl.frees, KH_CTL_FREES
+ASSERT_LAYOUT kh_ctl.failed, KH_CTL_FAILED
+ASSERT_LAYOUT kh_ctl.errors, KH_CTL_ERRORS
+ASSERT_LAYOUT kh_ctl.fl_map, KH_CTL_FL_MAP
+ASSERT_LAYOUT kh_ctl.sl_map, KH_CTL_SL_MAP
+ASSERT_LAYOUT ((kh_ctl.heads + 7) / 8) * 8, KH_CTL_HEADS
+ASSERT_LAYOUT KH_CTL_HEADS + KH_FL_COUNT * KH_SL_COUNT * 8, KH_CTL_BYTES
+ASSERT_LAYOUT (KH_RGN_SIZE + KHEAP_HEADER_SIZE) % KHEAP_ALIGN, 0  ; first payload 16-aligned
+ASSERT_LAYOUT KH_RGN_MIN, KHEAP_REGION_MIN
+ASSERT_LAYOUT KHEAP_MIN_BLOCK, KHEAP_HEADER_SIZE + KH_FREE_PREV + KH_FOOTER_SIZE
+
+; ---- the control block: one global heap ------------------------------------------------------
+section .bss
+alignb 64
+global kheap_ctl:data hidden
+kheap_ctl:      resb KH_CTL_BYTES
+
+section .text
+
+; Read (%1 = reg) or name (CTL(x)) a control-block field.
+%define CTL(f) [rel kheap_ctl + (f)]
+
+%include "kheap_block.inc"
+
+extern kmemcpy
+extern kmemset
+extern kheap_check_walk
+
+; =============================================================================================
+; Internal routines: run under the lock, report misuse through heap_report.
+; =============================================================================================
+
+; heap_report -- count a misuse and hand it to the error handler with the public caller
+; C: void heap_report(int code, void *ptr)
+; IN edi = KHEAP_E_* code, rsi = offending pointer   OUT none
+; clobbers caller-saved registers (the handler may); stack: the handler's (tail call)
+heap_report:
+        inc     qword CTL(KH_CTL_ERRORS)
+        mov     rax, CTL(KH_CTL_ERR_FN)
+        test    rax, rax
+        jz      .default                ; the default handler only counts
+        mov     rdx, CTL(KH_CTL_CALLER)
+        jmp     rax                     ; handler(code, ptr, caller) returns to our caller
+.default:
+        ret
+
+; heap_lock / heap_unlock -- run the acquire / release hook, if any, with its context
+; C: void heap_lock(void), void heap_unlock(void)
+; IN none   OUT none; clobbers caller-saved registers (the hooks may); stack: the hook's
+heap_lock:
+        mov     rax, CTL(KH_CTL_LOCK_ACQ)
+        jmp     heap_hook
+heap_unlock:
+        mov     rax, CTL(KH_CTL_LOCK_REL)
+heap_hook:
+        test    rax, rax
+        jz      .none
+        mov     rdi, CTL(KH_CTL_LOCK_CTX)
+        jmp     rax                     ; tail call: the hook returns to our caller
+.none:
+        ret
+
+; block_request -- the block size for an n-byte request, or 0 if n is absurd
+; C: uint64_t block_request(size_t n)   (max(KHEAP_MIN_BLOCK, round_up(n + 8, 16)))
+; IN rdi = n   OUT rax = S or 0 (n > KH_MAX_REQUEST); clobbers rcx; stack: none
+block_request:
+        mov     rcx, KH_MAX_REQUEST
+        cmp     rdi, rcx
+        ja      .absurd
+        lea     rax, [rdi + KHEAP_HEADER_SIZE + KHEAP_ALIGN - 1]
+        and     rax, -KHEAP_ALIGN
+        mov     ecx, KHEAP_MIN_BLOCK
+        cmp     rax, rcx
+        cmovb   rax, rcx
+        ret
+.absurd:
+        xor     eax, eax
+        ret
+
+; block_from_user -- the used block behind a pointer from outside, or 0 after reporting why not
+; C: uintptr_t block_from_user(const void *p)   (p != NULL)
+; Rejects, reading no memory: p misaligned or outside [min, max) of the heap (KHEAP_E_BAD_PTR).
+; Then reads the 8 bytes at p - 8 (which may lie in a gap between two regions) and rejects a
+; header with bad check bits or a size running past the heap (KHEAP_E_BAD_HEADER) and a free
+; block (KHEAP_E_DOUBLE_FREE).
+; IN rdi = p   OUT rax = H = p - 8, or 0; clobbers caller-saved; callee-saved: rbx; stack: 16
+block_from_user:
+        push    rbx
+        mov     rbx, rdi
+        test    bl, KHEAP_ALIGN - 1
+        jnz     .bad_ptr
+        lea     rdi, [rbx - KHEAP_HEADER_SIZE]
+        cmp     rdi, CTL(KH_CTL_MIN)
+        jb      .bad_ptr
+        cmp     rbx, CTL(KH_CTL_MAX)
+        jae     .bad_ptr
+        call    block_read
+        cmp     rax, -1
+        je      .bad_header
+        test    al, KH_F_FREE
+        jnz     .double_free
+        mov     rcx, KH_SIZE_MASK
+        and     rcx, rax
+        cmp     rcx, KHEAP_MIN_BLOCK
+        jb      .bad_header             ; a sentinel or garbage
+        mov     rdx, CTL(KH_CTL_MAX)
+        lea     rax, [rbx - KHEAP_HEADER_SIZE]
+        sub     rdx, rax
+        cmp     rcx, rdx
+        jae     .bad_header             ; the next header would lie at or past the heap's end
+        pop     rbx
+        ret
+.bad_ptr:
+        mov     edi, KHEAP_E_BAD_PTR
+        jmp     .report
+.bad_header:
+        mov     edi, KHEAP_E_BAD_HEADER
+        jmp     .report
+.double_free:
+        mov     edi, KHEAP_E_DOUBLE_FREE
+.report:
+        mov     rsi, rbx
+        call    heap_report
+        xor     eax, eax
+        pop     rbx
+        ret
+
+; heap_alloc -- take a block of at least S bytes off the free lists, split off the surplus
+; C: uintptr_t heap_alloc(uint64_t s)   (S from block_request; 0 if nothing fits)
+; The list head is not trusted: its header, size and links are checked first (a corrupt list
+; is reported as KHEAP_E_FREELIST and the call fails without touching the list).
+; IN rdi = S   OUT rax = H of a used block of S .. S + KHEAP_MIN_BLOCK - 16 bytes, or 0
+; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
+heap_alloc:
+        push    rbx
+        push    r12
+        push    r13
+        push    r14
+        push    r15
+        mov     rbx, rdi
+        ; 1. a list head that should fit (good fit, see bin_search)
+        call    bin_search
+        test    rax, rax
+        jz      .fail
+        mov     r12, rax
+        ; 2. the head must be a valid free header, big enough, with links pointing back
+        mov     rdi, r12
+        call    block_read
+        cmp     rax, -1
+        je      .freelist
+        test    al, KH_F_FREE
+        jz      .freelist
+        mov     r13, KH_SIZE_MASK
+        and     r13, rax
+        cmp     r13, rbx
+        jb      .freelist
+        mov     rdi, r12
+        call    bin_links_ok
+        test    eax, eax
+        jz      .freelist
+        ; 3. the right neighbour's header must be valid: it is rewritten below
+        lea     r14, [r12 + r13]
+        mov     rdi, r14
+        call    block_read
+        cmp     rax, -1
+        je      .bad_next
+        mov     r15, rax
+        ; 4. off the list; split when the surplus can be a block of its own
+        mov     rdi, r12
+        call    bin_remove
+        mov     rsi, r13
+        sub     rsi, rbx
+        cmp     rsi, KHEAP_MIN_BLOCK
+        jb      .whole
+        ; [ ------- free ------- ][N] => [ used S ][ free ][N]   (N keeps PREV_FREE)
+        lea     rdi, [r12 + rbx]
+        call    block_make_free
+        mov     r13, rbx
+        jmp     .mark_used
+.whole:
+        ; [ ------- free ------- ][N] => [ ------- used ------- ][N]   (N loses PREV_FREE)
+        mov     rdi, r14
+        mov     rsi, r15
+        and     rsi, ~KH_F_PREV_FREE
+        call    block_set
+.mark_used:
+        ; 5. used header; PREV_FREE clear: a free block's left neighbour is never free
+        mov     rdi, r12
+        mov     rsi, r13
+        call    block_set
+        mov     rdi, r13
+        call    stats_used_add
+        mov     rax, r12
+        jmp     .out
+.freelist:
+        mov     edi, KHEAP_E_FREELIST
+        lea     rsi, [r12 + KHEAP_HEADER_SIZE]
+        call    heap_report
+        jmp     .fail
+.bad_next:
+        mov     edi, KHEAP_E_BAD_HEADER
+        lea     rsi, [r14 + KHEAP_HEADER_SIZE]
+        call    heap_report
+.fail:
+        xor     eax, eax
+.out:
+        pop     r15
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     rbx
+        ret
+
+; block_trim -- shrink used block H to `want` bytes, returning the tail to the free lists
+; C: void block_trim(uintptr_t h, uint64_t want)   (nothing happens if the tail is < 32 bytes)
+; The tail merges with a free right neighbour; a bad neighbour is reported and H stays whole.
+; IN rdi = H (valid used header), rsi = want (multiple of 16, >= 32)   OUT none
+; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
+block_trim:
+        push    rbx
+        push    r12
+        push    r13
+        push    r14
+        push    r15
+        mov     rbx, rdi
+        mov     rax, [rbx]
+        mov     r14, KH_SIZE_MASK
+        and     r14, rax                ; S
+        lea     r15, [rbx + r14]        ; N, the right neighbour
+        sub     r14, rsi                ; tail bytes
+        cmp     r14, KHEAP_MIN_BLOCK
+        jb      .out
+        and     eax, KH_F_PREV_FREE
+        or      rax, rsi
+        mov     r13, rax                ; H's new header word
+        ; 1. N must be valid, and if free, properly linked
+        mov     rdi, r15
+        call    block_read_next
+        cmp     rax, -1
+        je      .report
+        mov     r12, rax
+        ; 2. H shrinks; the tail's bytes move from used to free
+        mov     rdi, rbx
+        mov     rsi, r13
+        call    block_set
+        mov     rdi, r14
+        neg     rdi
+        call    stats_used_add
+        test    r12b, KH_F_FREE
+        jz      .next_used
+        ; [ H ....... tail ][ N free ] => [ H ][ tail + N free ]
+        mov     rdi, r15
+        call    bin_remove
+        mov     rax, KH_SIZE_MASK
+        and     rax, r12
+        add     r14, rax
+        jmp     .file_tail
+.next_used:
+        ; [ H ....... tail ][ N used ] => [ H ][ tail free ][ N used, PREV_FREE ]
+        mov     rdi, r15
+        mov     rsi, r12
+        or      rsi, KH_F_PREV_FREE
+        call    block_set
+.file_tail:
+        mov     rax, KH_SIZE_MASK
+        and     rax, r13
+        lea     rdi, [rbx + rax]
+        mov     rsi, r14
+        call    block_make_free
+        jmp     .out
+.report:
+        mov     edi, edx
+        lea     rsi, [rbx + KHEAP_HEADER_SIZE]
+        call    heap_report
+.out:
+        pop     r15
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     rbx
+        ret
+
+; block_free -- return used block H to the free lists, merging with free physical neighbours
+; C: int block_free(uintptr_t h)   (1 freed; 0 a neighbour was corrupt: reported, H leaked)
+; Everything is checked before anything is written. Every header left inside the merged block
+; (H's, N's) is a valid free header, so a later kfree of a stale pointer is a reported double
+; free rather than a trusted stale used header.
+;
+;   [ P free ][ H ][ N free ][ X ]  =>  [ ------------ P ------------ ][ X, PREV_FREE ]
+;   [ P used ][ H ][ N free ][ X ]  =>  [ P ][ -------- H -------- ][ X, PREV_FREE ]
+;   [ P free ][ H ][ N used ]       =>  [ ------ P ------ ][ N, PREV_FREE ]
+;   [ P used ][ H ][ N used ]       =>  [ P ][ H free ][ N, PREV_FREE ]
+;
+; IN rdi = H (from block_from_user)   OUT eax; clobbers caller-saved
+; callee-saved: rbx, r12-r15; stack: 48
+block_free:
+        push    rbx
+        push    r12
+        push    r13
+        push    r14
+        push    r15
+        mov     rbx, rdi                ; H
+        mov     r12, KH_LOW_MASK
+        and     r12, [rbx]              ; H's word
+        mov     r13, KH_SIZE_MASK
+        and     r13, r12                ; S
+        ; 1. right neighbour N and (if PREV_FREE) left neighbour P, checked
+        lea     rdi, [rbx + r13]
+        call    block_read_next
+        cmp     rax, -1
+        je      .report
+        mov     r14, rax
+        mov     rdi, rbx
+        mov     rsi, r12
+        call    block_read_prev
+        cmp     rax, -1
+        je      .report
+        mov     r15, rax                ; P or 0
+        ; 2. H's bytes move from used to free; if P will absorb H, H's header is marked free
+        ; first, so that a later kfree(H + 8) is a reported double free, not a stale used header
+        ; (if H is not absorbed, step 5 writes its free header anyway)
+        test    r15, r15
+        jz      .counted
+        mov     rdi, rbx
+        mov     rsi, r12
+        or      rsi, KH_F_FREE
+        call    block_set
+.counted:
+        mov     rdi, r13
+        neg     rdi
+        call    stats_used_add
+        inc     qword CTL(KH_CTL_FREES)
+        ; 3. merge right, or tell N its left neighbour is free now
+        lea     rdi, [rbx + r13]
+        test    r14b, KH_F_FREE
+        jnz     .merge_right
+        mov     rsi, r14
+        or      rsi, KH_F_PREV_FREE
+        call    block_set
+        jmp     .merge_left
+.merge_right:
+        call    bin_remove              ; X already has PREV_FREE
+        mov     rax, KH_SIZE_MASK
+        and     rax, r14
+        add     r13, rax
+.merge_left:
+        ; 4. merge left: the block starts at P
+        test    r15, r15
+        jz      .file
+        mov     rdi, r15
+        call    bin_remove
+        mov     rax, rbx
+        sub     rax, r15
+        add     r13, rax
+        mov     rbx, r15
+.file:
+        ; 5. header, footer, list
+        mov     rdi, rbx
+        mov     rsi, r13
+        call    block_make_free
+        mov     eax, 1
+        jmp     .out
+.report:
+        mov     edi, edx
+        lea     rsi, [rbx + KHEAP_HEADER_SIZE]
+        call    heap_report
+        xor     eax, eax
+.out:
+        pop     r15
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     rbx
+        ret
+
+; block_grow -- grow used block H in place to at least `want` bytes by absorbing a free N
+; C: int block_grow(uintptr_t h, uint64_t want)
+;    (1 grown, maybe by more than asked: block_trim it; 0 N is not free or too small;
+;     -1 a corrupt neighbour was reported)
+;   [ H ][ N free ][ X ]  =>  [ ------- H ------- ][ X, PREV_FREE clear ]
+; IN rdi = H (valid used header), rsi = want   OUT eax
+; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
+block_grow:
+        push    rbx
+        push    r12
+        push    r13
+        push    r14
+        push    r15
+        mov     rbx, rdi
+        mov     r12, rsi
+        mov     r13, KH_SIZE_MASK
+        and     r13, [rbx]              ; S
+        lea     r14, [rbx + r13]        ; N
+        ; 1. N: valid (and linked if free), then free and big enough together with H
+        mov     rdi, r14
+        call    block_read_next
+        cmp     rax, -1
+        je      .report
+        mov     r15, rax
+        xor     eax, eax
+        test    r15b, KH_F_FREE
+        jz      .out
+        mov     rcx, KH_SIZE_MASK
+        and     r15, rcx                ; N's size
+        lea     rcx, [r13 + r15]
+        cmp     rcx, r12
+        jb      .out
+        ; 2. X, the block after N, must be valid: it loses PREV_FREE
+        lea     rdi, [r14 + r15]
+        call    block_read
+        mov     edx, KHEAP_E_BAD_HEADER
+        cmp     rax, -1
+        je      .report
+        mov     r12, rax
+        ; 3. commit: N off its list, X's PREV_FREE cleared, H takes N's bytes
+        mov     rdi, r14
+        call    bin_remove
+        lea     rdi, [r14 + r15]
+        mov     rsi, r12
+        and     rsi, ~KH_F_PREV_FREE
+        call    block_set
+        mov     rsi, [rbx]
+        and     esi, KH_F_PREV_FREE
+        add     rsi, r13
+        add     rsi, r15
+        mov     rdi, rbx
+        call    block_set
+        mov     rdi, r15
+        call    stats_used_add
+        mov     eax, 1
+        jmp     .out
+.report:
+        mov     edi, edx
+        lea     rsi, [rbx + KHEAP_HEADER_SIZE]
+        call    heap_report
+        mov     eax, -1
+.out:
+        pop     r15
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     rbx
+        ret
+
+; heap_malloc -- kmalloc without the lock: block for n bytes, counted in the stats
+; C: void *heap_malloc(size_t n)
+; IN rdi = n   OUT rax = payload or NULL; clobbers caller-saved; stack: 16
+heap_malloc:
+        sub     rsp, 8
+        call    block_request
+        test    rax, rax
+        jz      .fail
+        mov     rdi, rax
+        call    heap_alloc
+        test    rax, rax
+        jz      .fail
+        inc     qword CTL(KH_CTL_ALLOCS)
+        add     rax, KHEAP_HEADER_SIZE
+        add     rsp, 8
+        ret
+.fail:
+        inc     qword CTL(KH_CTL_FAILED)
+        xor     eax, eax
+        add     rsp, 8
+        ret
+
+; heap_free -- kfree without the lock
+; C: void heap_free(void *p)
+; IN rdi = p   OUT none; clobbers caller-saved; stack: 16
+heap_free:
+        test    rdi, rdi
+        jz      .done                   ; kfree(NULL) is a no-op
+        sub     rsp, 8
+        call    block_from_user
+        add     rsp, 8
+        test    rax, rax
+        jz      .done
+        mov     rdi, rax
+        jmp     block_free
+.done:
+        ret
+
+; heap_calloc -- kcalloc without the lock: n * size zeroed bytes, NULL on overflow
+; C: void *heap_calloc(size_t n, size_t size)
+; IN rdi = n, rsi = size   OUT rax; clobbers caller-saved; callee-saved: rbx, r12; stack: 32
+heap_calloc:
+        push    rbx
+        push    r12
+        sub     rsp, 8
+        mov     rax, rdi
+        mul     rsi                     ; rdx:rax = n * size
+        jc      .overflow
+        mov     rbx, rax
+        mov     rdi, rax
+        call    heap_malloc
+        test    rax, rax
+        jz      .out
+        mov     r12, rax
+        mov     rdi, rax
+        xor     esi, esi
+        mov     rdx, rbx
+        call    kmemset wrt ..plt
+        mov     rax, r12
+        jmp     .out
+.overflow:
+        inc     qword CTL(KH_CTL_FAILED)
+        xor     eax, eax
+.out:
+        add     rsp, 8
+        pop     r12
+        pop     rbx
+        ret
+
+; heap_realloc -- krealloc without the lock
+; C: void *heap_realloc(void *p, size_t n)
+; In place when it shrinks (block_trim) or the right neighbour is free and big enough
+; (block_grow + block_trim), O(1); else kmalloc + copy + free. Failure leaves p as it was.
+; IN rdi = p, rsi = n   OUT rax; clobbers caller-saved
+; callee-saved: rbx, r12-r15; stack: 48
+heap_realloc:
+        push    rbx
+        push    r12
+        push    r13
+        push    r14
+        push    r15
+        mov     rbx, rdi
+        mov     r12, rsi
+        ; 1. krealloc(NULL, n) is kmalloc(n); krealloc(p, 0) is kfree(p)
+        test    rbx, rbx
+        jnz     .have_p
+        mov     rdi, r12
+        call    heap_malloc
+        jmp     .out
+.have_p:
+        test    r12, r12
+        jnz     .resize
+        mov     rdi, rbx
+        call    heap_free
+        jmp     .null
+.resize:
+        ; 2. p must be a live block; n must be sane
+        mov     rdi, rbx
+        call    block_from_user
+        test    rax, rax
+        jz      .null
+        mov     r13, rax                ; H
+        mov     rdi, r12
+        call    block_request
+        test    rax, rax
+        jz      .failed
+        mov     r14, rax                ; new block size
+        mov     r15, KH_SIZE_MASK
+        and     r15, [r13]              ; old block size
+        ; 3. in place: shrink, or grow into the right neighbour
+        cmp     r14, r15
+        jbe     .trim
+        mov     rdi, r13
+        mov     rsi, r14
+        call    block_grow
+        test    eax, eax
+        js      .failed
+        jz      .move
+.trim:
+        mov     rdi, r13
+        mov     rsi, r14
+        call    block_trim
+        mov     rax, rbx
+        jmp     .out
+.move:
+        ; 4. move: new block, copy the old payload (all of it is < n), free the old block
+        mov     rdi, r12
+        call    heap_malloc
+        test    rax, rax
+        jz      .out
+        mov     r12, rax
+        mov     rdi, rax
+        mov     rsi, rbx
+        lea     rdx, [r15 - KHEAP_HEADER_SIZE]
+        call    kmemcpy wrt ..plt
+        mov     rdi, r13
+        call    block_free
+        mov     rax, r12
+        jmp     .out
+.failed:
+        inc     qword CTL(KH_CTL_FAILED)
+.null:
+        xor     eax, eax
+.out:
+        pop     r15
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     rbx
+        ret
+
+; heap_aligned -- kmalloc_aligned without the lock
+; C: void *heap_aligned(size_t align, size_t n)
+; Allocates S + align + 16 bytes, splits the leading gap off as a free block (it is at least
+; KHEAP_MIN_BLOCK, and its left neighbour is used: no merge), then trims the tail. O(1).
+;   [ ------------ block ------------ ]  =>  [ gap free ][ aligned used ][ tail free ]
+; IN rdi = align, rsi = n   OUT rax; clobbers caller-saved
+; callee-saved: rbx, r12-r15; stack: 48
+heap_aligned:
+        push    rbx
+        push    r12
+        push    r13
+        push    r14
+        push    r15
+        mov     rbx, rdi
+        mov     r12, rsi
+        ; 1. align: a power of two, not absurd; <= KHEAP_ALIGN is plain kmalloc
+        lea     rax, [rbx - 1]
+        test    rax, rbx
+        jnz     .failed
+        test    rbx, rbx
+        jz      .failed
+        mov     rax, KH_MAX_REQUEST
+        cmp     rbx, rax
+        ja      .failed
+        cmp     rbx, KHEAP_ALIGN
+        ja      .big
+        mov     rdi, r12
+        call    heap_malloc
+        jmp     .out
+.big:
+        mov     rdi, r12
+        call    block_request
+        test    rax, rax
+        jz      .failed
+        mov     r13, rax                ; S
+        ; 2. a block with room for any leading gap
+        lea     rdi, [r13 + rbx + KHEAP_ALIGN]
+        call    heap_alloc
+        test    rax, rax
+        jz      .failed
+        mov     r14, rax                ; H
+        lea     rax, [r14 + KHEAP_HEADER_SIZE]
+        lea     rcx, [rbx - 1]
+        test    rax, rcx
+        jz      .trim                   ; already aligned
+        ; 3. aligned payload at least KHEAP_MIN_BLOCK past H's payload; the gap becomes free
+        lea     rax, [r14 + KHEAP_HEADER_SIZE + KHEAP_MIN_BLOCK + rcx]
+        not     rcx
+        and     rax, rcx
+        lea     r15, [rax - KHEAP_HEADER_SIZE]  ; H'
+        mov     rsi, KH_SIZE_MASK
+        and     rsi, [r14]
+        add     rsi, r14
+        sub     rsi, r15
+        or      rsi, KH_F_PREV_FREE
+        mov     rdi, r15
+        call    block_set               ; H' used, its left neighbour (the gap) free
+        mov     rdi, r14
+        sub     rdi, r15
+        call    stats_used_add          ; the gap's bytes (negative delta) go back to free
+        mov     rdi, r14
+        mov     rsi, r15
+        sub     rsi, r14
+        call    block_make_free
+        mov     r14, r15
+.trim:
+        mov     rdi, r14
+        mov     rsi, r13
+        call    block_trim
+        inc     qword CTL(KH_CTL_ALLOCS)
+        lea     rax, [r14 + KHEAP_HEADER_SIZE]
+        jmp     .out
+.failed:
+        inc     qword CTL(KH_CTL_FAILED)
+        xor     eax, eax
+.out:
+        pop     r15
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     rbx
+        ret
+
+; heap_ksize -- ksize without the lock
+; C: size_t heap_ksize(const void *p)
+; IN rdi = p   OUT rax = usable bytes, 0 for NULL or a bad p (reported); stack: 16
+heap_ksize:
+        test    rdi, rdi
+        jz      .zero
+        sub     rsp, 8
+        call    block_from_user
+        add     rsp, 8
+        test    rax, rax
+        jz      .zero
+        mov     rcx, KH_SIZE_MASK
+        and     rcx, [rax]
+        lea     rax, [rcx - KHEAP_HEADER_SIZE]
+        ret
+.zero:
+        xor     eax, eax
+        ret
+
+; region_add -- carve [start, start + size) into descriptor, one free block and a sentinel
+; C: int region_add(void *start, size_t size)
+; Aligns start up and the end down to 16; rejects NULL, wrap-around, too small, and overlap
+; with any known region (the only loop over regions; kheap_add_region is O(regions)).
+; IN rdi = start, rsi = size   OUT eax = 0 or KHEAP_E_*; clobbers caller-saved
+; callee-saved: rbx, r12; stack: 32
+region_add:
+        push    rbx
+        push    r12
+        sub     rsp, 8
+        ; 1. [A, E): aligned inward, sane
+        mov     eax, KHEAP_E_INVAL
+        test    rdi, rdi
+        jz      .out
+        mov     rcx, rdi
+        add     rcx, rsi
+        jc      .out                    ; wraps
+        mov     eax, KHEAP_E_TOO_SMALL
+        lea     rbx, [rdi + KHEAP_ALIGN - 1]
+        cmp     rbx, rdi
+        jb      .out
+        and     rbx, -KHEAP_ALIGN       ; A
+        and     rcx, -KHEAP_ALIGN       ; E
+        cmp     rcx, rbx
+        jbe     .out
+        mov     rdx, rcx
+        sub     rdx, rbx
+        cmp     rdx, KH_RGN_MIN
+        jb      .out
+        mov     r8, KH_RGN_MAX
+        cmp     rdx, r8
+        jbe     .length_ok
+        lea     rcx, [rbx + r8]         ; longer than a block can be: use the first part
+.length_ok:
+        mov     r12, rcx
+        ; 2. no overlap with a known region
+        mov     eax, KHEAP_E_OVERLAP
+        mov     rdx, CTL(KH_CTL_REGIONS)
+.overlap:
+        test    rdx, rdx
+        jz      .carve
+        cmp     rbx, [rdx + KH_RGN_END]
+        jae     .next_region
+        cmp     r12, [rdx + KH_RGN_START]
+        ja      .out
+.next_region:
+        mov     rdx, [rdx + KH_RGN_NEXT]
+        jmp     .overlap
+.carve:
+        ; 3. descriptor, bounds, counters
+        mov     rax, CTL(KH_CTL_REGIONS)
+        mov     [rbx + KH_RGN_NEXT], rax
+        mov     [rbx + KH_RGN_START], rbx
+        mov     [rbx + KH_RGN_END], r12
+        mov     CTL(KH_CTL_REGIONS), rbx
+        inc     qword CTL(KH_CTL_NREGIONS)
+        cmp     rbx, CTL(KH_CTL_MIN)
+        jae     .min_ok
+        mov     CTL(KH_CTL_MIN), rbx
+.min_ok:
+        cmp     r12, CTL(KH_CTL_MAX)
+        jbe     .max_ok
+        mov     CTL(KH_CTL_MAX), r12
+.max_ok:
+        mov     rax, r12
+        sub     rax, rbx
+        sub     rax, KH_RGN_SIZE + KH_SENTINEL_SIZE
+        add     CTL(KH_CTL_TOTAL), rax
+        add     CTL(KH_CTL_FREE), rax
+        ; 4. [desc][ one free block ][sentinel: used, size 0, PREV_FREE]
+        lea     rdi, [r12 - KH_SENTINEL_SIZE]
+        mov     esi, KH_F_PREV_FREE
+        call    block_set
+        lea     rdi, [rbx + KH_RGN_SIZE]
+        mov     rsi, r12
+        sub     rsi, rdi
+        sub     rsi, KH_SENTINEL_SIZE
+        call    block_make_free
+        xor     eax, eax
+.out:
+        add     rsp, 8
+        pop     r12
+        pop     rbx
+        ret
+
+; heap_init -- kheap_init without the lock: forget everything, start over on one region
+; C: int heap_init(void *start, size_t size)
+; Keeps the error handler and lock hooks; a new secret makes every old header invalid.
+; IN rdi = start, rsi = size   OUT eax; clobbers caller-saved; callee-saved: rbx, r12-r15
+; stack: 48
+heap_init:
+        push    rbx
+        push    r12
+        push    r13
+        push    r14
+        push    r15
+        mov     rbx, rdi
+        mov     r12, rsi
+        ; 1. save the hooks, clear the control block, restore the hooks
+        mov     r13, CTL(KH_CTL_ERR_FN)
+        mov     r14, CTL(KH_CTL_LOCK_ACQ)
+        mov     r15, CTL(KH_CTL_LOCK_REL)
+        mov     r8, CTL(KH_CTL_LOCK_CTX)
+        mov     r9, CTL(KH_CTL_CALLER)
+        lea     rdi, [rel kheap_ctl]
+        mov     ecx, KH_CTL_BYTES / 8
+        xor     eax, eax
+        rep stosq
+        mov     CTL(KH_CTL_ERR_FN), r13
+        mov     CTL(KH_CTL_LOCK_ACQ), r14
+        mov     CTL(KH_CTL_LOCK_REL), r15
+        mov     CTL(KH_CTL_LOCK_CTX), r8
+        mov     CTL(KH_CTL_CALLER), r9
+        mov     qword CTL(KH_CTL_MIN), -1
+        ; 2. a fresh secret: time stamp and address, mixed
+        rdtsc
+        shl     rdx, 32
+        or      rax, rdx
+        xor     rax, rbx
+        mov     rcx, KH_HASH_K2
+        imul    rax, rcx
+        mov     CTL(KH_CTL_SECRET), rax
+        ; 3. the one region (on failure the heap stays empty: nregions == 0)
+        mov     rdi, rbx
+        mov     rsi, r12
+        call    region_add
+        pop     r15
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     rbx
+        ret
+
+; heap_add_region -- kheap_add_region without the lock
+; C: int heap_add_region(void *start, size_t size)
+; IN rdi, rsi   OUT eax; clobbers caller-saved; stack: see region_add
+heap_add_region:
+        cmp     qword CTL(KH_CTL_NREGIONS), 0
+        jne     region_add
+        mov     eax, KHEAP_E_NOT_INIT
+        ret
+
+; heap_stats -- kheap_get_stats without the lock
+; C: void heap_stats(struct kheap_stats *s)
+; largest_free walks the highest non-empty list (bounded by the number of blocks that fit in
+; the heap, in case it is corrupt); everything else is a copy.
+; IN rdi = s   OUT none; clobbers rax, rcx, rdx, rsi, r8; stack: none
+heap_stats:
+        mov     rax, CTL(KH_CTL_TOTAL)
+        mov     [rdi + KH_ST_TOTAL], rax
+        mov     rax, CTL(KH_CTL_USED)
+        mov     [rdi + KH_ST_USED], rax
+        mov     rax, CTL(KH_CTL_FREE)
+        mov     [rdi + KH_ST_FREE], rax
+        mov     rax, CTL(KH_CTL_PEAK)
+        mov     [rdi + KH_ST_PEAK], rax
+        mov     rax, CTL(KH_CTL_ALLOCS)
+        mov     [rdi + KH_ST_ALLOCS], rax
+        mov     rax, CTL(KH_CTL_FREES)
+        mov     [rdi + KH_ST_FREES], rax
+        mov     rax, CTL(KH_CTL_FAILED)
+        mov     [rdi + KH_ST_FAILED], rax
+        mov     rax, CTL(KH_CTL_ERRORS)
+        mov     [rdi + KH_ST_ERRORS], rax
+        mov     rax, CTL(KH_CTL_NREGIONS)
+        mov     [rdi + KH_ST_REGIONS], eax
+        ; largest free block: the largest on the highest non-empty list
+        xor     eax, eax
+        mov     rdx, CTL(KH_CTL_FL_MAP)
+        test    rdx, rdx
+        jz      .largest_done
+        bsr     rdx, rdx
+        lea     rcx, [rel kheap_ctl]
+        bsr     esi, dword [rcx + KH_CTL_SL_MAP + rdx*4]
+        shl     edx, KHEAP_SL_LOG2
+        add     edx, esi
+        mov     rsi, [rcx + KH_CTL_HEADS + rdx*8]
+        mov     rcx, CTL(KH_CTL_TOTAL)
+        shr     rcx, 5                  ; at most total / KHEAP_MIN_BLOCK blocks
+        mov     r8, KH_SIZE_MASK
+.largest_loop:
+        test    rsi, rsi
+        jz      .largest_done
+        JMP_UNLESS_HDR_ADDR rsi, .largest_done
+        mov     rdx, [rsi]
+        and     rdx, r8
+        cmp     rdx, rax
+        cmova   rax, rdx
+        mov     rsi, [rsi + KH_FREE_NEXT]
+        sub     rcx, 1
+        jnc     .largest_loop
+.largest_done:
+        mov     [rdi + KH_ST_LARGEST], rax
+        ret
+
+; heap_set_handler -- kheap_set_error_handler without the lock
+; C: kheap_error_fn heap_set_handler(kheap_error_fn fn)   (NULL = the default)
+; IN rdi = fn   OUT rax = previous handler (NULL if it was the default); stack: none
+heap_set_handler:
+        mov     rax, CTL(KH_CTL_ERR_FN)
+        mov     CTL(KH_CTL_ERR_FN), rdi
+        ret
+
+; =============================================================================================
+; Public entries: lock, remember the caller's return address for error reports, work, unlock.
+; =============================================================================================
+
+; PUBLIC_BODY internal -- the common body of a public entry with up to two arguments.
+; At entry [rsp] is the caller's return address (also when entered through a my_* alias).
+; IN rdi, rsi as the public function   OUT rax = the internal routine's result
+; callee-saved: rbx, r12, r13 (saved); stack: 32 plus the internal routine's and the hooks'
+%macro PUBLIC_BODY 1
+        push    rbx
+        push    r12
+        push    r13                     ; three pushes: the stack is 16-aligned for calls
+        mov     rbx, rdi
+        mov     r12, rsi
+        call    heap_lock
+        mov     rax, [rsp + 3 * 8]      ; our caller's return address
+        mov     CTL(KH_CTL_CALLER), rax
+        mov     rdi, rbx
+        mov     rsi, r12
+        call    %1
+        mov     rbx, rax
+        call    heap_unlock
+        mov     rax, rbx
+        pop     r13
+        pop     r12
+        pop     rbx
+        ret
+%endmacro
+
+global kheap_init:function
+global kheap_add_region:function
+global kmalloc:function
+global kcalloc:function
+global krealloc:function
+global kfree:function
+global kmalloc_aligned:function
+global ksize:function
+global kheap_check:function
+global kheap_get_stats:function
+global kheap_set_error_handler:function
+global kheap_set_lock:function
+global my_malloc:function
+global my_calloc:function
+global my_realloc:function
+global my_free:function
+
+align 16
+; kheap_init -- (re)initialise the heap over one region
+; C: int kheap_init(void *start, size_t size)   IN rdi, rsi   OUT eax
+kheap_init:
+        PUBLIC_BODY heap_init
+
+align 16
+; kheap_add_region -- give the heap another disjoint region
+; C: int kheap_add_region(void *start, size_t size)   IN rdi, rsi   OUT eax
+kheap_add_region:
+        PUBLIC_BODY heap_add_region
+
+align 16
+; kmalloc / my_malloc -- at least n usable bytes, 16-aligned, or NULL. O(1)
+; C: void *kmalloc(size_t n)   IN rdi   OUT rax
+kmalloc:
+my_malloc:
+        PUBLIC_BODY heap_malloc
+
+align 16
+; kcalloc / my_calloc -- n * size zeroed bytes, NULL on overflow. O(1) + zeroing
+; C: void *kcalloc(size_t n, size_t size)   IN rdi, rsi   OUT rax
+kcalloc:
+my_calloc:
+        PUBLIC_BODY heap_calloc
+
+align 16
+; krealloc / my_realloc -- resize in place when possible, else move. O(1) in place
+; C: void *krealloc(void *p, size_t n)   IN rdi, rsi   OUT rax
+krealloc:
+my_realloc:
+        PUBLIC_BODY heap_realloc
+
+align 16
+; kfree / my_free -- free a block; misuse is reported and ignored. O(1)
+; C: void kfree(void *p)   IN rdi   OUT none
+kfree:
+my_free:
+        PUBLIC_BODY heap_free
+
+align 16
+; kmalloc_aligned -- n bytes at a multiple of align (a power of two). O(1)
+; C: void *kmalloc_aligned(size_t align, size_t n)   IN rdi, rsi   OUT rax
+kmalloc_aligned:
+        PUBLIC_BODY heap_aligned
+
+align 16
+; ksize -- usable bytes of a live block. O(1)
+; C: size_t ksize(const void *p)   IN rdi   OUT rax
+ksize:
+        PUBLIC_BODY heap_ksize
+
+align 16
+; kheap_check -- verify every invariant (mm/kheap_check.c does the walk). O(heap)
+; C: int kheap_check(void)   OUT eax
+kheap_check:
+        PUBLIC_BODY kheap_check_walk wrt ..plt
+
+align 16
+; kheap_get_stats -- fill *s
+; C: void kheap_get_stats(struct kheap_stats *s)   IN rdi
+kheap_get_stats:
+        PUBLIC_BODY heap_stats
+
+align 16
+; kheap_set_error_handler -- install the misuse handler, return the previous one
+; C: kheap_error_fn kheap_set_error_handler(kheap_error_fn fn)   IN rdi   OUT rax
+kheap_set_error_handler:
+        PUBLIC_BODY heap_set_handler
+
+align 16
+; kheap_set_lock -- install lock hooks (no lock taken: nobody may be inside the heap)
+; C: void kheap_set_lock(void (*acquire)(void *), void (*release)(void *), void *ctx)
+; IN rdi, rsi, rdx   OUT none; clobbers nothing else; stack: none
+kheap_set_lock:
+        mov     CTL(KH_CTL_LOCK_ACQ), rdi
+        mov     CTL(KH_CTL_LOCK_REL), rsi
+        mov     CTL(KH_CTL_LOCK_CTX), rdx
+        ret
+
+section .note.GNU-stack noalloc noexec nowrite progbits

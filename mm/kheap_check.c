@@ -1,0 +1,207 @@
+/*
+ * kheap_check.c -- kheap's invariant checker and error names, in freestanding C (no libc).
+ * A second, independent reading of the layout in kheap_layout.h: kheap_check (mm/kheap.asm)
+ * takes the lock and calls kheap_check_walk, which walks every region block by block and every
+ * free list and compares what it finds with the bitmaps and the counters. O(heap).
+ */
+#include "kheap_layout.h"
+
+extern struct kh_ctl kheap_ctl __attribute__((visibility("hidden")));
+int kheap_check_walk(void) __attribute__((visibility("hidden")));
+
+/* ---- block helpers ------------------------------------------------------------------------- */
+
+static uint64_t kh_word(uintptr_t h) { return *(const volatile uint64_t *)h; }
+
+/* The check bits a header word must carry at address h (see kheap_layout.h). */
+static uint64_t kh_hash(uintptr_t h, uint64_t word)
+{
+    uint64_t x = (uint64_t)h * KH_HASH_K1;
+    x ^= word & KH_LOW_MASK;
+    x ^= kheap_ctl.secret;
+    x *= KH_HASH_K1;
+    x ^= x >> KH_HASH_SHIFT;
+    x *= KH_HASH_K2;
+    return (x >> KH_CHECK_SHIFT) << KH_CHECK_SHIFT;
+}
+
+static int kh_valid(uintptr_t h)
+{
+    uint64_t w = kh_word(h);
+    return (w & ~(uint64_t)KH_LOW_MASK) == kh_hash(h, w) && (w & KH_F_RESERVED) == 0;
+}
+
+/* Could h be a block header: inside the heap's bounds and 8 mod 16? */
+static int kh_hdr_addr(uintptr_t h)
+{
+    return h >= kheap_ctl.min_addr && h < kheap_ctl.max_addr && h % KHEAP_ALIGN == 8;
+}
+
+/* A hash of a block address: the sum over free blocks found by the walk must equal the sum
+ * over blocks found on the lists (with equal counts and bytes: the same set, all but surely). */
+static uint64_t kh_fingerprint(uintptr_t h)
+{
+    uint64_t x = (uint64_t)h;
+    x ^= x >> 33;
+    x *= 0xFF51AFD7ED558CCDull;
+    x ^= x >> 33;
+    x *= 0xC4CEB9FE1A85EC53ull;
+    return x ^ (x >> 33);
+}
+
+/* Smallest and one past the largest size class (fl, sl) holds: written from the class
+ * definition, not from the mapping the allocator uses. */
+static void kh_class_range(unsigned fl, unsigned sl, uint64_t *lo, uint64_t *hi)
+{
+    if (fl == 0) {
+        *lo = (uint64_t)sl * KHEAP_ALIGN;
+        *hi = *lo + KHEAP_ALIGN;
+        return;
+    }
+    unsigned msb = fl + KHEAP_FL_SHIFT - 1;
+    uint64_t step = 1ull << (msb - KHEAP_SL_LOG2);
+    *lo = (1ull << msb) + sl * step;
+    *hi = *lo + step;
+}
+
+/* ---- the walk ------------------------------------------------------------------------------ */
+
+struct kh_walk {
+    uint64_t total, used, free, nfree, free_fp;
+};
+
+/* Walk one region's blocks: sizes, check bits, boundary tags, no two free blocks adjacent. */
+static int kh_walk_region(const struct kh_region *r, struct kh_walk *w)
+{
+    uintptr_t end = r->end, h = r->start + KH_RGN_SIZE;
+    uintptr_t sentinel = end - KH_SENTINEL_SIZE;
+    int prev_free = 0;                       /* the first block has nothing free on its left */
+
+    for (;;) {
+        if (h > sentinel || !kh_valid(h))
+            return KHEAP_E_CORRUPT;
+        uint64_t word = kh_word(h), size = word & KH_SIZE_MASK;
+        int is_free = (word & KH_F_FREE) != 0;
+        if (((word & KH_F_PREV_FREE) != 0) != prev_free)
+            return KHEAP_E_CORRUPT;          /* boundary tag disagrees with the left block */
+        if (h == sentinel)
+            return (size == 0 && !is_free) ? 0 : KHEAP_E_CORRUPT;
+        if (size < KHEAP_MIN_BLOCK || size > sentinel - h)
+            return KHEAP_E_CORRUPT;
+        if (is_free) {
+            if (prev_free)
+                return KHEAP_E_CORRUPT;      /* two adjacent free blocks: a missed merge */
+            if (kh_word(h + size - KH_FOOTER_SIZE) != size)
+                return KHEAP_E_CORRUPT;
+            w->free += size;
+            w->nfree++;
+            w->free_fp += kh_fingerprint(h);
+        } else {
+            w->used += size;
+        }
+        w->total += size;
+        prev_free = is_free;
+        h += size;
+    }
+}
+
+/* Walk the region list: descriptors sane, bounds right, regions disjoint. */
+static int kh_walk_regions(struct kh_walk *w)
+{
+    const struct kh_ctl *c = &kheap_ctl;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    uint64_t n = 0;
+
+    for (const struct kh_region *r = c->regions; r; r = r->next) {
+        uintptr_t a = (uintptr_t)r;
+        if (++n > c->nregions || a % KHEAP_ALIGN || a < c->min_addr || a >= c->max_addr)
+            return KHEAP_E_CORRUPT;
+        if (r->start != a || r->end % KHEAP_ALIGN || r->end > c->max_addr ||
+            r->end - a < KH_RGN_MIN)
+            return KHEAP_E_CORRUPT;
+        for (const struct kh_region *q = r->next; q; q = q->next) {
+            if ((uintptr_t)q % KHEAP_ALIGN || (uintptr_t)q < c->min_addr ||
+                (uintptr_t)q >= c->max_addr)
+                return KHEAP_E_CORRUPT;
+            if (a < q->end && q->start < r->end)
+                return KHEAP_E_CORRUPT;      /* overlapping regions */
+        }
+        int err = kh_walk_region(r, w);
+        if (err)
+            return err;
+        lo = a < lo ? a : lo;
+        hi = r->end > hi ? r->end : hi;
+    }
+    if (n != c->nregions || lo != c->min_addr || hi != c->max_addr)
+        return KHEAP_E_CORRUPT;
+    return 0;
+}
+
+/* Walk every free list: links both ways, each block valid, free and of its list's class,
+ * bitmap bits exactly where lists are non-empty, and together exactly the free blocks. */
+static int kh_walk_lists(const struct kh_walk *w)
+{
+    const struct kh_ctl *c = &kheap_ctl;
+    uint64_t nodes = 0, bytes = 0, fp = 0;
+
+    if (c->fl_map >> KH_FL_COUNT)
+        return KHEAP_E_FREELIST;             /* bits for classes that do not exist */
+    for (unsigned fl = 0; fl < KH_FL_COUNT; fl++) {
+        if (c->sl_map[fl] >> KH_SL_COUNT || ((c->fl_map >> fl) & 1) != (c->sl_map[fl] != 0))
+            return KHEAP_E_FREELIST;
+        for (unsigned sl = 0; sl < KH_SL_COUNT; sl++) {
+            uint64_t lo, hi;
+            uintptr_t prev = 0, b = c->heads[fl][sl];
+            if (((c->sl_map[fl] >> sl) & 1) != (b != 0))
+                return KHEAP_E_FREELIST;
+            kh_class_range(fl, sl, &lo, &hi);
+            for (; b; prev = b, b = *(const uintptr_t *)(b + KH_FREE_NEXT)) {
+                if (++nodes > w->nfree || !kh_hdr_addr(b) || !kh_valid(b))
+                    return KHEAP_E_FREELIST;
+                uint64_t word = kh_word(b), size = word & KH_SIZE_MASK;
+                if (!(word & KH_F_FREE) || size < lo || size >= hi ||
+                    *(const uintptr_t *)(b + KH_FREE_PREV) != prev)
+                    return KHEAP_E_FREELIST;
+                bytes += size;
+                fp += kh_fingerprint(b);
+            }
+        }
+    }
+    if (nodes != w->nfree || bytes != w->free || fp != w->free_fp)
+        return KHEAP_E_FREELIST;             /* a free block missing from the lists */
+    return 0;
+}
+
+/* Called by kheap_check (mm/kheap.asm) with the lock held. */
+int kheap_check_walk(void)
+{
+    const struct kh_ctl *c = &kheap_ctl;
+    struct kh_walk w = { 0, 0, 0, 0, 0 };
+    int err;
+
+    if (c->nregions == 0)
+        return KHEAP_E_NOT_INIT;
+    if ((err = kh_walk_regions(&w)) != 0 || (err = kh_walk_lists(&w)) != 0)
+        return err;
+    if (w.total != c->total || w.used != c->used || w.free != c->free || c->peak < c->used)
+        return KHEAP_E_STATS;
+    return 0;
+}
+
+const char *kheap_strerror(int code)
+{
+    switch (code) {
+    case KHEAP_OK:            return "ok";
+    case KHEAP_E_INVAL:       return "invalid argument";
+    case KHEAP_E_TOO_SMALL:   return "region too small";
+    case KHEAP_E_OVERLAP:     return "region overlaps a known region";
+    case KHEAP_E_BAD_PTR:     return "pointer outside the heap or misaligned";
+    case KHEAP_E_BAD_HEADER:  return "no live block there (interior pointer or overwritten header)";
+    case KHEAP_E_DOUBLE_FREE: return "block already free";
+    case KHEAP_E_FREELIST:    return "free list corrupted";
+    case KHEAP_E_CORRUPT:     return "heap block or region corrupted";
+    case KHEAP_E_STATS:       return "counters disagree with the heap";
+    case KHEAP_E_NOT_INIT:    return "heap not initialised";
+    default:                  return "unknown kheap error";
+    }
+}

@@ -1,0 +1,193 @@
+/*
+ * kheap_layout.h -- kheap's internal layout: block header bits, free-block links, region
+ * descriptor, size classes and the control block. The one source of truth for mm/kheap.asm (the
+ * Makefile turns every `#define NAME value` line here and in kheap.h into kheap_layout.inc) and
+ * for the C checker mm/kheap_check.c. Values must stay plain integer expressions NASM understands.
+ */
+#ifndef KHEAP_LAYOUT_H
+#define KHEAP_LAYOUT_H
+
+#include "kheap.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Blocks. A block starts with its header word at H, H = 8 (mod 16), payload at H + 8, and ends
+ * where the next block's header starts: its size S is a multiple of 16, >= KHEAP_MIN_BLOCK.
+ *
+ *   header word:  63 ........ 48 47 ................ 4  3  2  1  0
+ *                [  check bits  |     size / 16       | 0  0  PF F ]
+ *
+ * check = top 16 bits of hash(H, bits 0..47, per-heap secret); every header, used or free,
+ * carries valid check bits, so a pointer that does not point just past a header is caught.
+ *
+ *   used block:  [hdr][payload .................................. S - 8 bytes]
+ *   free block:  [hdr][next free][prev free][ ....... unused ....... ][footer = S]
+ *
+ * The footer (last 8 bytes of a free block) is read only by the next block, and only when
+ * the next block's PREV_FREE flag says its left neighbour is free: a used block's last 8 bytes
+ * belong to its payload. Two free blocks are never adjacent.
+ * ------------------------------------------------------------------------------------------- */
+#define KH_F_FREE            1     /* this block is free and on the list its size maps to */
+#define KH_F_PREV_FREE       2     /* the physical predecessor is free: footer at H - 8 */
+#define KH_F_RESERVED        12    /* flag bits that must be 0 in a valid header */
+#define KH_FLAG_MASK         15
+#define KH_SIZE_MASK         0x0000FFFFFFFFFFF0
+#define KH_LOW_MASK          0x0000FFFFFFFFFFFF   /* size and flags: what the check bits cover */
+#define KH_CHECK_SHIFT       48
+/* Check-bit hash: x = ((H * K1) ^ low48 ^ secret) * K1; x ^= x >> SHIFT; check = (x * K2) >> 48 */
+#define KH_HASH_K1           0x9E3779B97F4A7C15
+#define KH_HASH_K2           0xBF58476D1CE4E5B9
+#define KH_HASH_SHIFT        29
+
+/* Free-block fields, as offsets from H. */
+#define KH_FREE_NEXT         8     /* next block on the same free list, or 0 */
+#define KH_FREE_PREV         16    /* previous block on the list, or 0 if this is the head */
+#define KH_FOOTER_SIZE       8     /* the footer is the last 8 bytes: at H + S - 8 */
+
+/* ---------------------------------------------------------------------------------------------
+ * Regions. [A, E) aligned to 16; descriptor at A, first block header right after it (A + 24 is
+ * 8 mod 16), end sentinel header (size 0, used, valid check bits) at E - 8. The first block's
+ * PREV_FREE is always clear, so nothing left of it is ever read; the sentinel is never free, so
+ * nothing right of it is ever merged.
+ *
+ *   [next|start|end][ first block ... blocks ... last block ][sentinel]
+ *   A               A+24                                      E-8      E
+ * ------------------------------------------------------------------------------------------- */
+#define KH_RGN_NEXT          0     /* next region descriptor, or 0 */
+#define KH_RGN_START         8     /* A */
+#define KH_RGN_END           16    /* E */
+#define KH_RGN_SIZE          24    /* descriptor bytes; the first header is at A + KH_RGN_SIZE */
+#define KH_SENTINEL_SIZE     8     /* the end sentinel header */
+/* Smallest aligned region: descriptor + one minimum block + sentinel. */
+#define KH_RGN_MIN           (KH_RGN_SIZE + KHEAP_MIN_BLOCK + KH_SENTINEL_SIZE)
+/* Longest region used: its one block stays below 2^KHEAP_MAX_LOG2 (the rest is ignored). */
+#define KH_RGN_MAX           0x0000FFFFFFFFFFF0
+
+/* ---------------------------------------------------------------------------------------------
+ * Size classes (TLSF). S < KH_SMALL_LIMIT: fl 0, sl = S / 16 (one exact size per list).
+ * Otherwise fl = msb(S) - KHEAP_FL_SHIFT + 1, sl = the KHEAP_SL_LOG2 bits below the msb.
+ * Requests are rounded up to the next class boundary first (good fit): every block on the first
+ * non-empty list at or above that class fits.
+ * ------------------------------------------------------------------------------------------- */
+#define KH_SL_COUNT          (1 << KHEAP_SL_LOG2)
+#define KH_FL_COUNT          (KHEAP_MAX_LOG2 - KHEAP_FL_SHIFT + 1)
+#define KH_SMALL_LIMIT       (1 << KHEAP_FL_SHIFT)
+/* Largest n (and align) kmalloc/kmalloc_aligned consider: 2^(KHEAP_MAX_LOG2 - 2). Keeps
+ * n + align + slack and its class rounding below 2^KHEAP_MAX_LOG2 without overflow checks. */
+#define KH_MAX_REQUEST       KHEAP_MAX_ALLOC
+
+/* ---------------------------------------------------------------------------------------------
+ * Control block (one global heap, kheap_ctl in the module's .bss). Offsets in bytes.
+ * ------------------------------------------------------------------------------------------- */
+#define KH_CTL_SECRET        0     /* per-heap secret mixed into check bits (set by kheap_init) */
+#define KH_CTL_MIN           8     /* lowest region start (all ones while there is none) */
+#define KH_CTL_MAX           16    /* highest region end (0 while there is none) */
+#define KH_CTL_REGIONS       24    /* first region descriptor */
+#define KH_CTL_NREGIONS      32    /* number of regions; 0 = not initialised */
+#define KH_CTL_CALLER        40    /* return address of the public call in progress */
+#define KH_CTL_ERR_FN        48    /* error handler, 0 = default (count only) */
+#define KH_CTL_LOCK_ACQ      56
+#define KH_CTL_LOCK_REL      64
+#define KH_CTL_LOCK_CTX      72
+#define KH_CTL_TOTAL         80    /* bytes in blocks (used + free) */
+#define KH_CTL_USED          88
+#define KH_CTL_FREE          96
+#define KH_CTL_PEAK          104
+#define KH_CTL_ALLOCS        112
+#define KH_CTL_FREES         120
+#define KH_CTL_FAILED        128
+#define KH_CTL_ERRORS        136
+#define KH_CTL_FL_MAP        144   /* bit fl set iff sl_map[fl] != 0 */
+#define KH_CTL_SL_MAP        152   /* uint32_t[KH_FL_COUNT]: bit sl set iff heads[fl][sl] != 0 */
+#define KH_CTL_HEADS         (KH_CTL_SL_MAP + ((KH_FL_COUNT * 4 + 7) / 8) * 8)
+#define KH_CTL_BYTES         (KH_CTL_HEADS + KH_FL_COUNT * KH_SL_COUNT * 8)
+
+/* struct kheap_stats (kheap.h) field offsets, for kheap_get_stats in NASM. */
+#define KH_ST_TOTAL          0
+#define KH_ST_USED           8
+#define KH_ST_FREE           16
+#define KH_ST_LARGEST        24
+#define KH_ST_PEAK           32
+#define KH_ST_ALLOCS         40
+#define KH_ST_FREES          48
+#define KH_ST_FAILED         56
+#define KH_ST_ERRORS         64
+#define KH_ST_REGIONS        72
+
+/* ---------------------------------------------------------------------------------------------
+ * C view of the same layout (mm/kheap_check.c). NASM never sees this part: the Makefile only
+ * extracts #define lines.
+ * ------------------------------------------------------------------------------------------- */
+#ifndef __ASSEMBLER__
+struct kh_region {
+    struct kh_region *next;
+    uintptr_t         start, end;
+};
+
+struct kh_ctl {
+    uint64_t          secret;
+    uintptr_t         min_addr, max_addr;
+    struct kh_region *regions;
+    uint64_t          nregions;
+    void             *caller;
+    kheap_error_fn    err_fn;
+    void            (*lock_acquire)(void *);
+    void            (*lock_release)(void *);
+    void             *lock_ctx;
+    uint64_t          total, used, free, peak, allocs, frees, failed, errors;
+    uint64_t          fl_map;
+    uint32_t          sl_map[KH_FL_COUNT];
+    uintptr_t         heads[KH_FL_COUNT][KH_SL_COUNT];
+};
+
+#define KH_ASSERT_OFF(type, field, off) \
+    _Static_assert(offsetof(type, field) == (off), #type "." #field " != " #off)
+KH_ASSERT_OFF(struct kh_region, next, KH_RGN_NEXT);
+KH_ASSERT_OFF(struct kh_region, start, KH_RGN_START);
+KH_ASSERT_OFF(struct kh_region, end, KH_RGN_END);
+_Static_assert(sizeof(struct kh_region) == KH_RGN_SIZE, "region descriptor size");
+_Static_assert((KH_RGN_SIZE + KHEAP_HEADER_SIZE) % KHEAP_ALIGN == 0, "first payload aligned");
+KH_ASSERT_OFF(struct kh_ctl, secret, KH_CTL_SECRET);
+KH_ASSERT_OFF(struct kh_ctl, min_addr, KH_CTL_MIN);
+KH_ASSERT_OFF(struct kh_ctl, max_addr, KH_CTL_MAX);
+KH_ASSERT_OFF(struct kh_ctl, regions, KH_CTL_REGIONS);
+KH_ASSERT_OFF(struct kh_ctl, nregions, KH_CTL_NREGIONS);
+KH_ASSERT_OFF(struct kh_ctl, caller, KH_CTL_CALLER);
+KH_ASSERT_OFF(struct kh_ctl, err_fn, KH_CTL_ERR_FN);
+KH_ASSERT_OFF(struct kh_ctl, lock_acquire, KH_CTL_LOCK_ACQ);
+KH_ASSERT_OFF(struct kh_ctl, lock_release, KH_CTL_LOCK_REL);
+KH_ASSERT_OFF(struct kh_ctl, lock_ctx, KH_CTL_LOCK_CTX);
+KH_ASSERT_OFF(struct kh_ctl, total, KH_CTL_TOTAL);
+KH_ASSERT_OFF(struct kh_ctl, used, KH_CTL_USED);
+KH_ASSERT_OFF(struct kh_ctl, free, KH_CTL_FREE);
+KH_ASSERT_OFF(struct kh_ctl, peak, KH_CTL_PEAK);
+KH_ASSERT_OFF(struct kh_ctl, allocs, KH_CTL_ALLOCS);
+KH_ASSERT_OFF(struct kh_ctl, frees, KH_CTL_FREES);
+KH_ASSERT_OFF(struct kh_ctl, failed, KH_CTL_FAILED);
+KH_ASSERT_OFF(struct kh_ctl, errors, KH_CTL_ERRORS);
+KH_ASSERT_OFF(struct kh_ctl, fl_map, KH_CTL_FL_MAP);
+KH_ASSERT_OFF(struct kh_ctl, sl_map, KH_CTL_SL_MAP);
+KH_ASSERT_OFF(struct kh_ctl, heads, KH_CTL_HEADS);
+_Static_assert(sizeof(struct kh_ctl) == KH_CTL_BYTES, "control block size");
+KH_ASSERT_OFF(struct kheap_stats, total_bytes, KH_ST_TOTAL);
+KH_ASSERT_OFF(struct kheap_stats, used_bytes, KH_ST_USED);
+KH_ASSERT_OFF(struct kheap_stats, free_bytes, KH_ST_FREE);
+KH_ASSERT_OFF(struct kheap_stats, largest_free, KH_ST_LARGEST);
+KH_ASSERT_OFF(struct kheap_stats, peak_used, KH_ST_PEAK);
+KH_ASSERT_OFF(struct kheap_stats, allocs, KH_ST_ALLOCS);
+KH_ASSERT_OFF(struct kheap_stats, frees, KH_ST_FREES);
+KH_ASSERT_OFF(struct kheap_stats, failed_allocs, KH_ST_FAILED);
+KH_ASSERT_OFF(struct kheap_stats, errors, KH_ST_ERRORS);
+KH_ASSERT_OFF(struct kheap_stats, regions, KH_ST_REGIONS);
+_Static_assert(KH_SIZE_MASK == (((1ull << KHEAP_MAX_LOG2) - 1) & ~(uint64_t)KH_FLAG_MASK),
+               "size mask covers bits 4..KHEAP_MAX_LOG2-1");
+_Static_assert(KH_LOW_MASK == (1ull << KH_CHECK_SHIFT) - 1, "check bits above the size");
+_Static_assert(KH_CHECK_SHIFT == KHEAP_MAX_LOG2, "size bits end where check bits start");
+_Static_assert(KH_MAX_REQUEST == 1ull << (KHEAP_MAX_LOG2 - 2), "max request");
+_Static_assert(KH_FL_COUNT <= 64 && KH_SL_COUNT <= 32, "bitmaps fit their words");
+_Static_assert(KHEAP_MIN_BLOCK == KHEAP_HEADER_SIZE + 2 * 8 + KH_FOOTER_SIZE, "min block");
+_Static_assert(KH_RGN_MIN == KHEAP_REGION_MIN, "public region minimum");
+_Static_assert(KH_FLAG_MASK == (KH_F_FREE | KH_F_PREV_FREE | KH_F_RESERVED), "flag bits");
+_Static_assert(KHEAP_ALIGN == KH_FLAG_MASK + 1, "flags live in the alignment bits");
+#endif
+
+#endif /* KHEAP_LAYOUT_H */

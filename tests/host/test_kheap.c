@@ -1,0 +1,827 @@
+/*
+ * tests/host/test_kheap.c -- unit tests of the kheap contract (mm/kheap.h) on the host, linked
+ * with build/host/libkheap.a: every function, every misuse case (code, pointer and the caller's
+ * return address, also through my_*), regions, lock hooks and kheap_check's own detection of
+ * corruption (white-box, through the layout in mm/kheap_layout.h). TAP version 13.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mm/kheap.h"
+#include "mm/kheap_layout.h"
+#include "tap.h"
+
+extern struct kh_ctl kheap_ctl;   /* white-box access for the corruption tests */
+
+#define ARENA_SIZE (1u << 20)
+static unsigned char arena[ARENA_SIZE] __attribute__((aligned(4096)));
+
+/* ---- the real caller: trampolines whose return address is a known label ------------------ */
+#define TRAMPOLINE(name, fn)                                                                \
+    __asm__(".text\n.p2align 4\n.globl " #name "\n.type " #name ",@function\n" #name ":\n"   \
+            "\tsub $8, %rsp\n\tcall " #fn "@PLT\n.globl " #name "_ret\n" #name "_ret:\n"     \
+            "\tadd $8, %rsp\n\tret\n");                                                     \
+    extern const char name##_ret[];
+TRAMPOLINE(t_kfree, kfree)
+TRAMPOLINE(t_my_free, my_free)
+TRAMPOLINE(t_krealloc, krealloc)
+TRAMPOLINE(t_my_realloc, my_realloc)
+TRAMPOLINE(t_ksize, ksize)
+TRAMPOLINE(t_kmalloc, kmalloc)
+void  t_kfree(void *p);
+void  t_my_free(void *p);
+void *t_krealloc(void *p, size_t n);
+void *t_my_realloc(void *p, size_t n);
+size_t t_ksize(const void *p);
+void *t_kmalloc(size_t n);
+
+/* ---- recording error handler --------------------------------------------------------------- */
+static struct { int n, code; void *ptr, *caller; int lock_depth; } rec;
+static int lock_depth;
+
+static void record(int code, void *ptr, void *caller)
+{
+    rec.n++;
+    rec.code = code;
+    rec.ptr = ptr;
+    rec.caller = caller;
+    rec.lock_depth = lock_depth;
+}
+
+/* One new report since `before`, with this code, pointer and caller. */
+#define EXPECT_REPORT(before, code_, ptr_, caller_)                                         \
+    do {                                                                                    \
+        TAP_CHECK_EQ(rec.n, (before) + 1);                                                  \
+        TAP_CHECK_EQ(rec.code, code_);                                                      \
+        TAP_CHECK_EQ(rec.ptr, ptr_);                                                        \
+        TAP_CHECK_EQ(rec.caller, caller_);                                                  \
+    } while (0)
+
+static void reset_at(unsigned char *base, size_t size)
+{
+    TAP_CHECK_EQ(kheap_init(base, size), 0);
+    kheap_set_error_handler(record);
+    memset(&rec, 0, sizeof rec);
+}
+
+static void reset(size_t size)
+{
+    TAP_CHECK_EQ(kheap_init(arena, size), 0);
+    kheap_set_error_handler(record);
+    memset(&rec, 0, sizeof rec);
+}
+
+static struct kheap_stats stats(void)
+{
+    struct kheap_stats s;
+    kheap_get_stats(&s);
+    return s;
+}
+
+/* The whole heap is free and in one block per region. */
+static void expect_all_free(unsigned regions)
+{
+    struct kheap_stats s = stats();
+    TAP_CHECK_EQ(s.used_bytes, 0);
+    TAP_CHECK_EQ(s.free_bytes, s.total_bytes);
+    TAP_CHECK_EQ(s.regions, regions);
+    if (regions == 1)
+        TAP_CHECK_EQ(s.largest_free, s.total_bytes);
+    TAP_CHECK_EQ(kheap_check(), 0);
+}
+
+static size_t block_of(size_t n)   /* the block size kmalloc(n) uses */
+{
+    size_t s = (n + KHEAP_HEADER_SIZE + KHEAP_ALIGN - 1) & ~(size_t)(KHEAP_ALIGN - 1);
+    return s < KHEAP_MIN_BLOCK ? KHEAP_MIN_BLOCK : s;
+}
+
+/* ---- init and regions ---------------------------------------------------------------------- */
+
+static void test_init_rejects(void)
+{
+    TAP_CHECK_EQ(kheap_init(NULL, 4096), KHEAP_E_INVAL);
+    TAP_CHECK_EQ(kheap_init((void *)(UINTPTR_MAX - 100), 4096), KHEAP_E_INVAL);
+    TAP_CHECK_EQ(kheap_init(arena, 0), KHEAP_E_TOO_SMALL);
+    TAP_CHECK_EQ(kheap_init(arena, KHEAP_REGION_MIN - 1), KHEAP_E_TOO_SMALL);
+    TAP_CHECK_EQ(kheap_init(arena + 1, KHEAP_REGION_MIN), KHEAP_E_TOO_SMALL); /* aligned: 48 */
+    /* a failed init leaves an empty, uninitialised heap */
+    TAP_CHECK(kmalloc(1) == NULL);
+    TAP_CHECK_EQ(kheap_add_region(arena, 4096), KHEAP_E_NOT_INIT);
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_NOT_INIT);
+    struct kheap_stats s = stats();
+    TAP_CHECK_EQ(s.regions, 0);
+    TAP_CHECK_EQ(s.total_bytes, 0);
+}
+
+static void test_init_minimum_region(void)
+{
+    reset(KHEAP_REGION_MIN);
+    struct kheap_stats s = stats();
+    TAP_CHECK_EQ(s.total_bytes, KHEAP_MIN_BLOCK);
+    void *p = kmalloc(KHEAP_MIN_BLOCK - KHEAP_HEADER_SIZE);
+    TAP_CHECK(p != NULL);
+    TAP_CHECK(kmalloc(0) == NULL);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(p);
+    expect_all_free(1);
+    TAP_CHECK_EQ(rec.n, 0);
+}
+
+static void test_init_unaligned(void)
+{
+    /* start aligned up, end aligned down: nothing outside [arena+3, arena+3+4000) is used */
+    memset(arena, 0x5A, 8192);
+    TAP_CHECK_EQ(kheap_init(arena + 3, 4000), 0);
+    struct kheap_stats s = stats();
+    TAP_CHECK_EQ(s.total_bytes, ((4003 & ~15u) - 16) - KH_RGN_SIZE - KH_SENTINEL_SIZE);
+    void *p = kmalloc(s.total_bytes - KHEAP_HEADER_SIZE);
+    TAP_CHECK(p != NULL);
+    if (p)
+        memset(p, 0, s.total_bytes - KHEAP_HEADER_SIZE);
+    for (int i = 0; i < 16; i++)
+        TAP_CHECK_EQ(arena[i], 0x5A);
+    for (int i = 4003 & ~15; i < 4200; i++)
+        TAP_CHECK_EQ(arena[i], 0x5A);
+    kfree(p);
+    TAP_CHECK_EQ(kheap_check(), 0);
+}
+
+static void test_add_region(void)
+{
+    unsigned char *base = arena + 256 * 1024;
+    reset_at(base, 64 * 1024);
+    unsigned char *r2 = base + 128 * 1024, *r3 = base + 96 * 1024;
+    TAP_CHECK_EQ(kheap_add_region(NULL, 4096), KHEAP_E_INVAL);
+    TAP_CHECK_EQ(kheap_add_region((void *)(UINTPTR_MAX - 64), 128), KHEAP_E_INVAL);
+    TAP_CHECK_EQ(kheap_add_region(r2, KHEAP_REGION_MIN - 1), KHEAP_E_TOO_SMALL);
+    TAP_CHECK_EQ(kheap_add_region(base, 4096), KHEAP_E_OVERLAP);           /* inside */
+    TAP_CHECK_EQ(kheap_add_region(base + 60 * 1024, 8192), KHEAP_E_OVERLAP); /* tail */
+    TAP_CHECK_EQ(kheap_add_region(base - 4096 + 16, 8192), KHEAP_E_OVERLAP); /* head */
+    TAP_CHECK_EQ(kheap_add_region(base, 128 * 1024), KHEAP_E_OVERLAP);     /* contains */
+    TAP_CHECK_EQ(kheap_add_region(r2, 64 * 1024), 0);                       /* above, gap */
+    TAP_CHECK_EQ(kheap_add_region(r2 + 32 * 1024, 4096), KHEAP_E_OVERLAP);
+    TAP_CHECK_EQ(kheap_add_region(base + 64 * 1024, 32 * 1024), 0);        /* touching 1st */
+    TAP_CHECK_EQ(kheap_add_region(r3, 32 * 1024), 0);                       /* touching both */
+    struct kheap_stats s = stats();
+    TAP_CHECK_EQ(s.regions, 4);
+    TAP_CHECK_EQ(s.total_bytes, 4 * 0 + (64 + 64 + 32 + 32) * 1024 - 4 * (KH_RGN_SIZE + 8));
+    TAP_CHECK_EQ(kheap_check(), 0);
+    /* fill everything with blocks of a size that does not divide the regions, free all */
+    void *ptrs[2048];
+    int n = 0;
+    while (n < 2048 && (ptrs[n] = kmalloc(1000)) != NULL)
+        memset(ptrs[n++], 0xC3, 1000);
+    TAP_CHECK(n > 150);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    for (int i = 0; i < n; i += 2)
+        kfree(ptrs[i]);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    for (int i = 1; i < n; i += 2)
+        kfree(ptrs[i]);
+    expect_all_free(4);
+    /* every region is one free block again: the largest is the biggest region's */
+    s = stats();
+    TAP_CHECK_EQ(s.largest_free, 64 * 1024 - KH_RGN_SIZE - 8);
+    /* a block as big as a whole region fits, one larger than any does not */
+    void *big = kmalloc(64 * 1024 - KH_RGN_SIZE - 8 - KHEAP_HEADER_SIZE);
+    TAP_CHECK(big != NULL);
+    TAP_CHECK(kmalloc(64 * 1024) == NULL);
+    kfree(big);
+    TAP_CHECK_EQ(rec.n, 0);
+    TAP_CHECK_EQ(kheap_check(), 0);
+}
+
+static void test_reinit_forgets(void)
+{
+    reset(64 * 1024);
+    TAP_CHECK_EQ(kheap_add_region(arena + 128 * 1024, 64 * 1024), 0);
+    void *p = kmalloc(100);
+    TAP_CHECK_EQ(kheap_init(arena + 256 * 1024, 64 * 1024), 0);
+    struct kheap_stats s = stats();
+    TAP_CHECK_EQ(s.regions, 1);
+    TAP_CHECK_EQ(s.allocs, 0);
+    int before = rec.n;
+    kfree(p);                                  /* the old heap is forgotten: outside now */
+    EXPECT_REPORT(before, KHEAP_E_BAD_PTR, p, rec.caller);
+    TAP_CHECK(kheap_set_error_handler(NULL) == record);   /* the handler survived the init */
+    kheap_set_error_handler(record);
+    expect_all_free(1);
+}
+
+/* ---- allocation ---------------------------------------------------------------------------- */
+
+static void test_kmalloc_basic(void)
+{
+    reset(ARENA_SIZE);
+    void *z1 = kmalloc(0), *z2 = kmalloc(0);
+    TAP_CHECK(z1 && z2 && z1 != z2);
+    TAP_CHECK_EQ(ksize(z1), KHEAP_MIN_BLOCK - KHEAP_HEADER_SIZE);
+    kfree(z1);
+    kfree(z2);
+    void *ptrs[600];
+    for (size_t n = 0; n < 600; n++) {
+        ptrs[n] = kmalloc(n * 3);
+        TAP_CHECK(ptrs[n] != NULL);
+        TAP_CHECK_EQ((uintptr_t)ptrs[n] % KHEAP_ALIGN, 0);
+        TAP_CHECK_EQ(ksize(ptrs[n]), block_of(n * 3) - KHEAP_HEADER_SIZE);
+        memset(ptrs[n], (int)n, ksize(ptrs[n]));       /* the whole usable size is ours */
+    }
+    for (size_t n = 0; n < 600; n++) {
+        unsigned char *p = ptrs[n];
+        size_t bad = 0;
+        for (size_t i = 0; i < ksize(p); i++)
+            bad += p[i] != (unsigned char)n;
+        TAP_CHECK_EQ(bad, 0);
+    }
+    TAP_CHECK_EQ(kheap_check(), 0);
+    for (size_t n = 0; n < 600; n += 3)
+        kfree(ptrs[n]);
+    for (size_t n = 1; n < 600; n += 3)
+        kfree(ptrs[n]);
+    for (size_t n = 2; n < 600; n += 3)
+        kfree(ptrs[n]);
+    expect_all_free(1);
+    TAP_CHECK_EQ(rec.n, 0);
+}
+
+static void test_stats(void)
+{
+    reset(256 * 1024);
+    struct kheap_stats s0 = stats();
+    TAP_CHECK_EQ(s0.total_bytes, 256 * 1024 - KH_RGN_SIZE - KH_SENTINEL_SIZE);
+    TAP_CHECK_EQ(s0.largest_free, s0.total_bytes);
+    TAP_CHECK_EQ(s0.allocs + s0.frees + s0.failed_allocs + s0.errors + s0.peak_used, 0);
+    void *a = kmalloc(100), *b = kmalloc(1000), *c = kcalloc(10, 10);
+    struct kheap_stats s = stats();
+    size_t used = block_of(100) + block_of(1000) + block_of(100);
+    TAP_CHECK_EQ(s.used_bytes, used);
+    TAP_CHECK_EQ(s.free_bytes, s.total_bytes - used);
+    TAP_CHECK_EQ(s.largest_free, s.total_bytes - used);
+    TAP_CHECK_EQ(s.allocs, 3);
+    TAP_CHECK_EQ(s.peak_used, used);
+    TAP_CHECK(kmalloc(1u << 30) == NULL);
+    kfree(b);
+    kfree(a);
+    s = stats();
+    TAP_CHECK_EQ(s.failed_allocs, 1);
+    TAP_CHECK_EQ(s.frees, 2);
+    TAP_CHECK_EQ(s.used_bytes, block_of(100));
+    TAP_CHECK_EQ(s.peak_used, used);
+    kfree(c);
+    kfree(c);                                  /* misuse: counted in errors */
+    s = stats();
+    TAP_CHECK_EQ(s.errors, 1);
+    TAP_CHECK_EQ(s.frees, 3);
+    expect_all_free(1);
+}
+
+/* The four merge cases of kfree, checked through the largest free block. */
+static void test_coalesce(void)
+{
+    reset(64 * 1024);
+    size_t total = stats().total_bytes;
+    void *p[5];
+    for (int i = 0; i < 5; i++)
+        p[i] = kmalloc(200);                   /* block 208 each; rest is one free block */
+    size_t rest = total - 5 * 208;
+    kfree(p[1]);                               /* [u][F][u][u][u][rest]: no merge */
+    TAP_CHECK_EQ(stats().largest_free, rest);
+    kfree(p[3]);                               /* no merge */
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(p[2]);                               /* [u][ F F F ][u]: both sides */
+    TAP_CHECK_EQ(kheap_check(), 0);
+    uint64_t merged = *(uint64_t *)((char *)p[1] - 8);  /* p[1]'s header covers all three */
+    TAP_CHECK_EQ(merged & KH_SIZE_MASK, 3 * 208);
+    TAP_CHECK(merged & KH_F_FREE);
+    kfree(p[4]);                               /* merges left (1..3) and right (rest) */
+    TAP_CHECK_EQ(stats().largest_free, total - 208);
+    kfree(p[0]);                               /* merges right: everything */
+    expect_all_free(1);
+    TAP_CHECK_EQ(rec.n, 0);
+}
+
+static void test_split_and_exact_fit(void)
+{
+    reset(64 * 1024);
+    void *a = kmalloc(1000), *b = kmalloc(16), *c = kmalloc(1000);
+    kfree(a);
+    /* a 1008-byte hole: a request leaving < 32 bytes takes it whole, else it is split */
+    void *d = kmalloc(1000 - 16);
+    TAP_CHECK(d == a);
+    TAP_CHECK_EQ(ksize(d), 1000);                /* the 16-byte surplus stays in the block */
+    kfree(d);
+    void *e = kmalloc(100);
+    TAP_CHECK(e == a);
+    void *f = kmalloc(100);                    /* from the split remainder */
+    TAP_CHECK(f == (char *)a + block_of(100));
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(e);
+    kfree(f);
+    kfree(b);
+    kfree(c);
+    expect_all_free(1);
+}
+
+static void test_kcalloc(void)
+{
+    reset(64 * 1024);
+    unsigned char *p = kmalloc(1000);
+    memset(p, 0xAB, 1000);
+    kfree(p);
+    unsigned char *q = kcalloc(100, 10);
+    TAP_CHECK(q == p);                         /* same memory, now zeroed */
+    size_t nonzero = 0;
+    for (int i = 0; i < 1000; i++)
+        nonzero += q[i] != 0;
+    TAP_CHECK_EQ(nonzero, 0);
+    uint64_t failed = stats().failed_allocs;
+    TAP_CHECK(kcalloc(SIZE_MAX / 2 + 2, 2) == NULL);     /* n * size overflows */
+    TAP_CHECK(kcalloc(1ull << 32, 1ull << 32) == NULL);
+    TAP_CHECK(kcalloc(SIZE_MAX, SIZE_MAX) == NULL);
+    TAP_CHECK(kcalloc(1, SIZE_MAX) == NULL);             /* absurd */
+    TAP_CHECK_EQ(stats().failed_allocs, failed + 4);
+    void *z = kcalloc(0, 100);
+    TAP_CHECK(z != NULL);
+    kfree(z);
+    z = my_calloc(3, 5);
+    TAP_CHECK(z != NULL && ((char *)z)[14] == 0);
+    my_free(z);
+    kfree(q);
+    expect_all_free(1);
+}
+
+static void test_absurd_sizes(void)
+{
+    reset(64 * 1024);
+    size_t total = stats().total_bytes;
+    TAP_CHECK(kmalloc(SIZE_MAX) == NULL);
+    TAP_CHECK(kmalloc(SIZE_MAX - 7) == NULL);
+    TAP_CHECK(kmalloc(SIZE_MAX - 15) == NULL);
+    TAP_CHECK(kmalloc(SIZE_MAX / 2) == NULL);
+    TAP_CHECK(kmalloc((size_t)1 << 47) == NULL);
+    TAP_CHECK(kmalloc(total) == NULL);                   /* a block needs 8 more */
+    void *all = kmalloc(total - KHEAP_HEADER_SIZE);      /* exactly everything */
+    TAP_CHECK(all != NULL);
+    TAP_CHECK(kmalloc(0) == NULL);                       /* full */
+    TAP_CHECK(krealloc(all, SIZE_MAX) == NULL);
+    TAP_CHECK(krealloc(all, total) == NULL);
+    TAP_CHECK_EQ(ksize(all), total - KHEAP_HEADER_SIZE);
+    kfree(all);
+    TAP_CHECK(kmalloc_aligned(16, SIZE_MAX) == NULL);
+    TAP_CHECK(kmalloc_aligned(4096, SIZE_MAX - 4096) == NULL);
+    TAP_CHECK(kmalloc_aligned((size_t)1 << 63, 1) == NULL);
+    TAP_CHECK(kmalloc_aligned((size_t)1 << 40, 1) == NULL);
+    TAP_CHECK_EQ(rec.n, 0);
+    TAP_CHECK_EQ(stats().failed_allocs, 13);
+    expect_all_free(1);
+}
+
+/* ---- krealloc ------------------------------------------------------------------------------ */
+
+static int check_pattern(const unsigned char *p, size_t n, unsigned char seed)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)(seed + i * 31))
+            return 0;
+    return 1;
+}
+
+static void fill_pattern(unsigned char *p, size_t n, unsigned char seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(seed + i * 31);
+}
+
+static void test_krealloc(void)
+{
+    reset(256 * 1024);
+    /* NULL: kmalloc; 0: kfree */
+    unsigned char *a = krealloc(NULL, 100);
+    TAP_CHECK(a != NULL);
+    TAP_CHECK(krealloc(a, 0) == NULL);
+    TAP_CHECK_EQ(stats().used_bytes, 0);
+    /* shrink in place: same pointer, the tail goes back to the free lists */
+    a = kmalloc(1000);
+    unsigned char *guard = kmalloc(100);
+    fill_pattern(a, 1000, 1);
+    size_t used = stats().used_bytes;
+    TAP_CHECK(krealloc(a, 500) == a);
+    TAP_CHECK(check_pattern(a, 500, 1));
+    TAP_CHECK_EQ(stats().used_bytes, used - (block_of(1000) - block_of(500)));
+    TAP_CHECK_EQ(kheap_check(), 0);
+    TAP_CHECK(krealloc(a, 490) == a);          /* tail < 32 bytes: nothing changes */
+    TAP_CHECK_EQ(ksize(a), block_of(500) - 8);
+    /* grow in place into the free tail left by the shrink */
+    TAP_CHECK(krealloc(a, 900) == a);
+    TAP_CHECK(check_pattern(a, 500, 1));
+    TAP_CHECK_EQ(kheap_check(), 0);
+    /* grow in place taking the whole free neighbour (surplus < 32 bytes) */
+    TAP_CHECK(krealloc(a, 1000 - 16) == a);
+    TAP_CHECK_EQ(ksize(a), 1000);
+    /* next block used: moves, keeps the data, frees the old block */
+    fill_pattern(a, 1000, 7);
+    uint64_t frees = stats().frees, allocs = stats().allocs;
+    unsigned char *b = krealloc(a, 5000);
+    TAP_CHECK(b != NULL && b != a);
+    TAP_CHECK(check_pattern(b, 1000, 7));
+    TAP_CHECK_EQ(stats().frees, frees + 1);
+    TAP_CHECK_EQ(stats().allocs, allocs + 1);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    /* failure: NULL, the old block untouched */
+    used = stats().used_bytes;
+    TAP_CHECK(krealloc(b, 1u << 30) == NULL);
+    TAP_CHECK(check_pattern(b, 1000, 7));
+    TAP_CHECK_EQ(ksize(b), block_of(5000) - 8);
+    TAP_CHECK_EQ(stats().used_bytes, used);
+    /* the same through my_realloc, shrinking to a small size */
+    b = my_realloc(b, 10);
+    TAP_CHECK(check_pattern(b, 10, 7));
+    kfree(b);
+    kfree(guard);
+    TAP_CHECK_EQ(rec.n, 0);
+    expect_all_free(1);
+}
+
+/* ---- kmalloc_aligned ----------------------------------------------------------------------- */
+
+static void test_kmalloc_aligned(void)
+{
+    reset(ARENA_SIZE);
+    void *spacer = kmalloc(24);                /* make the first free payload misaligned */
+    for (size_t align = 1; align <= 65536; align <<= 1) {
+        void *ps[6];
+        size_t ns[6] = { 0, 1, 24, 100, align, 3 * align + 5 };
+        for (int i = 0; i < 6; i++) {
+            ps[i] = kmalloc_aligned(align, ns[i]);
+            TAP_CHECK(ps[i] != NULL);
+            TAP_CHECK_EQ((uintptr_t)ps[i] % align, 0);
+            TAP_CHECK_EQ((uintptr_t)ps[i] % KHEAP_ALIGN, 0);
+            TAP_CHECK(ksize(ps[i]) >= ns[i]);
+            memset(ps[i], 0x77, ns[i]);
+        }
+        TAP_CHECK_EQ(kheap_check(), 0);
+        for (int i = 0; i < 6; i += 2)
+            kfree(ps[i]);
+        for (int i = 1; i < 6; i += 2)
+            kfree(ps[i]);
+        TAP_CHECK_EQ(kheap_check(), 0);
+        if (TAP_FAILURES())
+            break;
+    }
+    /* bad alignments */
+    uint64_t failed = stats().failed_allocs;
+    TAP_CHECK(kmalloc_aligned(0, 16) == NULL);
+    TAP_CHECK(kmalloc_aligned(3, 16) == NULL);
+    TAP_CHECK(kmalloc_aligned(48, 16) == NULL);
+    TAP_CHECK(kmalloc_aligned(ARENA_SIZE, 16) == NULL);      /* no block that large */
+    TAP_CHECK_EQ(stats().failed_allocs, failed + 4);
+    /* an aligned block in the middle of the heap grows and shrinks like any other */
+    unsigned char *p = kmalloc_aligned(4096, 100);
+    fill_pattern(p, 100, 3);
+    TAP_CHECK(krealloc(p, 50) == p);
+    p = krealloc(p, 20000);
+    TAP_CHECK(p && check_pattern(p, 50, 3));
+    kfree(p);
+    kfree(spacer);
+    TAP_CHECK_EQ(rec.n, 0);
+    expect_all_free(1);
+}
+
+/* ---- misuse: reported with code, pointer and the real caller ------------------------------ */
+
+static void test_misuse_bad_ptr(void)
+{
+    reset(64 * 1024);
+    unsigned char *p = kmalloc(100);
+    int stack_var, n = 0;
+    void *outside[] = { &stack_var, arena + 128 * 1024, (void *)16, (void *)(UINTPTR_MAX & ~15ul),
+                        arena + 64 * 1024 };     /* the region's end (its sentinel's payload) */
+    for (unsigned i = 0; i < sizeof outside / sizeof *outside; i++) {
+        t_kfree(outside[i]);
+        EXPECT_REPORT(n, KHEAP_E_BAD_PTR, outside[i], t_kfree_ret);
+        n++;
+    }
+    for (int off = 1; off < 16; off++) {        /* misaligned */
+        t_kfree(p + off);
+        EXPECT_REPORT(n, KHEAP_E_BAD_PTR, p + off, t_kfree_ret);
+        n++;
+    }
+    t_my_free(&stack_var);                      /* the alias reports its own caller */
+    EXPECT_REPORT(n, KHEAP_E_BAD_PTR, &stack_var, t_my_free_ret);
+    n++;
+    TAP_CHECK(t_ksize(p + 8) == 0);
+    EXPECT_REPORT(n, KHEAP_E_BAD_PTR, p + 8, t_ksize_ret);
+    n++;
+    TAP_CHECK(t_krealloc(&stack_var, 10) == NULL);
+    EXPECT_REPORT(n, KHEAP_E_BAD_PTR, &stack_var, t_krealloc_ret);
+    n++;
+    TAP_CHECK(t_my_realloc(p + 4, 10) == NULL);
+    EXPECT_REPORT(n, KHEAP_E_BAD_PTR, p + 4, t_my_realloc_ret);
+    n++;
+    TAP_CHECK_EQ(stats().errors, (uint64_t)n);
+    TAP_CHECK_EQ(ksize(p), block_of(100) - 8);  /* p itself is still fine */
+    kfree(p);
+    expect_all_free(1);
+}
+
+static void test_misuse_interior_and_header(void)
+{
+    reset(64 * 1024);
+    unsigned char *p = kmalloc(200), *q = kmalloc(200);
+    /* interior pointers: the word before them is payload, here with reserved flag bits set */
+    memset(p, 0x0C, 200);
+    int n = 0;
+    for (int off = 16; off < 200; off += 16) {
+        t_kfree(p + off);
+        EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, p + off, t_kfree_ret);
+        n++;
+    }
+    TAP_CHECK(t_krealloc(p + 32, 500) == NULL);
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, p + 32, t_krealloc_ret);
+    n++;
+    /* a pointer into the region descriptor */
+    t_kfree(arena + 16);
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, arena + 16, t_kfree_ret);
+    n++;
+    /* overwritten header: check bits flipped, then garbage; the block is left alone */
+    uint64_t *hdr = (uint64_t *)(q - 8), saved = *hdr;
+    *hdr ^= 1ull << 63;
+    t_kfree(q);
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, q, t_kfree_ret);
+    n++;
+    TAP_CHECK(t_ksize(q) == 0);
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, q, t_ksize_ret);
+    n++;
+    *hdr = 0x0C0C0C0C0C0C0C0Cull;
+    t_my_free(q);
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, q, t_my_free_ret);
+    n++;
+    *hdr = saved;                               /* repaired: the heap never changed */
+    TAP_CHECK_EQ(kheap_check(), 0);
+    TAP_CHECK_EQ(ksize(q), block_of(200) - 8);
+    kfree(p);
+    kfree(q);
+    TAP_CHECK_EQ(rec.n, n);
+    expect_all_free(1);
+}
+
+static void test_misuse_double_free(void)
+{
+    reset(64 * 1024);
+    void *a = kmalloc(100), *b = kmalloc(100), *c = kmalloc(100), *d = kmalloc(100);
+    int n = 0;
+    kfree(b);
+    t_kfree(b);                                 /* plain double free */
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, b, t_kfree_ret);
+    n++;
+    kfree(c);                                   /* c merges into b: c's header is stale */
+    t_my_free(c);
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, c, t_my_free_ret);
+    n++;
+    kfree(a);                                   /* b merges into a */
+    t_kfree(b);
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, b, t_kfree_ret);
+    n++;
+    TAP_CHECK(t_ksize(a) == 0);
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, a, t_ksize_ret);
+    n++;
+    TAP_CHECK(t_krealloc(c, 10) == NULL);
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, c, t_krealloc_ret);
+    n++;
+    TAP_CHECK(t_my_realloc(a, 0) == NULL);      /* krealloc(p, 0) frees: reported too */
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, a, t_my_realloc_ret);
+    n++;
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(d);
+    t_kfree(d);
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, d, t_kfree_ret);
+    n++;
+    TAP_CHECK_EQ(stats().frees, 4);
+    expect_all_free(1);
+}
+
+static void test_misuse_gap_between_regions(void)
+{
+    reset(16 * 1024);
+    TAP_CHECK_EQ(kheap_add_region(arena + 32 * 1024, 16 * 1024), 0);
+    memset(arena + 16 * 1024, 0x0C, 16 * 1024);  /* the gap: readable, never a header */
+    int n = 0;
+    for (unsigned off = 16 * 1024; off < 32 * 1024; off += 1024) {
+        t_kfree(arena + off + 16);
+        EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, arena + off + 16, t_kfree_ret);
+        n++;
+    }
+    /* the first region's end sentinel is not a block */
+    t_kfree(arena + 16 * 1024);
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, arena + 16 * 1024, t_kfree_ret);
+    n++;
+    expect_all_free(2);
+}
+
+static void test_error_handler_api(void)
+{
+    reset(64 * 1024);
+    TAP_CHECK(kheap_set_error_handler(NULL) == record);
+    TAP_CHECK(kheap_set_error_handler(NULL) == NULL);     /* the default reports as NULL */
+    kfree((void *)16);                                     /* default: counted, ignored */
+    TAP_CHECK_EQ(stats().errors, 1);
+    TAP_CHECK_EQ(rec.n, 0);
+    TAP_CHECK(kheap_set_error_handler(record) == NULL);
+    void *p = t_kmalloc(10);                               /* a clean call reports nothing */
+    t_kfree((void *)32);
+    EXPECT_REPORT(0, KHEAP_E_BAD_PTR, (void *)32, t_kfree_ret);
+    TAP_CHECK_EQ(stats().errors, 2);
+    kfree(p);
+    expect_all_free(1);
+}
+
+/* ---- corruption found by kmalloc/kfree and by kheap_check --------------------------------- */
+
+static void test_corrupt_neighbours(void)
+{
+    reset(64 * 1024);
+    unsigned char *a = kmalloc(100), *b = kmalloc(100), *c = kmalloc(100);
+    int n = 0;
+    /* an overflow from a into b's header: freeing a is refused, a is leaked (not freed) */
+    uint64_t *bh = (uint64_t *)(b - 8), saved = *bh;
+    *bh = 0x0C0C0C0C0C0C0C0Cull;
+    t_kfree(a);
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, a, t_kfree_ret);
+    n++;
+    TAP_CHECK(t_krealloc(a, 1000) == NULL);     /* growing in place reads b's header too */
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, a, t_krealloc_ret);
+    n++;
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_CORRUPT);
+    *bh = saved;
+    TAP_CHECK_EQ(kheap_check(), 0);
+    TAP_CHECK_EQ(ksize(a), block_of(100) - 8);
+    /* a free block whose list link was overwritten (use after free): kfree of a neighbour
+     * and kmalloc of its class are refused without touching the list */
+    kfree(b);
+    uint64_t *link = (uint64_t *)b, saved_link = *link;
+    *link = (uint64_t)(uintptr_t)(arena + 40000 + 8);
+    t_kfree(c);                                 /* would merge with b */
+    EXPECT_REPORT(n, KHEAP_E_FREELIST, c, t_kfree_ret);
+    n++;
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+    TAP_CHECK(t_kmalloc(100) == NULL);          /* b is the head of the 112-byte list */
+    EXPECT_REPORT(n, KHEAP_E_FREELIST, b, rec.caller);
+    TAP_CHECK_EQ(rec.caller, t_kmalloc_ret);
+    n++;
+    *link = saved_link;
+    TAP_CHECK_EQ(kheap_check(), 0);
+    /* a free block's footer that lies about its size: kfree of its right neighbour refuses */
+    uint64_t *footer = (uint64_t *)(c - 16), saved_footer = *footer;
+    *footer = 64;
+    t_kfree(c);
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, c, t_kfree_ret);
+    n++;
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_CORRUPT);
+    *footer = saved_footer;
+    kfree(c);
+    kfree(a);
+    TAP_CHECK_EQ(rec.n, n);
+    expect_all_free(1);
+}
+
+static void test_check_detects(void)
+{
+    reset(64 * 1024);
+    void *a = kmalloc(100), *b = kmalloc(100), *c = kmalloc(100);
+    kfree(b);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    /* counters */
+    kheap_ctl.used += 16;
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_STATS);
+    kheap_ctl.used -= 16;
+    /* bitmap bit without a list */
+    kheap_ctl.sl_map[3] ^= 1u << 5;
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+    kheap_ctl.sl_map[3] ^= 1u << 5;
+    /* a free block missing from its list */
+    uintptr_t head = kheap_ctl.heads[0][112 / 16];
+    TAP_CHECK(head == (uintptr_t)b - 8);
+    kheap_ctl.heads[0][112 / 16] = 0;
+    kheap_ctl.sl_map[0] &= ~(1u << (112 / 16));
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+    kheap_ctl.heads[0][112 / 16] = head;
+    kheap_ctl.sl_map[0] |= 1u << (112 / 16);
+    /* a free block on the wrong list */
+    kheap_ctl.heads[0][112 / 16] = 0;
+    kheap_ctl.heads[0][128 / 16] = head;
+    kheap_ctl.sl_map[0] ^= (1u << (112 / 16)) | (1u << (128 / 16));
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+    kheap_ctl.heads[0][128 / 16] = 0;
+    kheap_ctl.heads[0][112 / 16] = head;
+    kheap_ctl.sl_map[0] ^= (1u << (112 / 16)) | (1u << (128 / 16));
+    /* used data overwriting a used header (check bits) */
+    uint64_t *ah = (uint64_t *)((char *)a - 8), saved = *ah;
+    *ah ^= 1ull << 50;
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_CORRUPT);
+    *ah = saved;
+    /* a region descriptor */
+    uintptr_t end = kheap_ctl.regions->end;
+    kheap_ctl.regions->end = end - 16;
+    TAP_CHECK(kheap_check() < 0);
+    kheap_ctl.regions->end = end;
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(a);
+    kfree(c);
+    expect_all_free(1);
+}
+
+/* ---- lock hooks ---------------------------------------------------------------------------- */
+static int acquires, releases, bad_ctx, max_depth;
+static char lock_ctx_obj;
+
+static void hook_acquire(void *ctx)
+{
+    acquires++;
+    bad_ctx += ctx != &lock_ctx_obj;
+    if (++lock_depth > max_depth)
+        max_depth = lock_depth;
+}
+
+static void hook_release(void *ctx)
+{
+    releases++;
+    bad_ctx += ctx != &lock_ctx_obj;
+    lock_depth--;
+}
+
+static void test_lock_hooks(void)
+{
+    reset(64 * 1024);
+    acquires = releases = bad_ctx = max_depth = lock_depth = 0;
+    kheap_set_lock(hook_acquire, hook_release, &lock_ctx_obj);
+    struct kheap_stats s;
+    void *p = kmalloc(10);
+    p = krealloc(p, 10000);                     /* moves: internal malloc+free, one lock */
+    void *q = kcalloc(2, 2), *r = kmalloc_aligned(256, 10);
+    TAP_CHECK(ksize(p) > 0);
+    kfree(p);
+    kfree(q);
+    my_free(r);
+    kheap_get_stats(&s);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kheap_set_error_handler(record);
+    TAP_CHECK_EQ(kheap_add_region(arena + 128 * 1024, 4096), 0);
+    kfree((void *)16);                          /* the handler runs with the lock held */
+    TAP_CHECK_EQ(rec.lock_depth, 1);
+    TAP_CHECK_EQ(kheap_init(arena, 64 * 1024), 0);
+    TAP_CHECK_EQ(acquires, 14);
+    TAP_CHECK_EQ(releases, 14);
+    TAP_CHECK_EQ(max_depth, 1);
+    TAP_CHECK_EQ(bad_ctx, 0);
+    kheap_set_lock(NULL, NULL, NULL);
+    kmalloc(1);
+    TAP_CHECK_EQ(acquires, 14);
+    TAP_CHECK_EQ(kheap_check(), 0);
+}
+
+static void test_aliases(void)
+{
+    TAP_CHECK((void *)my_malloc == (void *)kmalloc);
+    TAP_CHECK((void *)my_calloc == (void *)kcalloc);
+    TAP_CHECK((void *)my_realloc == (void *)krealloc);
+    TAP_CHECK((void *)my_free == (void *)kfree);
+}
+
+static void test_strerror(void)
+{
+    for (int code = 1; code >= -11; code--)
+        TAP_CHECK(kheap_strerror(code) != NULL);
+    TAP_CHECK(strcmp(kheap_strerror(KHEAP_E_DOUBLE_FREE), "block already free") == 0);
+}
+
+int main(void)
+{
+    tap_start();
+    TAP_RUN(test_init_rejects);
+    TAP_RUN(test_init_minimum_region);
+    TAP_RUN(test_init_unaligned);
+    TAP_RUN(test_add_region);
+    TAP_RUN(test_reinit_forgets);
+    TAP_RUN(test_kmalloc_basic);
+    TAP_RUN(test_stats);
+    TAP_RUN(test_coalesce);
+    TAP_RUN(test_split_and_exact_fit);
+    TAP_RUN(test_kcalloc);
+    TAP_RUN(test_absurd_sizes);
+    TAP_RUN(test_krealloc);
+    TAP_RUN(test_kmalloc_aligned);
+    TAP_RUN(test_misuse_bad_ptr);
+    TAP_RUN(test_misuse_interior_and_header);
+    TAP_RUN(test_misuse_double_free);
+    TAP_RUN(test_misuse_gap_between_regions);
+    TAP_RUN(test_error_handler_api);
+    TAP_RUN(test_corrupt_neighbours);
+    TAP_RUN(test_check_detects);
+    TAP_RUN(test_lock_hooks);
+    TAP_RUN(test_aliases);
+    TAP_RUN(test_strerror);
+    return tap_done();
+}

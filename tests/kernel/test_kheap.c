@@ -1,0 +1,344 @@
+/* test_kheap.c -- the kheap contract inside the booted kernel: the static heap region
+ * (__heap_start..__heap_end), regions added from the Multiboot memory map, misuse reports with
+ * the real caller, a randomized run with kheap_check after every step, and an out-of-memory run.
+ * Each test leaves the heap as kmain set it up (static region + free RAM ranges). */
+#include "ktest.h"
+#include "kernel.h"
+#include "mm/kheap.h"
+
+#define KiB (1ull << 10)
+#define MiB (1ull << 20)
+#define RANGES_MAX 16
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static struct boot_mem_range ranges[RANGES_MAX];
+static size_t nranges;
+
+/* kheap_init over the static region only. */
+static int heap_static(void)
+{
+    return kheap_init(__heap_start, (size_t)(__heap_end - __heap_start));
+}
+
+/* Back to kmain's heap: static region plus every free RAM range (returns how many). */
+static size_t heap_restore(void)
+{
+    KEXPECT_EQ(heap_static(), 0);
+    nranges = boot_free_ranges(ranges, RANGES_MAX);
+    for (size_t i = 0; i < nranges; i++)
+        KEXPECT_EQ(kheap_add_region((void *)ranges[i].base, ranges[i].length), 0);
+    kheap_set_error_handler(NULL);
+    return nranges;
+}
+
+static struct kheap_stats stats(void)
+{
+    struct kheap_stats s;
+    kheap_get_stats(&s);
+    return s;
+}
+
+static int in_static(const void *p, size_t n)
+{
+    return (const char *)p >= __heap_start && (const char *)p + n <= __heap_end;
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void fill(unsigned char *p, size_t n, unsigned char seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(seed + i * 13);
+}
+
+static size_t verify(const unsigned char *p, size_t n, unsigned char seed)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += p[i] != (unsigned char)(seed + i * 13);
+    return bad;
+}
+
+/* Misuse reports, with the caller checked against a trampoline's return label. */
+static struct { int n, code; void *ptr, *caller; } rec;
+static void record(int code, void *ptr, void *caller)
+{
+    rec.n++;
+    rec.code = code;
+    rec.ptr = ptr;
+    rec.caller = caller;
+}
+
+#define TRAMPOLINE(name, fn)                                                                \
+    __asm__(".text\n.p2align 4\n.globl " #name "\n" #name ":\n\tsub $8, %rsp\n\tcall " #fn  \
+            "\n.globl " #name "_ret\n" #name "_ret:\n\tadd $8, %rsp\n\tret\n");             \
+    extern const char name##_ret[];
+TRAMPOLINE(kt_kfree, kfree)
+TRAMPOLINE(kt_my_free, my_free)
+TRAMPOLINE(kt_krealloc, krealloc)
+void  kt_kfree(void *p);
+void  kt_my_free(void *p);
+void *kt_krealloc(void *p, size_t n);
+
+#define EXPECT_REPORT(before, code_, ptr_, caller_)                                         \
+    do {                                                                                    \
+        KEXPECT_EQ(rec.n, (before) + 1);                                                    \
+        KEXPECT_EQ(rec.code, code_);                                                        \
+        KEXPECT_EQ(rec.ptr, ptr_);                                                          \
+        KEXPECT_EQ(rec.caller, caller_);                                                    \
+    } while (0)
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+KTEST(kheap_static_contract)
+{
+    size_t size = (size_t)(__heap_end - __heap_start);
+    KEXPECT_EQ(heap_static(), 0);
+    struct kheap_stats s = stats();
+    KEXPECT_EQ(s.regions, 1);
+    KEXPECT_EQ(s.total_bytes, size - 32);
+    KEXPECT_EQ(s.largest_free, s.total_bytes);
+    /* kmalloc: aligned, usable size, distinct; kmalloc(0) unique */
+    unsigned char *a = kmalloc(100), *b = kmalloc(0), *c = kmalloc(0);
+    KEXPECT(a && b && c && b != c);
+    KEXPECT_EQ((uintptr_t)a % KHEAP_ALIGN, 0);
+    KEXPECT(ksize(a) >= 100 && in_static(a, ksize(a)));
+    fill(a, 100, 1);
+    /* kcalloc zeroes and refuses overflow */
+    unsigned char *z = kcalloc(64, 16);
+    size_t nonzero = 0;
+    for (int i = 0; z && i < 1024; i++)
+        nonzero += z[i] != 0;
+    KEXPECT_NOT_NULL(z);
+    KEXPECT_EQ(nonzero, 0);
+    KEXPECT_NULL(kcalloc(SIZE_MAX / 2, 3));
+    KEXPECT_NULL(kmalloc(SIZE_MAX));
+    KEXPECT_NULL(kmalloc(size));
+    /* krealloc: shrink in place, grow, move keeping data */
+    KEXPECT(krealloc(a, 50) == a);
+    unsigned char *a2 = krealloc(a, 5000);
+    KEXPECT_NOT_NULL(a2);
+    KEXPECT_EQ(verify(a2, 50, 1), 0);
+    /* kmalloc_aligned */
+    for (size_t align = 1; align <= 64 * KiB; align <<= 1) {
+        void *p = kmalloc_aligned(align, 200);
+        KEXPECT_NOT_NULL(p);
+        KEXPECT_EQ((uintptr_t)p % align, 0);
+        kfree(p);
+    }
+    KEXPECT_NULL(kmalloc_aligned(24, 10));
+    KEXPECT_EQ(kheap_check(), 0);
+    kfree(a2);
+    kfree(b);
+    kfree(c);
+    kfree(z);
+    s = stats();
+    KEXPECT_EQ(s.used_bytes, 0);
+    KEXPECT_EQ(s.largest_free, s.total_bytes);
+    KEXPECT_EQ(s.errors, 0);
+    KEXPECT_EQ(kheap_check(), 0);
+    heap_restore();
+}
+
+KTEST(kheap_misuse_reports)
+{
+    KEXPECT_EQ(heap_static(), 0);
+    kheap_set_error_handler(record);
+    rec.n = 0;
+    unsigned char *p = kmalloc(64), *q = kmalloc(64);
+    int n = 0, local;
+    kt_kfree(&local);                               /* outside: the stack */
+    EXPECT_REPORT(n, KHEAP_E_BAD_PTR, &local, kt_kfree_ret);
+    n++;
+    kt_kfree(p + 3);                                /* misaligned */
+    EXPECT_REPORT(n, KHEAP_E_BAD_PTR, p + 3, kt_kfree_ret);
+    n++;
+    for (int i = 0; i < 64; i++)
+        p[i] = 0x0C;                                /* reserved flag bits: never a header */
+    kt_my_free(p + 32);                             /* interior */
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, p + 32, kt_my_free_ret);
+    n++;
+    kfree(q);
+    kt_kfree(q);                                    /* double free */
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, q, kt_kfree_ret);
+    n++;
+    KEXPECT_NULL(kt_krealloc(q, 10));
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, q, kt_krealloc_ret);
+    n++;
+    uint64_t *hdr = (uint64_t *)(p - 8), saved = *hdr;
+    *hdr ^= 1ull << 62;                             /* overwritten check bits */
+    kt_kfree(p);
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, p, kt_kfree_ret);
+    n++;
+    *hdr = saved;
+    KEXPECT_EQ(kheap_check(), 0);
+    kfree(p);
+    KEXPECT_EQ(stats().errors, (uint64_t)n);
+    KEXPECT_EQ(stats().used_bytes, 0);
+    KEXPECT_EQ(kheap_check(), 0);
+    heap_restore();
+}
+
+KTEST(kheap_multiboot_regions)
+{
+    size_t n = heap_restore();
+    struct kheap_stats s = stats();
+    size_t static_size = (size_t)(__heap_end - __heap_start);
+    if (n == 0) {
+        /* no RAM ranges (should not happen under QEMU): a second slice of the static region */
+        ktest_note("no free RAM ranges: using two halves of the static region");
+        KEXPECT_EQ(kheap_init(__heap_start, static_size / 2), 0);
+        KEXPECT_EQ(kheap_add_region(__heap_start + static_size / 2, static_size / 2), 0);
+        s = stats();
+        KEXPECT_EQ(s.regions, 2);
+    } else {
+        KEXPECT_EQ(s.regions, n + 1);
+        ktest_note("%zu RAM regions, %zu MiB in blocks", n, s.total_bytes >> 20);
+        /* overlaps are refused, also with the static region */
+        KEXPECT_EQ(kheap_add_region((void *)ranges[0].base, 4096), KHEAP_E_OVERLAP);
+        KEXPECT_EQ(kheap_add_region(__heap_start + 4096, 4096), KHEAP_E_OVERLAP);
+    }
+    /* blocks larger than the static region come from RAM regions, and coalescing stays
+     * inside each region: allocate chunks until NULL, free, all comes back */
+    void *big = kmalloc(n ? static_size + MiB : static_size / 4);
+    KEXPECT_NOT_NULL(big);
+    if (n && big)
+        KEXPECT(!in_static(big, 1));
+    void *chunks[256];
+    int k = 0;
+    while (k < 256 && (chunks[k] = kmalloc(s.total_bytes / 64)) != NULL) {
+        fill(chunks[k], 4096, (unsigned char)(k + 1));
+        k++;
+    }
+    KEXPECT(k > 8);
+    KEXPECT_EQ(kheap_check(), 0);
+    for (int i = 0; i < k; i++)
+        KEXPECT_EQ(verify(chunks[i], 4096, (unsigned char)(i + 1)), 0);
+    for (int i = k - 1; i >= 0; i -= 2)
+        kfree(chunks[i]);
+    for (int i = k - 2; i >= 0; i -= 2)
+        kfree(chunks[i]);
+    kfree(big);
+    s = stats();
+    KEXPECT_EQ(s.used_bytes, 0);
+    KEXPECT_EQ(s.free_bytes, s.total_bytes);
+    KEXPECT_EQ(kheap_check(), 0);
+    heap_restore();
+}
+
+KTEST(kheap_random_checked)
+{
+    enum { SLOTS = 128, STEPS = 3000 };
+    static struct { unsigned char *p; size_t n; unsigned char seed; } live[SLOTS];
+    unsigned nlive = 0;
+    heap_restore();
+    int failed = 0;
+    for (int step = 0; step < STEPS && !failed; step++) {
+        unsigned op = rng() % 100;
+        if (nlive == SLOTS || (nlive && op >= 65)) {
+            unsigned i = rng() % nlive;
+            failed |= !KEXPECT_EQ(verify(live[i].p, live[i].n, live[i].seed), 0);
+            kfree(live[i].p);
+            live[i] = live[--nlive];
+        } else if (nlive && op >= 50) {
+            unsigned i = rng() % nlive;
+            size_t n = 1 + rng() % (1u << (rng() % 17)), keep = n < live[i].n ? n : live[i].n;
+            unsigned char *q = krealloc(live[i].p, n);
+            failed |= !KEXPECT_NOT_NULL(q);
+            if (!q)
+                break;
+            failed |= !KEXPECT_EQ(verify(q, keep, live[i].seed), 0);
+            live[i].p = q;
+            live[i].n = n;
+            fill(q, n, live[i].seed);
+        } else {
+            size_t n = rng() % (1u << (rng() % 17)), align = 1ull << (rng() % 13);
+            unsigned char *p = op < 10 ? kmalloc_aligned(align, n) : kmalloc(n);
+            failed |= !KEXPECT_NOT_NULL(p);
+            if (!p)
+                break;
+            if (op < 10)
+                failed |= !KEXPECT_EQ((uintptr_t)p % align, 0);
+            live[nlive].p = p;
+            live[nlive].n = n;
+            live[nlive].seed = (unsigned char)rng();
+            fill(p, n, live[nlive].seed);
+            nlive++;
+        }
+        int rc = kheap_check();
+        if (rc != 0) {
+            ktest_note("kheap_check() = %d (%s) after step %d", rc, kheap_strerror(rc), step);
+            failed |= !KEXPECT_EQ(rc, 0);
+        }
+    }
+    while (nlive) {
+        nlive--;
+        KEXPECT_EQ(verify(live[nlive].p, live[nlive].n, live[nlive].seed), 0);
+        kfree(live[nlive].p);
+    }
+    struct kheap_stats s = stats();
+    KEXPECT_EQ(s.used_bytes, 0);
+    KEXPECT_EQ(s.errors, 0);
+    KEXPECT_EQ(kheap_check(), 0);
+    heap_restore();
+}
+
+KTEST(kheap_out_of_memory)
+{
+    KEXPECT_EQ(heap_static(), 0);
+    struct kheap_stats s0 = stats();
+    /* fill: big blocks first, then smaller and smaller, each chained to the previous one */
+    void *chain = NULL;
+    size_t blocks = 0;
+    for (size_t n = 256 * KiB; n >= 1; n /= 2) {
+        void **p;
+        while ((p = kmalloc(n)) != NULL) {
+            *p = chain;
+            chain = p;
+            blocks++;
+        }
+    }
+    while (1) {                                     /* the last crumbs: kmalloc(0) */
+        void **p = kmalloc(0);
+        if (!p)
+            break;
+        *p = chain;
+        chain = p;
+        blocks++;
+    }
+    struct kheap_stats s = stats();
+    KEXPECT_NULL(kmalloc(0));
+    KEXPECT_NULL(kmalloc(1));
+    KEXPECT_NULL(kcalloc(1, 1));
+    KEXPECT_NULL(kmalloc_aligned(64, 1));
+    KEXPECT_EQ(s.free_bytes, 0);                    /* kmalloc(0) takes any free block */
+    KEXPECT_EQ(stats().failed_allocs, s.failed_allocs + 4);
+    KEXPECT_EQ(stats().errors, 0);
+    KEXPECT_EQ(kheap_check(), 0);
+    ktest_note("filled with %zu blocks, %zu bytes free", blocks, s.free_bytes);
+    /* free everything: one block again */
+    while (chain) {
+        void *next = *(void **)chain;
+        kfree(chain);
+        chain = next;
+    }
+    s = stats();
+    KEXPECT_EQ(s.used_bytes, 0);
+    KEXPECT_EQ(s.free_bytes, s0.total_bytes);
+    KEXPECT_EQ(s.largest_free, s.total_bytes);
+    KEXPECT_EQ(s.free_bytes, s.total_bytes);
+    KEXPECT_EQ(s.frees, blocks);
+    KEXPECT_EQ(kheap_check(), 0);
+    void *all = kmalloc(s.total_bytes - KHEAP_HEADER_SIZE);   /* the whole heap, one block */
+    KEXPECT_NOT_NULL(all);
+    kfree(all);
+    heap_restore();
+}
