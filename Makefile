@@ -200,6 +200,65 @@ $(addprefix $(BUILD)/host/tests/,$(KHEAP_HOST_TESTS)): $(BUILD)/host/tests/%: \
 	$(CC) -o $@ $< $(HOST_LIB)
 
 # ==== bench ====
+# Benchmarks (issue 5). jemalloc and mimalloc replace malloc process-wide, so every allocator
+# gets its own runner, build/bench/bin/bench-<name> (tests/host/bench/runner.c + its adapter);
+# the driver build/bench/bin/bench runs them in interleaved rounds and writes build/bench/
+# results.csv, results.md and *.svg. bench_smoke is the same driver in a seconds-long check
+# mode printing TAP for `make test`. jemalloc/mimalloc runners are built only when installed.
+# `make bench BENCH_ARGS='--rounds 3 --allocs kheap,glibc'` passes options to the driver.
+BENCH_SRC    := tests/host/bench
+BENCH_BIN    := $(BUILD)/bench/bin
+BENCH_OBJ    := $(BUILD)/bench/obj
+BENCH_CFLAGS := $(HOST_CFLAGS) -I$(BENCH_SRC)
+BENCH_ARGS   ?=
+BENCH_ALLOCS := kheap glibc firstfit
+ifneq ($(wildcard /usr/include/jemalloc/jemalloc.h),)
+ifneq ($(shell $(CC) -print-file-name=libjemalloc.so),libjemalloc.so)
+BENCH_ALLOCS += jemalloc
+endif
+endif
+ifneq ($(wildcard /usr/include/mimalloc.h),)
+ifneq ($(shell $(CC) -print-file-name=libmimalloc.so),libmimalloc.so)
+BENCH_ALLOCS += mimalloc
+endif
+endif
+BENCH_RUNNERS := $(addprefix $(BENCH_BIN)/bench-,$(BENCH_ALLOCS))
+BENCH_OBJS    := $(addprefix $(BENCH_OBJ)/,runner.o harness.o workloads.o firstfit.o driver.o \
+                   driver_smoke.o $(BENCH_ALLOCS:%=adapter_%.o))
+HOST_TESTS    += bench_smoke
+.SECONDARY: $(BENCH_OBJS)
+
+$(BENCH_OBJ)/%.o: $(BENCH_SRC)/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -c -o $@ $<
+
+$(BENCH_OBJ)/driver_smoke.o: $(BENCH_SRC)/driver.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -DBENCH_SMOKE=1 -DBENCH_BINDIR_REL='"../../bench/bin"' -c -o $@ $<
+
+# Per-allocator extras: kheap links the host library, firstfit its own source, the others -l.
+$(BENCH_BIN)/bench-kheap: $(HOST_LIB)
+$(BENCH_BIN)/bench-firstfit: $(BENCH_OBJ)/firstfit.o
+BENCH_LDLIBS_jemalloc := -ljemalloc
+BENCH_LDLIBS_mimalloc := -lmimalloc
+$(BENCH_BIN)/bench-%: $(BENCH_OBJ)/runner.o $(BENCH_OBJ)/harness.o $(BENCH_OBJ)/workloads.o \
+  $(BENCH_OBJ)/adapter_%.o
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(BENCH_LDLIBS_$*)
+
+$(BENCH_BIN)/bench: $(BENCH_OBJ)/driver.o $(BENCH_OBJ)/workloads.o
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^
+
+$(BUILD)/host/tests/bench_smoke: $(BENCH_OBJ)/driver_smoke.o $(BENCH_OBJ)/workloads.o \
+  $(BENCH_RUNNERS)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $(BENCH_OBJ)/driver_smoke.o $(BENCH_OBJ)/workloads.o
+
+.PHONY: bench bench-build
+bench-build: $(BENCH_RUNNERS) $(BENCH_BIN)/bench
+bench: bench-build
+	$(BENCH_BIN)/bench $(BENCH_ARGS)
 
 # ==== tests ====
 HOST_TEST_BINS = $(addprefix $(BUILD)/host/tests/,$(HOST_TESTS))
