@@ -170,14 +170,15 @@ $(BUILD)/host/tests/test_spinlock: $(BUILD)/host/tests/host/test_spinlock.o \
 	$(CC) -pthread -o $@ $^
 
 # ==== heap ====
-# The allocator (mm/): NASM hot paths plus the C checker, for the kernel and, unchanged, for
-# build/host/libkheap.a. build/mm/kheap_layout.inc holds every `#define KH*` of mm/kheap.h and
+# The allocator (mm/): NASM hot paths plus the C checker and diagnostics, for the kernel and,
+# unchanged, for build/host/libkheap.a. build/mm/kheap_layout.inc holds every `#define KH*` of mm/kheap.h and
 # mm/kheap_layout.h as a NASM %define: one source of truth, cross-checked on both sides.
-MM_OBJS          := $(BUILD)/mm/kheap.o $(BUILD)/mm/kheap_check.o
-HOST_MM_OBJS     := $(BUILD)/host/mm/kheap.o $(BUILD)/host/mm/kheap_check.o
+MM_OBJS          := $(BUILD)/mm/kheap.o $(BUILD)/mm/kheap_check.o $(BUILD)/mm/kheap_diag.o
+HOST_MM_OBJS     := $(BUILD)/host/mm/kheap.o $(BUILD)/host/mm/kheap_check.o \
+                    $(BUILD)/host/mm/kheap_diag.o
 HOST_LIB         := $(BUILD)/host/libkheap.a
 KHEAP_LAYOUT_INC := $(BUILD)/mm/kheap_layout.inc
-KHEAP_HOST_TESTS := test_kheap test_kheap_random demo_my_malloc
+KHEAP_HOST_TESTS := test_kheap test_kheap_random test_kheap_harden demo_my_malloc
 HOST_TESTS       += $(KHEAP_HOST_TESTS)
 
 $(KHEAP_LAYOUT_INC): mm/kheap.h mm/kheap_layout.h
@@ -185,7 +186,8 @@ $(KHEAP_LAYOUT_INC): mm/kheap.h mm/kheap_layout.h
 	sed -n '/^#define[[:space:]]\+KH[A-Z0-9_]*[[:space:]]\+[^[:space:]]/{s@[[:space:]]*/\*.*$$@@;s@^#define[[:space:]]\+\([A-Z0-9_]*\)[[:space:]]\+@%define \1 @;p}' \
 	  $^ > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/mm/kheap.o $(BUILD)/host/mm/kheap.o: $(KHEAP_LAYOUT_INC) mm/kheap_block.inc
+$(BUILD)/mm/kheap.o $(BUILD)/host/mm/kheap.o: $(KHEAP_LAYOUT_INC) mm/kheap_block.inc \
+  mm/kheap_debug.inc
 $(BUILD)/mm/kheap.o: NASMFLAGS += -I$(BUILD)/mm/ -Imm/
 $(BUILD)/host/mm/kheap.o: HOST_NASMFLAGS += -I$(BUILD)/mm/ -Imm/
 
@@ -198,6 +200,98 @@ $(HOST_LIB): $(HOST_MM_OBJS) $(BUILD)/host/asm/string.o
 $(addprefix $(BUILD)/host/tests/,$(KHEAP_HOST_TESTS)): $(BUILD)/host/tests/%: \
   $(BUILD)/host/tests/host/%.o $(HOST_LIB)
 	$(CC) -o $@ $< $(HOST_LIB)
+
+# The KHEAP_DEBUG=1 build of the host library, always built so that `make test` covers both:
+# build/host-debug/libkheap.a, and test programs <name>_debug built from tests/host/<name>.c
+# with -DKHEAP_DEBUG=1 against it (whatever KHEAP_DEBUG the rest of the build uses).
+HOST_DEBUG       := $(BUILD)/host-debug
+HOST_DEBUG_LIB   := $(HOST_DEBUG)/libkheap.a
+HOST_DEBUG_OBJS  := $(patsubst $(BUILD)/host/%,$(HOST_DEBUG)/%,$(HOST_MM_OBJS))
+KHEAP_DEBUG_SRCS := test_kheap test_kheap_harden test_kheap_random
+HOST_TESTS       += $(KHEAP_DEBUG_SRCS:%=%_debug)
+
+$(HOST_DEBUG)/mm/%.o: mm/%.asm $(KHEAP_LAYOUT_INC) mm/kheap_block.inc mm/kheap_debug.inc \
+  $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(NASM) $(HOST_NASMFLAGS) -DKHEAP_DEBUG=1 -I$(BUILD)/mm/ -Imm/ -MD $(@:.o=.d) -MP -o $@ $<
+
+$(HOST_DEBUG)/mm/%.o $(HOST_DEBUG)/tests/%.o: CFLAGS_DEBUG := $(HOST_CFLAGS) -DKHEAP_DEBUG=1
+$(HOST_DEBUG)/mm/%.o: mm/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_DEBUG) -c -o $@ $<
+
+$(HOST_DEBUG)/tests/%.o: tests/host/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_DEBUG) -c -o $@ $<
+
+$(HOST_DEBUG_LIB): $(HOST_DEBUG_OBJS) $(BUILD)/host/asm/string.o
+	@rm -f $@
+	ar rcs $@ $^
+
+.PHONY: host-lib-debug
+host-lib-debug: $(HOST_DEBUG_LIB)
+
+$(KHEAP_DEBUG_SRCS:%=$(BUILD)/host/tests/%_debug): $(BUILD)/host/tests/%_debug: \
+  $(HOST_DEBUG)/tests/%.o $(HOST_DEBUG_LIB)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $< $(HOST_DEBUG_LIB)
+
+# ==== harden ====
+# Issue 4 integration (tests/host/test_kheap_threads.c, tests/host/fuzz_kheap.c, kernel/
+# heapdump.c, tools/heapmap). test_kheap_threads: 4 threads on one heap, pthread mutex and
+# kspinlock as the lock hooks.
+KERNEL_OBJS += $(BUILD)/kernel/heapdump.o
+HOST_TESTS += test_kheap_threads
+$(BUILD)/host/tests/host/test_kheap_threads.o: HOST_CFLAGS += -pthread
+$(BUILD)/host/tests/test_kheap_threads: $(BUILD)/host/tests/host/test_kheap_threads.o \
+  $(HOST_LIB) $(BUILD)/host/asm/spinlock.o
+	$(CC) -pthread -o $@ $< $(HOST_LIB) $(BUILD)/host/asm/spinlock.o
+
+# libFuzzer target: the model (C) built by clang with -fsanitize=fuzzer,address, linked with the
+# (uninstrumented) host library. Built only where clang has the libFuzzer runtime; the smoke
+# suite (build/host/tests/fuzz_kheap_smoke, from tests/host/fuzz_kheap_smoke.sh) fails loudly
+# without it. `make fuzz` fuzzes a copy of the corpus for FUZZ_SECONDS and minimises it into
+# build/fuzz/merged (copy the new files to tests/host/fuzz_corpus/ to keep them).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BIN     := $(BUILD)/fuzz/fuzz_kheap
+FUZZ_CFLAGS  := -std=gnu11 -O1 -g -fsanitize=fuzzer,address -fno-omit-frame-pointer \
+                -Wall -Wextra -Werror -I.
+FUZZ_RUNTIME := $(firstword $(wildcard $(shell $(FUZZ_CC) -print-runtime-dir 2>/dev/null)/libclang_rt.fuzzer*.a))
+HOST_TESTS   += fuzz_kheap_smoke
+
+$(FUZZ_BIN): tests/host/fuzz_kheap.c mm/kheap.h $(HOST_LIB)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(HOST_LIB)
+
+$(BUILD)/host/tests/fuzz_kheap_smoke: tests/host/fuzz_kheap_smoke.sh $(if $(FUZZ_RUNTIME),$(FUZZ_BIN))
+	@mkdir -p $(@D)
+	cp $< $@ && chmod +x $@
+
+.PHONY: fuzz
+fuzz: $(FUZZ_BIN)
+	@mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/merged
+	cp -n tests/host/fuzz_corpus/* $(BUILD)/fuzz/corpus/
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -max_len=512 \
+	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus
+	$(FUZZ_BIN) -merge=1 -use_counters=0 $(BUILD)/fuzz/merged tests/host/fuzz_corpus \
+	  $(BUILD)/fuzz/corpus
+	@echo "fuzz: corpus in $(BUILD)/fuzz/corpus; new inputs worth keeping in $(BUILD)/fuzz/merged"
+
+# Heap map: a KHEAP_DEBUG=1 kernel (own build dir: the normal build stays valid) runs the
+# heapmap_demo KTEST with heapdump=1, kheap_dump() goes to the serial log, tools/heapmap draws
+# build/heapmap.svg (and build/heapmap.png when rsvg-convert is installed).
+HEAPMAP_BUILD := $(BUILD)/heapmap
+.PHONY: heapmap
+heapmap:
+	@$(MAKE) --no-print-directory BUILD=$(HEAPMAP_BUILD) KHEAP_DEBUG=1 kernel
+	@timeout $(KTIMEOUT) $(QEMU) $(QEMU_FLAGS) -kernel $(HEAPMAP_BUILD)/kernel.elf \
+	  -append 'ktest=heapmap_demo heapdump=1' > $(BUILD)/heapmap.log 2>&1; st=$$?; \
+	  [ $$st -eq 33 ] || { echo "heapmap: demo kernel failed (status $$st): $(BUILD)/heapmap.log"; \
+	  exit 1; }
+	tools/heapmap $(BUILD)/heapmap.log -o $(BUILD)/heapmap.svg --elf $(HEAPMAP_BUILD)/kernel.elf
+	@if command -v rsvg-convert >/dev/null; then \
+	  rsvg-convert $(BUILD)/heapmap.svg -o $(BUILD)/heapmap.png && echo "wrote $(BUILD)/heapmap.png"; fi
 
 # ==== bench ====
 # Benchmarks (issue 5). jemalloc and mimalloc replace malloc process-wide, so every allocator
@@ -255,10 +349,42 @@ $(BUILD)/host/tests/bench_smoke: $(BENCH_OBJ)/driver_smoke.o $(BENCH_OBJ)/worklo
 	@mkdir -p $(@D)
 	$(CC) -o $@ $(BENCH_OBJ)/driver_smoke.o $(BENCH_OBJ)/workloads.o
 
-.PHONY: bench bench-build
-bench-build: $(BENCH_RUNNERS) $(BENCH_BIN)/bench
+# The bench kernel: the test kernel's objects plus the freestanding bench sources (harness,
+# workloads, first-fit, adapters renamed bench_alloc_<name>, kbench.c's KTEST bench_kernel)
+# built with KCFLAGS, and a BENCH_KHEAP_SIZE static heap (the host runner's 256 MiB arena; the
+# later --defsym wins). tools/bench-kernel boots it with ktest=bench_kernel (op budgets /
+# BENCH_KDIV: 20 under TCG, 1 with ACCEL=kvm; BENCH_KROUNDS 3; BENCH_KTIMEOUT 150 s) and reports
+# with `bench --from-log` into build/bench/kernel/; `make bench-kernel` runs only this half.
+# bench_kernel_smoke (make test) boots it with smoke budgets and prints TAP checks.
+BENCH_KOBJ       := $(BUILD)/bench/kobj
+BENCH_KERNEL     := $(BUILD)/bench/kernel.elf
+BENCH_KHEAP_SIZE := 256M
+BENCH_KOBJS      := $(addprefix $(BENCH_KOBJ)/,kbench.o harness.o workloads.o firstfit.o \
+                      adapter_kheap.o adapter_firstfit.o)
+BENCH_KENV        = BUILD="$(BUILD)" QEMU="$(QEMU)" QEMU_FLAGS="$(QEMU_FLAGS)" ACCEL="$(ACCEL)"
+HOST_TESTS       += bench_kernel_smoke
+
+$(BENCH_KOBJ)/adapter_kheap.o: BENCH_KDEFS := -DBENCH_ALLOC_SYMBOL=bench_alloc_kheap
+$(BENCH_KOBJ)/adapter_firstfit.o: BENCH_KDEFS := -DBENCH_ALLOC_SYMBOL=bench_alloc_firstfit
+$(BENCH_KOBJ)/%.o: $(BENCH_SRC)/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(KCFLAGS) -I$(BENCH_SRC) $(BENCH_KDEFS) -c -o $@ $<
+
+$(BENCH_KERNEL): $(BENCH_KOBJS) $$(LINK_OBJS) linker.ld
+	$(LD) $(LDFLAGS) --defsym=__heap_size=$(BENCH_KHEAP_SIZE) -o $@ $(LINK_OBJS) $(BENCH_KOBJS)
+
+$(BUILD)/host/tests/bench_kernel_smoke: $(BENCH_KERNEL) $(BENCH_BIN)/bench tools/bench-kernel
+	@mkdir -p $(@D)
+	printf '#!/bin/sh\ncd "%s" && exec tools/bench-kernel --smoke\n' "$(CURDIR)" > $@
+	chmod +x $@
+
+.PHONY: bench bench-build bench-kernel
+bench-build: $(BENCH_RUNNERS) $(BENCH_BIN)/bench $(BENCH_KERNEL)
 bench: bench-build
 	$(BENCH_BIN)/bench $(BENCH_ARGS)
+	@$(BENCH_KENV) tools/bench-kernel
+bench-kernel: $(BENCH_KERNEL) $(BENCH_BIN)/bench
+	@$(BENCH_KENV) tools/bench-kernel
 
 # ==== tests ====
 HOST_TEST_BINS = $(addprefix $(BUILD)/host/tests/,$(HOST_TESTS))

@@ -133,4 +133,19 @@ cpu_pause:
     pause
     ret
 
+; irq_enable -- set RFLAGS.IF: maskable interrupts on (after the next instruction).
+; void irq_enable(void);  Only safe once every interrupt source that can fire has a handler,
+; or is masked (the test kernel's IDT covers the 32 exceptions only: see pic_mask_all).
+global irq_enable
+irq_enable:
+    sti
+    ret
+
+; irq_disable -- clear RFLAGS.IF: maskable interrupts off.
+; void irq_disable(void);
+global irq_disable
+irq_disable:
+    cli
+    ret
+
 section .note.GNU-stack noalloc noexec nowrite progbits

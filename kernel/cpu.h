@@ -30,5 +30,9 @@ uint64_t read_rflags(void);
 void     load_idt(const void *idtr);
 uint64_t rdtsc64(void);
 void     cpu_pause(void);
+void     irq_enable(void);              /* sti */
+void     irq_disable(void);             /* cli */
+
+#define RFLAGS_IF         (1ul << 9)    /* interrupts enabled */
 
 #endif

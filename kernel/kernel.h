@@ -83,6 +83,43 @@ int boot_cmdline_get(const char *key, char *out, size_t size);
  * max ranges to out (type BOOT_MEM_USABLE, page aligned), returns how many it wrote. */
 size_t boot_free_ranges(struct boot_mem_range *out, size_t max);
 
+/* ---- Interrupt controller (kernel/kmain.c) ------------------------------------------------- */
+#define PIC1_DATA              0x21     /* 8259 master: interrupt mask register */
+#define PIC2_DATA              0xA1     /* 8259 slave */
+/* Mask every line of both 8259 PICs (kmain does this at boot): with no IRQ handlers in the
+ * IDT, this is what makes `sti` safe. Returns the old masks, slave << 8 | master. */
+uint16_t pic_mask_all(void);
+
+/* ---- The heap as the kernel runs it (kernel/kmain.c, kernel/heapdump.c) ---------------------- */
+struct kspinlock;
+/* The IRQ-safe spinlock kmain installs with kheap_set_lock (kspin_lock_irqsave /
+ * kspin_unlock_irqrestore): every kheap call runs with it held and interrupts off, and puts
+ * the caller's interrupt state back on return. */
+extern struct kspinlock kernel_heap_lock;
+/* The misuse handler kmain installs with kheap_set_error_handler: prints
+ * "kheap: double free of 0x... (block 48 bytes) called from 0x... [block already free]" on
+ * serial, counts the report and keeps the line in kernel_heap_last_report. */
+void kernel_heap_error(int code, void *ptr, void *caller);
+extern unsigned long kernel_heap_reports;
+extern char kernel_heap_last_report[160];
+/* (Re)build the kernel's heap: kheap_init over the static region, then every free RAM range
+ * from the memory map (boot_free_ranges) with kheap_add_region; verbose: print each region.
+ * Panics on failure. Returns the number of regions. Tests call it to restore the heap. */
+unsigned kernel_heap_setup(int verbose);
+
+/* Print a compact text map of the heap on serial, for tools/heapmap:
+ *   kheap-dump begin regions=N used=BYTES free=BYTES
+ *   region I 0xSTART 0xEND                 (span of the region's blocks)
+ *   B 0xPAYLOAD SIZE used|free [site 0xADDR] [req N]
+ *   R COUNT 0xPAYLOAD SIZE used|free [site 0xADDR] [req N]   (COUNT identical neighbours)
+ *   kheap-dump end lines=N blocks=N [error=CODE]
+ * SIZE is the block size, header included; site and req only where recorded (KHEAP_DEBUG).
+ * Returns 0, or the negative KHEAP_E_* of kheap_walk (then the map stops at the bad block and
+ * the end line says error=CODE). */
+int kheap_dump(void);
+/* The same text, one line at a time (without "\n") to out(line, ctx). */
+int kheap_dump_to(void (*out)(const char *line, void *ctx), void *ctx);
+
 /* ---- Linker symbols (linker.ld) and boot stub (boot/boot.asm) -------------------------------- */
 extern char _kernel_start[], _kernel_end[];    /* the whole image, .bss and the heap included */
 extern char __heap_start[], __heap_end[];      /* static heap region, 4 KiB aligned */

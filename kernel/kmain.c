@@ -1,31 +1,87 @@
 /* kmain.c -- the test kernel's C entry, called by boot/boot.asm in long mode: serial console,
- * exception handlers, boot information, the heap (when mm/ is linked in), then every selected
- * KTEST, and finally isa-debug-exit with the pass or fail code. */
+ * exception handlers, PIC masked, boot information, the heap (when mm/ is linked in) with its
+ * IRQ-safe lock and misuse handler, then every selected KTEST, and finally isa-debug-exit with
+ * the pass or fail code. */
 #include "kernel.h"
 #include "cpu.h"
 #include "ktest.h"
 #include "mm/kheap.h"
+#include "asm/spinlock.h"
 
 /* The heap is optional while mm/ is being written: without it these are NULL. */
 #pragma weak kheap_init
 #pragma weak kheap_add_region
+#pragma weak kheap_set_lock
+#pragma weak kheap_set_error_handler
+#pragma weak kheap_strerror
+#pragma weak kheap_inspect
 
 #define FREE_RANGES_MAX 16
+#define PIC_ALL_MASKED  0xFF
 
 uint64_t kmain_frame_rsp;
 
-/* Static region first, then the usable RAM the boot loader reported (kernel, boot info and the
- * first MiB excluded). */
-static void heap_setup(void)
+struct kspinlock kernel_heap_lock = KSPINLOCK_INIT;
+unsigned long kernel_heap_reports;
+char kernel_heap_last_report[160];
+
+uint16_t pic_mask_all(void)
 {
-    if (!kheap_init) {
-        kprintf("heap: mm/ not linked in, no heap\n");
-        return;
+    uint16_t old = (uint16_t)(inb(PIC2_DATA) << 8 | inb(PIC1_DATA));
+    outb(PIC1_DATA, PIC_ALL_MASKED);
+    outb(PIC2_DATA, PIC_ALL_MASKED);
+    return old;
+}
+
+/* What a misuse report means, as "kheap: <what> 0x..." wants it. */
+static const char *report_verb(int code)
+{
+    switch (code) {
+    case KHEAP_E_DOUBLE_FREE: return "double free of";
+    case KHEAP_E_BAD_PTR:     return "bad pointer";
+    case KHEAP_E_BAD_HEADER:  return "bad header or interior pointer";
+    case KHEAP_E_FREELIST:    return "corrupt free list at";
+#ifdef KHEAP_E_USE_AFTER_FREE
+    case KHEAP_E_USE_AFTER_FREE: return "write after free in";
+#endif
+#ifdef KHEAP_E_OVERFLOW
+    case KHEAP_E_OVERFLOW:    return "overflow past the end of";
+#endif
+#ifdef KHEAP_E_SIZE
+    case KHEAP_E_SIZE:        return "absurd size, pointer";
+#endif
+    case KHEAP_E_INVAL:       return "invalid argument, pointer";
+    default:                  return "error at";
     }
+}
+
+/* Runs with the heap lock held (interrupts off): no kheap call but kheap_inspect. */
+void kernel_heap_error(int code, void *ptr, void *caller)
+{
+    char *out = kernel_heap_last_report;
+    size_t room = sizeof kernel_heap_last_report;
+    int n = ksnprintf(out, room, "kheap: %s %p", report_verb(code), ptr);
+    struct kheap_block_info b;
+    if (kheap_inspect && n > 0 && (size_t)n < room && kheap_inspect(ptr, &b))
+        n += ksnprintf(out + n, room - n, " (block %zu bytes)", b.size);
+    if (n > 0 && (size_t)n < room)
+        ksnprintf(out + n, room - n, " called from %p [%s]", caller,
+                  kheap_strerror ? kheap_strerror(code) : "?");
+    kernel_heap_reports++;
+    kprintf("%s\n", out);
+}
+
+/* Static region first, then the usable RAM the boot loader reported (the first MiB, the kernel
+ * image with the static heap, and the boot info excluded by boot_free_ranges). */
+unsigned kernel_heap_setup(int verbose)
+{
     size_t size = (size_t)(__heap_end - __heap_start);
     int rc = kheap_init(__heap_start, size);
     if (rc != 0)
         panic("kheap_init(%p, %zu) = %d", (void *)__heap_start, size, rc);
+    if (verbose)
+        kprintf("heap: region 0x%lx-0x%lx (%zu KiB, static, in .bss)\n",
+                (uint64_t)__heap_start, (uint64_t)__heap_end, size >> 10);
     struct boot_mem_range free[FREE_RANGES_MAX];
     size_t n = boot_free_ranges(free, FREE_RANGES_MAX);
     uint64_t added = 0;
@@ -33,10 +89,27 @@ static void heap_setup(void)
         rc = kheap_add_region((void *)free[i].base, free[i].length);
         if (rc != 0)
             panic("kheap_add_region(0x%lx, 0x%lx) = %d", free[i].base, free[i].length, rc);
+        if (verbose)
+            kprintf("heap: region 0x%lx-0x%lx (%lu KiB, RAM)\n", free[i].base,
+                    free[i].base + free[i].length, free[i].length >> 10);
         added += free[i].length;
     }
-    kprintf("heap: static %zu KiB at %p, plus %zu RAM regions (%lu KiB)\n", size >> 10,
-            (void *)__heap_start, n, added >> 10);
+    if (verbose)
+        kprintf("heap: %zu KiB static + %zu RAM regions (%lu KiB), IRQ-safe spinlock\n",
+                size >> 10, n, added >> 10);
+    return (unsigned)n + 1;
+}
+
+/* Lock and error handler first: kheap_init keeps both. */
+static void heap_setup(void)
+{
+    if (!kheap_init) {
+        kprintf("heap: mm/ not linked in, no heap\n");
+        return;
+    }
+    kheap_set_lock(kspin_lock_irqsave, kspin_unlock_irqrestore, &kernel_heap_lock);
+    kheap_set_error_handler(kernel_heap_error);
+    kernel_heap_setup(1);
 }
 
 void kmain(uint32_t magic, uint64_t info);
@@ -46,6 +119,7 @@ void kmain(uint32_t magic, uint64_t info)
     kmain_frame_rsp = (uint64_t)__builtin_frame_address(0) + 16;
     serial_init();
     idt_init();
+    pic_mask_all();                 /* no IRQ handlers: keep every line masked */
     kprintf("\nkheap test kernel\n");
     if (boot_info_parse(magic, info) != 0)
         panic("unknown boot magic 0x%x", magic);

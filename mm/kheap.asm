@@ -9,6 +9,18 @@ bits 64
 
 %include "kheap_layout.inc"
 
+; KHEAP_DEBUG=1 (make KHEAP_DEBUG=1): poison, canary, trailer; see kheap_debug.inc.
+%ifndef KHEAP_DEBUG
+  %define KHEAP_DEBUG 0
+%endif
+; Metadata bytes of a used block beyond its requested size: the header (and, in the debug
+; build, the trailer and at least one canary byte).
+%if KHEAP_DEBUG
+  %define KH_META (KHEAP_HEADER_SIZE + KHEAP_DEBUG_EXTRA)
+%else
+  %define KH_META KHEAP_HEADER_SIZE
+%endif
+
 ; ---- layout cross-check: these strucs must match kheap_layout.h, or the build fails ----------
 %macro ASSERT_LAYOUT 2
   %if (%1) != (%2)
@@ -71,7 +83,8 @@ ASSERT_LAYOUT kh_ctl.errors, KH_CTL_ERRORS
 ASSERT_LAYOUT kh_ctl.fl_map, KH_CTL_FL_MAP
 ASSERT_LAYOUT kh_ctl.sl_map, KH_CTL_SL_MAP
 ASSERT_LAYOUT ((kh_ctl.heads + 7) / 8) * 8, KH_CTL_HEADS
-ASSERT_LAYOUT KH_CTL_HEADS + KH_FL_COUNT * KH_SL_COUNT * 8, KH_CTL_BYTES
+ASSERT_LAYOUT KH_CTL_HEADS + KH_FL_COUNT * KH_SL_COUNT * 8, KH_CTL_GROW
+ASSERT_LAYOUT KH_CTL_GROW + 4 * 8, KH_CTL_BYTES
 ASSERT_LAYOUT (KH_RGN_SIZE + KHEAP_HEADER_SIZE) % KHEAP_ALIGN, 0  ; first payload 16-aligned
 ASSERT_LAYOUT KH_RGN_MIN, KHEAP_REGION_MIN
 ASSERT_LAYOUT KHEAP_MIN_BLOCK, KHEAP_HEADER_SIZE + KH_FREE_PREV + KH_FOOTER_SIZE
@@ -88,10 +101,16 @@ section .text
 %define CTL(f) [rel kheap_ctl + (f)]
 
 %include "kheap_block.inc"
+%if KHEAP_DEBUG
+  %include "kheap_debug.inc"
+%endif
 
 extern kmemcpy
 extern kmemset
 extern kheap_check_walk
+extern kheap_walk_locked
+extern kheap_leak_locked
+extern kheap_restamp_locked
 
 ; =============================================================================================
 ; Internal routines: run under the lock, report misuse through heap_report.
@@ -128,13 +147,13 @@ heap_hook:
         ret
 
 ; block_request -- the block size for an n-byte request, or 0 if n is absurd
-; C: uint64_t block_request(size_t n)   (max(KHEAP_MIN_BLOCK, round_up(n + 8, 16)))
+; C: uint64_t block_request(size_t n)   (max(KHEAP_MIN_BLOCK, round_up(n + KH_META, 16)))
 ; IN rdi = n   OUT rax = S or 0 (n > KH_MAX_REQUEST); clobbers rcx; stack: none
 block_request:
         mov     rcx, KH_MAX_REQUEST
         cmp     rdi, rcx
         ja      .absurd
-        lea     rax, [rdi + KHEAP_HEADER_SIZE + KHEAP_ALIGN - 1]
+        lea     rax, [rdi + KH_META + KHEAP_ALIGN - 1]
         and     rax, -KHEAP_ALIGN
         mov     ecx, KHEAP_MIN_BLOCK
         cmp     rax, rcx
@@ -149,7 +168,7 @@ block_request:
 ; Rejects, reading no memory: p misaligned or outside [min, max) of the heap (KHEAP_E_BAD_PTR).
 ; Then reads the 8 bytes at p - 8 (which may lie in a gap between two regions) and rejects a
 ; header with bad check bits or a size running past the heap (KHEAP_E_BAD_HEADER) and a free
-; block (KHEAP_E_DOUBLE_FREE).
+; block (KHEAP_E_DOUBLE_FREE; in the debug build also poison where the header should be).
 ; IN rdi = p   OUT rax = H = p - 8, or 0; clobbers caller-saved; callee-saved: rbx; stack: 16
 block_from_user:
         push    rbx
@@ -181,6 +200,11 @@ block_from_user:
         mov     edi, KHEAP_E_BAD_PTR
         jmp     .report
 .bad_header:
+%if KHEAP_DEBUG
+        mov     rax, KH_POISON_WORD     ; poison before p: p lies in freed memory (a stale
+        cmp     [rbx - KHEAP_HEADER_SIZE], rax  ; header of a merged block, or inside one)
+        je      .double_free
+%endif
         mov     edi, KHEAP_E_BAD_HEADER
         jmp     .report
 .double_free:
@@ -190,6 +214,33 @@ block_from_user:
         call    heap_report
         xor     eax, eax
         pop     rbx
+        ret
+
+; heap_grow -- no block fits S bytes: ask the growth hook for memory and add it to the heap
+; C: int heap_grow(uint64_t s)   (1 memory was added; 0 no hook, no memory, or it was refused)
+; IN rdi = S   OUT eax; clobbers caller-saved (the hook may); stack: 32 + the hook's
+heap_grow:
+        mov     rax, CTL(KH_CTL_GROW)
+        test    rax, rax
+        jz      .none
+        sub     rsp, 24                 ; [rsp] = start, filled by the hook
+        mov     qword [rsp], 0
+        mov     rsi, rsp
+        call    rax                     ; size = grow(S, &start)
+        mov     rdi, [rsp]
+        mov     rsi, rax
+        add     rsp, 24
+        test    rsi, rsi
+        jz      .none
+        sub     rsp, 8
+        call    region_grow
+        add     rsp, 8
+        test    eax, eax
+        jnz     .none
+        mov     eax, 1
+        ret
+.none:
+        xor     eax, eax
         ret
 
 ; heap_alloc -- take a block of at least S bytes off the free lists, split off the surplus
@@ -205,10 +256,19 @@ heap_alloc:
         push    r14
         push    r15
         mov     rbx, rdi
-        ; 1. a list head that should fit (good fit, see bin_search)
+        ; 1. a list head that should fit (good fit, see bin_search); else grow, retry once
+        call    bin_search
+        test    rax, rax
+        jnz     .found
+        mov     rdi, rbx
+        call    heap_grow
+        test    eax, eax
+        jz      .fail
+        mov     rdi, rbx
         call    bin_search
         test    rax, rax
         jz      .fail
+.found:
         mov     r12, rax
         ; 2. the head must be a valid free header, big enough, with links pointing back
         mov     rdi, r12
@@ -232,6 +292,12 @@ heap_alloc:
         cmp     rax, -1
         je      .bad_next
         mov     r15, rax
+%if KHEAP_DEBUG
+        mov     rdi, r12                ; the part handed out must still be poison
+        lea     rsi, [r12 + rbx]
+        mov     rdx, r14
+        call    dbg_take
+%endif
         ; 4. off the list; split when the surplus can be a block of its own
         mov     rdi, r12
         call    bin_remove
@@ -318,6 +384,11 @@ block_trim:
         ; [ H ....... tail ][ N free ] => [ H ][ tail + N free ]
         mov     rdi, r15
         call    bin_remove
+%if KHEAP_DEBUG
+        mov     rdi, r15                ; N's header and links are free memory now
+        mov     esi, KH_FREE_BODY
+        call    dbg_poison
+%endif
         mov     rax, KH_SIZE_MASK
         and     rax, r12
         add     r14, rax
@@ -397,6 +468,11 @@ block_free:
         neg     rdi
         call    stats_used_add
         inc     qword CTL(KH_CTL_FREES)
+%if KHEAP_DEBUG
+        lea     rdi, [rbx + KHEAP_HEADER_SIZE]  ; poison H's payload
+        lea     rsi, [r13 - KHEAP_HEADER_SIZE]
+        call    dbg_poison
+%endif
         ; 3. merge right, or tell N its left neighbour is free now
         lea     rdi, [rbx + r13]
         test    r14b, KH_F_FREE
@@ -407,6 +483,11 @@ block_free:
         jmp     .merge_left
 .merge_right:
         call    bin_remove              ; X already has PREV_FREE
+%if KHEAP_DEBUG
+        lea     rdi, [rbx + r13]        ; N's header and links are free memory now
+        mov     esi, KH_FREE_BODY
+        call    dbg_poison
+%endif
         mov     rax, KH_SIZE_MASK
         and     rax, r14
         add     r13, rax
@@ -416,6 +497,11 @@ block_free:
         jz      .file
         mov     rdi, r15
         call    bin_remove
+%if KHEAP_DEBUG
+        lea     rdi, [rbx - KH_FOOTER_SIZE]     ; P's footer and H's header: free memory now
+        mov     esi, KH_FOOTER_SIZE + KHEAP_HEADER_SIZE
+        call    dbg_poison
+%endif
         mov     rax, rbx
         sub     rax, r15
         add     r13, rax
@@ -473,6 +559,12 @@ block_grow:
         cmp     rcx, r12
         jb      .out
         ; 2. X, the block after N, must be valid: it loses PREV_FREE
+%if KHEAP_DEBUG
+        mov     rdi, r14                ; the part of N taken must still be poison
+        lea     rsi, [rbx + r12]
+        lea     rdx, [r14 + r15]
+        call    dbg_take
+%endif
         lea     rdi, [r14 + r15]
         call    block_read
         mov     edx, KHEAP_E_BAD_HEADER
@@ -509,26 +601,99 @@ block_grow:
         pop     rbx
         ret
 
-; heap_malloc -- kmalloc without the lock: block for n bytes, counted in the stats
+; heap_fault -- fault injection: must this allocation call fail? (kheap_fail_after/_rate)
+; C: int heap_fault(void)   (1: fail it; advances the countdown and the PRNG)
+; IN none   OUT eax; clobbers rcx, rdx; stack: none
+heap_fault:
+        mov     rax, CTL(KH_CTL_FAIL_AFTER)
+        test    rax, rax
+        jz      .rate                   ; 0: off
+        cmp     rax, 1
+        je      .fail                   ; 1: the countdown has run out, for good
+        dec     rax
+        mov     CTL(KH_CTL_FAIL_AFTER), rax
+.rate:
+        mov     rcx, CTL(KH_CTL_FAIL_PPM)
+        test    rcx, rcx
+        jz      .pass
+        mov     rax, KH_HASH_K1         ; splitmix64: state += K1, then mix the state
+        add     rax, CTL(KH_CTL_FAIL_RNG)
+        mov     CTL(KH_CTL_FAIL_RNG), rax
+        mov     rdx, rax
+        shr     rdx, KH_MIX_SHIFT1
+        xor     rax, rdx
+        mov     rdx, KH_HASH_K2
+        imul    rax, rdx
+        mov     rdx, rax
+        shr     rdx, KH_MIX_SHIFT2
+        xor     rax, rdx
+        mov     rdx, KH_MIX_K3
+        imul    rax, rdx
+        mov     rdx, rax
+        shr     rdx, KH_MIX_SHIFT3
+        xor     rax, rdx
+        shr     rax, 32                 ; uniform in [0, 10^6): (top 32 bits * 10^6) >> 32
+        imul    rax, rax, KH_PPM
+        shr     rax, 32
+        cmp     rax, rcx
+        jb      .fail
+.pass:
+        xor     eax, eax
+        ret
+.fail:
+        mov     eax, 1
+        ret
+
+; heap_malloc -- kmalloc without the lock: an allocation call (fault injection applies)
 ; C: void *heap_malloc(size_t n)
-; IN rdi = n   OUT rax = payload or NULL; clobbers caller-saved; stack: 16
+; IN rdi = n   OUT rax = payload or NULL; clobbers caller-saved; stack: 16 + heap_malloc_nf
 heap_malloc:
-        sub     rsp, 8
+        mov     rax, KH_MAX_REQUEST
+        cmp     rdi, rax
+        ja      heap_malloc_nf          ; absurd: reported there, injection or not
+        push    rdi
+        call    heap_fault
+        pop     rdi
+        test    eax, eax
+        jz      heap_malloc_nf
+        inc     qword CTL(KH_CTL_FAILED)
+        xor     eax, eax
+        ret
+
+; heap_malloc_nf -- a block for n bytes, counted in the stats; no fault injection (for calls
+; that already had their injection check). An absurd n is reported (KHEAP_E_SIZE, NULL).
+; C: void *heap_malloc_nf(size_t n)
+; IN rdi = n   OUT rax = payload or NULL; clobbers caller-saved; callee-saved: rbx
+; stack: 16
+heap_malloc_nf:
+        push    rbx
+        mov     rbx, rdi                ; n
         call    block_request
         test    rax, rax
-        jz      .fail
+        jz      .absurd
         mov     rdi, rax
         call    heap_alloc
         test    rax, rax
         jz      .fail
         inc     qword CTL(KH_CTL_ALLOCS)
+%if KHEAP_DEBUG
+        mov     rdi, rax                ; canary and trailer for n bytes
+        mov     rsi, rbx
+        mov     rbx, rax
+        call    dbg_stamp
+        mov     rax, rbx
+%endif
         add     rax, KHEAP_HEADER_SIZE
-        add     rsp, 8
+        pop     rbx
         ret
+.absurd:
+        mov     edi, KHEAP_E_SIZE
+        xor     esi, esi
+        call    heap_report
 .fail:
         inc     qword CTL(KH_CTL_FAILED)
         xor     eax, eax
-        add     rsp, 8
+        pop     rbx
         ret
 
 ; heap_free -- kfree without the lock
@@ -543,6 +708,11 @@ heap_free:
         test    rax, rax
         jz      .done
         mov     rdi, rax
+%if KHEAP_DEBUG
+        push    rax                     ; an overflow into the canary is reported, then the
+        call    dbg_check_used          ; block is freed all the same (its headers are fine)
+        pop     rdi
+%endif
         jmp     block_free
 .done:
         ret
@@ -570,6 +740,9 @@ heap_calloc:
         mov     rax, r12
         jmp     .out
 .overflow:
+        mov     edi, KHEAP_E_SIZE       ; n * size does not fit in 64 bits
+        xor     esi, esi
+        call    heap_report
         inc     qword CTL(KH_CTL_FAILED)
         xor     eax, eax
 .out:
@@ -611,16 +784,31 @@ heap_realloc:
         test    rax, rax
         jz      .null
         mov     r13, rax                ; H
+%if KHEAP_DEBUG
+        mov     rdi, rax                ; an overflow is reported; the resize goes on
+        call    dbg_check_used
+%endif
         mov     rdi, r12
         call    block_request
         test    rax, rax
-        jz      .failed
+        jz      .absurd
         mov     r14, rax                ; new block size
         mov     r15, KH_SIZE_MASK
         and     r15, [r13]              ; old block size
         ; 3. in place: shrink, or grow into the right neighbour
         cmp     r14, r15
-        jbe     .trim
+        ja      .grow
+%if KHEAP_DEBUG
+        lea     rdi, [r13 + r14]        ; the bytes beyond the new size are freed (or slack)
+        mov     rsi, r15
+        sub     rsi, r14
+        call    dbg_poison
+%endif
+        jmp     .trim
+.grow:
+        call    heap_fault              ; growing is an allocation call
+        test    eax, eax
+        jnz     .failed
         mov     rdi, r13
         mov     rsi, r14
         call    block_grow
@@ -631,23 +819,34 @@ heap_realloc:
         mov     rdi, r13
         mov     rsi, r14
         call    block_trim
+%if KHEAP_DEBUG
+        mov     rdi, r13                ; canary and trailer for the new size
+        mov     rsi, r12
+        call    dbg_stamp
+%endif
         mov     rax, rbx
         jmp     .out
 .move:
         ; 4. move: new block, copy the old payload (all of it is < n), free the old block
         mov     rdi, r12
-        call    heap_malloc
+        call    heap_malloc_nf
         test    rax, rax
         jz      .out
         mov     r12, rax
-        mov     rdi, rax
+        mov     rdi, r13
+        call    block_usable
+        mov     rdx, rax
+        mov     rdi, r12
         mov     rsi, rbx
-        lea     rdx, [r15 - KHEAP_HEADER_SIZE]
         call    kmemcpy wrt ..plt
         mov     rdi, r13
         call    block_free
         mov     rax, r12
         jmp     .out
+.absurd:
+        mov     edi, KHEAP_E_SIZE
+        mov     rsi, rbx
+        call    heap_report
 .failed:
         inc     qword CTL(KH_CTL_FAILED)
 .null:
@@ -675,26 +874,30 @@ heap_aligned:
         push    r15
         mov     rbx, rdi
         mov     r12, rsi
-        ; 1. align: a power of two, not absurd; <= KHEAP_ALIGN is plain kmalloc
+        ; 1. align: a power of two, not absurd; n not absurd (both reported); then the fault
+        ; injection; align <= KHEAP_ALIGN is plain kmalloc
         lea     rax, [rbx - 1]
         test    rax, rbx
-        jnz     .failed
+        jnz     .bad_align
         test    rbx, rbx
-        jz      .failed
+        jz      .bad_align
         mov     rax, KH_MAX_REQUEST
         cmp     rbx, rax
-        ja      .failed
-        cmp     rbx, KHEAP_ALIGN
-        ja      .big
-        mov     rdi, r12
-        call    heap_malloc
-        jmp     .out
-.big:
+        ja      .bad_align
         mov     rdi, r12
         call    block_request
         test    rax, rax
-        jz      .failed
+        jz      .bad_size
         mov     r13, rax                ; S
+        call    heap_fault
+        test    eax, eax
+        jnz     .failed
+        cmp     rbx, KHEAP_ALIGN
+        ja      .big
+        mov     rdi, r12
+        call    heap_malloc_nf
+        jmp     .out
+.big:
         ; 2. a block with room for any leading gap
         lea     rdi, [r13 + rbx + KHEAP_ALIGN]
         call    heap_alloc
@@ -729,9 +932,22 @@ heap_aligned:
         mov     rdi, r14
         mov     rsi, r13
         call    block_trim
+%if KHEAP_DEBUG
+        mov     rdi, r14                ; canary and trailer for n bytes
+        mov     rsi, r12
+        call    dbg_stamp
+%endif
         inc     qword CTL(KH_CTL_ALLOCS)
         lea     rax, [r14 + KHEAP_HEADER_SIZE]
         jmp     .out
+.bad_align:
+        mov     edi, KHEAP_E_INVAL
+        jmp     .report
+.bad_size:
+        mov     edi, KHEAP_E_SIZE
+.report:
+        xor     esi, esi
+        call    heap_report
 .failed:
         inc     qword CTL(KH_CTL_FAILED)
         xor     eax, eax
@@ -741,6 +957,23 @@ heap_aligned:
         pop     r13
         pop     r12
         pop     rbx
+        ret
+
+; block_usable -- the usable bytes of used block H: S - 8, or in the debug build the requested
+; size from the trailer (clipped to what the block holds, should the trailer be smashed)
+; C: size_t block_usable(uintptr_t h)
+; IN rdi = H (valid used header)   OUT rax; clobbers rcx; stack: none
+block_usable:
+        mov     rax, KH_SIZE_MASK
+        and     rax, [rdi]
+%if KHEAP_DEBUG
+        mov     rcx, [rdi + rax - KH_TRAILER_SIZE + KH_TRAILER_REQ]
+        sub     rax, KH_META
+        cmp     rcx, rax
+        cmovb   rax, rcx
+%else
+        sub     rax, KHEAP_HEADER_SIZE
+%endif
         ret
 
 ; heap_ksize -- ksize without the lock
@@ -754,12 +987,143 @@ heap_ksize:
         add     rsp, 8
         test    rax, rax
         jz      .zero
-        mov     rcx, KH_SIZE_MASK
-        and     rcx, [rax]
-        lea     rax, [rcx - KHEAP_HEADER_SIZE]
-        ret
+        mov     rdi, rax
+        jmp     block_usable
 .zero:
         xor     eax, eax
+        ret
+
+; region_overlaps -- does [A, E) overlap a known region? (the only loop over regions)
+; C: int region_overlaps(uintptr_t a, uintptr_t e)   (KHEAP_E_OVERLAP or 0)
+; IN rdi = A, rsi = E   OUT eax; clobbers rdx; stack: none
+region_overlaps:
+        mov     eax, KHEAP_E_OVERLAP
+        mov     rdx, CTL(KH_CTL_REGIONS)
+.next:
+        test    rdx, rdx
+        jz      .none
+        cmp     rdi, [rdx + KH_RGN_END]
+        jae     .skip
+        cmp     rsi, [rdx + KH_RGN_START]
+        ja      .done
+.skip:
+        mov     rdx, [rdx + KH_RGN_NEXT]
+        jmp     .next
+.none:
+        xor     eax, eax
+.done:
+        ret
+
+; region_grow -- add memory from the growth hook: extend the region that ends where it starts,
+; or else add it as a new region (region_add)
+; C: int region_grow(void *start, size_t size)   (0 or a KHEAP_E_* code; nothing reported)
+; The old end sentinel becomes the header of a new free block reaching the new end (merged
+; with the region's last block if that is free); a new sentinel closes the region:
+;   [ ... last ][S]  +  [ new memory ]  =>  [ ... last ][ ------ free ------ ][S']
+;   [ ... last free ][S] + [ new memory ]  =>  [ ... ---------- last free ---------- ][S']
+; IN rdi = start, rsi = size   OUT eax; clobbers caller-saved
+; callee-saved: rbx, r12-r15; stack: 48
+region_grow:
+        push    rbx
+        push    r12
+        push    r13
+        push    r14
+        push    r15
+        ; 1. [A, E) aligned inward; a region R whose end is A, or a new region
+        mov     rbx, rdi
+        add     rbx, KHEAP_ALIGN - 1
+        jc      .new
+        and     rbx, -KHEAP_ALIGN       ; A
+        mov     r12, rdi
+        add     r12, rsi
+        jc      .new                    ; wraps: region_add says so
+        and     r12, -KHEAP_ALIGN       ; E
+        mov     r13, CTL(KH_CTL_REGIONS)
+.find:
+        test    r13, r13
+        jz      .new
+        cmp     [r13 + KH_RGN_END], rbx
+        je      .extend
+        mov     r13, [r13 + KH_RGN_NEXT]
+        jmp     .find
+.new:
+        call    region_add
+        jmp     .out
+.extend:
+        ; 2. below the longest region, room for one block, no overlap
+        mov     rcx, KH_RGN_MAX
+        add     rcx, [r13 + KH_RGN_START]
+        jc      .length_ok
+        cmp     r12, rcx
+        cmova   r12, rcx                ; longer than a block can be: use the first part
+.length_ok:
+        mov     eax, KHEAP_E_TOO_SMALL
+        cmp     r12, rbx
+        jbe     .out
+        mov     rcx, r12
+        sub     rcx, rbx
+        cmp     rcx, KHEAP_MIN_BLOCK
+        jb      .out
+        mov     rdi, rbx
+        mov     rsi, r12
+        call    region_overlaps
+        test    eax, eax
+        jnz     .out
+        ; 3. the old sentinel T becomes a free block header, or the free block L before it does
+        lea     r14, [rbx - KH_SENTINEL_SIZE]           ; T
+        mov     rdi, r14
+        call    block_read
+        mov     rsi, rax
+        mov     eax, KHEAP_E_CORRUPT
+        cmp     rsi, -1
+        je      .out
+        mov     rdi, r14
+        call    block_read_prev
+        mov     r15, rax                                ; L, 0, or -1 (edx = code)
+        mov     eax, edx
+        cmp     r15, -1
+        je      .out
+        test    r15, r15
+        jz      .new_sentinel
+        mov     rdi, r15
+        call    bin_remove
+        mov     r14, r15
+.new_sentinel:
+        ; 4. new sentinel, region bounds, counters, then the free block
+        lea     rdi, [r12 - KH_SENTINEL_SIZE]
+        mov     esi, KH_F_PREV_FREE
+        call    block_set
+        mov     [r13 + KH_RGN_END], r12
+        cmp     r12, CTL(KH_CTL_MAX)
+        jbe     .max_ok
+        mov     CTL(KH_CTL_MAX), r12
+.max_ok:
+        mov     rax, r12
+        sub     rax, rbx
+        add     CTL(KH_CTL_TOTAL), rax
+        add     CTL(KH_CTL_FREE), rax
+%if KHEAP_DEBUG
+        ; poison the new body: from the old sentinel's link area, or (merged with L) from
+        ; L's old footer, up to the new footer
+        lea     rdi, [rbx - KH_SENTINEL_SIZE + KH_FREE_BODY]
+        lea     rax, [rbx - KH_SENTINEL_SIZE - KH_FOOTER_SIZE]
+        test    r15, r15
+        cmovnz  rdi, rax
+        lea     rsi, [r12 - KH_SENTINEL_SIZE - KH_FOOTER_SIZE]
+        sub     rsi, rdi
+        call    dbg_poison
+%endif
+        mov     rdi, r14
+        lea     rsi, [r12 - KH_SENTINEL_SIZE]
+        sub     rsi, r14
+        call    block_make_free
+        xor     eax, eax
+.out:
+        pop     r15
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     rbx
         ret
 
 ; region_add -- carve [start, start + size) into descriptor, one free block and a sentinel
@@ -798,18 +1162,11 @@ region_add:
 .length_ok:
         mov     r12, rcx
         ; 2. no overlap with a known region
-        mov     eax, KHEAP_E_OVERLAP
-        mov     rdx, CTL(KH_CTL_REGIONS)
-.overlap:
-        test    rdx, rdx
-        jz      .carve
-        cmp     rbx, [rdx + KH_RGN_END]
-        jae     .next_region
-        cmp     r12, [rdx + KH_RGN_START]
-        ja      .out
-.next_region:
-        mov     rdx, [rdx + KH_RGN_NEXT]
-        jmp     .overlap
+        mov     rdi, rbx
+        mov     rsi, r12
+        call    region_overlaps
+        test    eax, eax
+        jnz     .out
 .carve:
         ; 3. descriptor, bounds, counters
         mov     rax, CTL(KH_CTL_REGIONS)
@@ -840,6 +1197,12 @@ region_add:
         sub     rsi, rdi
         sub     rsi, KH_SENTINEL_SIZE
         call    block_make_free
+%if KHEAP_DEBUG
+        lea     rdi, [rbx + KH_RGN_SIZE + KH_FREE_BODY]  ; the free block's body: poison
+        lea     rsi, [r12 - KH_SENTINEL_SIZE - KH_FOOTER_SIZE]
+        sub     rsi, rdi
+        call    dbg_poison
+%endif
         xor     eax, eax
 .out:
         add     rsp, 8
@@ -849,7 +1212,8 @@ region_add:
 
 ; heap_init -- kheap_init without the lock: forget everything, start over on one region
 ; C: int heap_init(void *start, size_t size)
-; Keeps the error handler and lock hooks; a new secret makes every old header invalid.
+; Keeps the error handler, lock and growth hooks; a new secret makes every old header invalid.
+; Fault injection is turned off (its fields are cleared with the rest).
 ; IN rdi = start, rsi = size   OUT eax; clobbers caller-saved; callee-saved: rbx, r12-r15
 ; stack: 48
 heap_init:
@@ -866,6 +1230,7 @@ heap_init:
         mov     r15, CTL(KH_CTL_LOCK_REL)
         mov     r8, CTL(KH_CTL_LOCK_CTX)
         mov     r9, CTL(KH_CTL_CALLER)
+        mov     r10, CTL(KH_CTL_GROW)
         lea     rdi, [rel kheap_ctl]
         mov     ecx, KH_CTL_BYTES / 8
         xor     eax, eax
@@ -875,6 +1240,7 @@ heap_init:
         mov     CTL(KH_CTL_LOCK_REL), r15
         mov     CTL(KH_CTL_LOCK_CTX), r8
         mov     CTL(KH_CTL_CALLER), r9
+        mov     CTL(KH_CTL_GROW), r10
         mov     qword CTL(KH_CTL_MIN), -1
         ; 2. a fresh secret: time stamp and address, mixed
         rdtsc
@@ -908,6 +1274,7 @@ heap_add_region:
 ; C: void heap_stats(struct kheap_stats *s)
 ; largest_free walks the highest non-empty list (bounded by the number of blocks that fit in
 ; the heap, in case it is corrupt); everything else is a copy.
+; fragmentation_ppm is (1 - largest / free) in parts per million.
 ; IN rdi = s   OUT none; clobbers rax, rcx, rdx, rsi, r8; stack: none
 heap_stats:
         mov     rax, CTL(KH_CTL_TOTAL)
@@ -955,6 +1322,19 @@ heap_stats:
         jnc     .largest_loop
 .largest_done:
         mov     [rdi + KH_ST_LARGEST], rax
+        ; fragmentation = (free - largest) * 10^6 / free, in 128 bits (free may be ~2^48)
+        mov     rcx, CTL(KH_CTL_FREE)
+        xor     esi, esi
+        cmp     rax, rcx
+        jae     .frag_done              ; nothing free, or one block: no fragmentation
+        neg     rax
+        add     rax, rcx                ; free - largest
+        mov     edx, KH_PPM
+        mul     rdx
+        div     rcx
+        mov     esi, eax
+.frag_done:
+        mov     [rdi + KH_ST_FRAG], esi
         ret
 
 ; heap_set_handler -- kheap_set_error_handler without the lock
@@ -963,6 +1343,27 @@ heap_stats:
 heap_set_handler:
         mov     rax, CTL(KH_CTL_ERR_FN)
         mov     CTL(KH_CTL_ERR_FN), rdi
+        ret
+
+; heap_fail_after / heap_fail_rate / heap_set_grow -- the setters, without the lock
+; C: void heap_fail_after(long n)  (stores n + 1, 0 = off for any n < 0)
+;    void heap_fail_rate(uint32_t ppm, uint64_t seed), void heap_set_grow(kheap_grow_fn fn)
+; IN rdi (, rsi)   OUT none; clobbers rax; stack: none
+heap_fail_after:
+        lea     rax, [rdi + 1]
+        test    rdi, rdi
+        jns     .store
+        xor     eax, eax
+.store:
+        mov     CTL(KH_CTL_FAIL_AFTER), rax
+        ret
+heap_fail_rate:
+        mov     eax, edi                ; zero-extends the 32-bit ppm
+        mov     CTL(KH_CTL_FAIL_PPM), rax
+        mov     CTL(KH_CTL_FAIL_RNG), rsi
+        ret
+heap_set_grow:
+        mov     CTL(KH_CTL_GROW), rdi
         ret
 
 ; =============================================================================================
@@ -1006,6 +1407,12 @@ global kheap_check:function
 global kheap_get_stats:function
 global kheap_set_error_handler:function
 global kheap_set_lock:function
+global kheap_walk:function
+global kheap_leak_report:function
+global kheap_set_secret:function
+global kheap_fail_after:function
+global kheap_fail_rate:function
+global kheap_set_grow:function
 global my_malloc:function
 global my_calloc:function
 global my_realloc:function
@@ -1080,6 +1487,42 @@ align 16
 ; C: kheap_error_fn kheap_set_error_handler(kheap_error_fn fn)   IN rdi   OUT rax
 kheap_set_error_handler:
         PUBLIC_BODY heap_set_handler
+
+align 16
+; kheap_walk -- visit every block in address order (mm/kheap_diag.c does the walk). O(heap)
+; C: int kheap_walk(kheap_walk_fn fn, void *ctx)   IN rdi, rsi   OUT eax
+kheap_walk:
+        PUBLIC_BODY kheap_walk_locked wrt ..plt
+
+align 16
+; kheap_leak_report -- live blocks grouped by allocation site (mm/kheap_diag.c). O(heap)
+; C: int kheap_leak_report(kheap_leak_fn fn, void *ctx)   IN rdi, rsi   OUT eax
+kheap_leak_report:
+        PUBLIC_BODY kheap_leak_locked wrt ..plt
+
+align 16
+; kheap_set_secret -- new check-bit secret, every header re-stamped (mm/kheap_diag.c). O(heap)
+; C: int kheap_set_secret(uint64_t secret)   IN rdi   OUT eax
+kheap_set_secret:
+        PUBLIC_BODY kheap_restamp_locked wrt ..plt
+
+align 16
+; kheap_fail_after -- let n more allocation calls through, fail the later ones; n < 0: off
+; C: void kheap_fail_after(long n)   IN rdi
+kheap_fail_after:
+        PUBLIC_BODY heap_fail_after
+
+align 16
+; kheap_fail_rate -- fail allocation calls with probability ppm / 10^6 (seeded PRNG); 0: off
+; C: void kheap_fail_rate(uint32_t per_million, uint64_t seed)   IN edi, rsi
+kheap_fail_rate:
+        PUBLIC_BODY heap_fail_rate
+
+align 16
+; kheap_set_grow -- install the growth hook (NULL: none)
+; C: void kheap_set_grow(kheap_grow_fn fn)   IN rdi
+kheap_set_grow:
+        PUBLIC_BODY heap_set_grow
 
 align 16
 ; kheap_set_lock -- install lock hooks (no lock taken: nobody may be inside the heap)

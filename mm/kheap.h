@@ -37,6 +37,31 @@
 #define KHEAP_REGION_MIN       64
 
 /* ---------------------------------------------------------------------------------------------
+ * Build option KHEAP_DEBUG (make KHEAP_DEBUG=1; define it the same way, 0/absent or 1, for the
+ * library and for any code that depends on the block layout). The API does not change.
+ * - Poison: freed memory is filled with 0x6B and verified when it is handed out again (kmalloc,
+ *   kcalloc, kmalloc_aligned, krealloc growing in place): a write after free is reported as
+ *   KHEAP_E_USE_AFTER_FREE with the payload address of the free block it hit, the memory is
+ *   poisoned again and the allocation goes on. A pointer whose header word is poison (a stale
+ *   pointer into freed, merged memory) is reported as KHEAP_E_DOUBLE_FREE.
+ * - Canary: the bytes between the requested size and the trailer (at least one) hold 0xA5 and
+ *   are verified by kfree and krealloc: an overflow past the requested size, even by one byte,
+ *   is reported as KHEAP_E_OVERFLOW with the block's pointer (the block is still freed or
+ *   resized: its headers are intact). ksize() is the requested size.
+ * - Allocation site: a 16-byte trailer at the end of each used block holds the requested size
+ *   and the return address of the allocating call (kheap_walk, kheap_inspect,
+ *   kheap_leak_report show it; krealloc records its own caller).
+ * Cost: a used block is max(32, round_up(n + KHEAP_HEADER_SIZE + KHEAP_DEBUG_EXTRA, 16)) bytes
+ * instead of max(32, round_up(n + 8, 16)): 16 bytes more, 32 when n = 8 (mod 16), none for
+ * n < 8. Time: kfree fills the block (O(block size)), allocation verifies the poison of the
+ * bytes it hands out (O(size)), kfree/krealloc verify the canary (1..16 bytes); kheap_init and
+ * growth poison the new memory (O(region)); kheap_check also reads every free byte. The
+ * constant-time bounds of this header hold for the release build (KHEAP_DEBUG off).
+ * ------------------------------------------------------------------------------------------- */
+/* Extra metadata bytes per used block in a KHEAP_DEBUG build: 16-byte trailer + 1 canary byte. */
+#define KHEAP_DEBUG_EXTRA      17
+
+/* ---------------------------------------------------------------------------------------------
  * Error codes: returned (negated) by kheap_init/kheap_add_region/kheap_check and passed to the
  * error handler. 0 is success. Keep kheap_strerror() (mm/kheap_check.c) in step.
  * ------------------------------------------------------------------------------------------- */
@@ -45,12 +70,15 @@
 #define KHEAP_E_TOO_SMALL     (-2)   /* region cannot hold one minimum block plus sentinels */
 #define KHEAP_E_OVERLAP       (-3)   /* region overlaps a region the heap already has */
 #define KHEAP_E_BAD_PTR       (-4)   /* pointer outside every region, or misaligned */
-#define KHEAP_E_BAD_HEADER    (-5)   /* no live block there: interior pointer or overwritten header */
+#define KHEAP_E_BAD_HEADER    (-5)   /* no live block there: interior pointer, overwritten header */
 #define KHEAP_E_DOUBLE_FREE   (-6)   /* block is already free */
 #define KHEAP_E_FREELIST      (-7)   /* a free-list link does not point back: list corrupted */
 #define KHEAP_E_CORRUPT       (-8)   /* kheap_check: a block or region invariant does not hold */
 #define KHEAP_E_STATS         (-9)   /* kheap_check: counters disagree with the heap walk */
 #define KHEAP_E_NOT_INIT      (-10)  /* kheap_check/kheap_add_region before kheap_init */
+#define KHEAP_E_USE_AFTER_FREE (-11) /* KHEAP_DEBUG: a free block's poison was overwritten */
+#define KHEAP_E_OVERFLOW      (-12)  /* KHEAP_DEBUG: canary after the requested size overwritten */
+#define KHEAP_E_SIZE          (-13)  /* absurd size: > KHEAP_MAX_ALLOC, or n * size overflows */
 
 /* ---------------------------------------------------------------------------------------------
  * Public API. Unless stated otherwise: global heap, System V AMD64 ABI, every function runs
@@ -58,7 +86,7 @@
  * ------------------------------------------------------------------------------------------- */
 
 struct kheap_stats {
-    size_t   total_bytes;    /* bytes in blocks, used + free (region descriptors/sentinels excluded) */
+    size_t   total_bytes;    /* bytes in blocks, used + free (descriptors, sentinels excluded) */
     size_t   used_bytes;     /* bytes in allocated blocks, headers included */
     size_t   free_bytes;     /* bytes in free blocks */
     size_t   largest_free;   /* size of the largest free block (its usable part is 8 bytes less) */
@@ -68,13 +96,16 @@ struct kheap_stats {
     uint64_t failed_allocs;  /* allocation calls that returned NULL */
     uint64_t errors;         /* misuse reports (calls of the error handler) */
     unsigned regions;        /* regions under management */
+    unsigned fragmentation_ppm; /* (1 - largest_free / free_bytes) * 10^6; 0 if none free */
 };
 
 /* Called on misuse with a KHEAP_E_* code, the offending pointer and the return address of the
  * kheap call that detected it (the caller of kfree, not kfree itself; also through the my_*
  * names). The pointer is the one passed to kfree/krealloc/ksize; for a corrupt free list or
- * neighbour found by kmalloc, the payload address of the bad block. Runs with the heap lock
- * held: it must not call back into kheap. It may return; the call is then ignored. */
+ * neighbour found by kmalloc, the payload address of the bad block; for an absurd size or
+ * alignment (KHEAP_E_SIZE, KHEAP_E_INVAL) NULL (krealloc: its p). Running out of memory is not
+ * misuse and is not reported. Runs with the heap lock held: it must not call back into kheap
+ * (kheap_inspect excepted). It may return; the call then fails or is ignored as documented. */
 typedef void (*kheap_error_fn)(int error, void *ptr, void *caller);
 
 /* (Re)initialise the heap over [start, start+size). Forgets all earlier regions and resets the
@@ -91,12 +122,14 @@ int kheap_init(void *start, size_t size);
 int kheap_add_region(void *start, size_t size);
 
 /* At least n usable bytes, KHEAP_ALIGN-aligned, or NULL if no block fits or n is absurd (larger
- * than the heap, or > KHEAP_MAX_ALLOC). kmalloc(0) returns a unique freeable pointer. Good fit:
+ * than the heap, or > KHEAP_MAX_ALLOC: also reported, KHEAP_E_SIZE). kmalloc(0) returns a unique
+ * freeable pointer. Good fit:
  * the request is rounded up to its size class, so every block of the first non-empty class
  * found fits; if none, the head of the request's own class is tried. O(1). */
 void *kmalloc(size_t n);
 
-/* n * size zeroed bytes; NULL if n * size overflows or kmalloc would fail. O(1) + zeroing. */
+/* n * size zeroed bytes; NULL if n * size overflows (reported, KHEAP_E_SIZE) or kmalloc would
+ * fail. O(1) + zeroing. */
 void *kcalloc(size_t n, size_t size);
 
 /* p == NULL: kmalloc(n). n == 0: kfree(p), returns NULL. Otherwise resizes, in place when the
@@ -116,20 +149,24 @@ void *krealloc(void *p, size_t n);
 void kfree(void *p);
 
 /* n bytes aligned to align (a power of two, any size up to the heap), freed with kfree. NULL if
- * align is not a power of two or no block fits. Needs a free block of about n + align bytes
+ * align is not a power of two or > KHEAP_MAX_ALLOC (reported, KHEAP_E_INVAL), n is absurd
+ * (reported, KHEAP_E_SIZE) or no block fits. Needs a free block of about n + align bytes
  * (the leading gap goes back to the free lists). O(1). */
 void *kmalloc_aligned(size_t align, size_t n);
 
-/* Usable bytes of the live block at p (>= what was asked). 0 for NULL; a bad p is reported and
- * gives 0. O(1). */
+/* Usable bytes of the live block at p (>= what was asked; exactly what was asked in a
+ * KHEAP_DEBUG build, where the bytes after it are the canary). 0 for NULL; a bad p is reported
+ * and gives 0. O(1). */
 size_t ksize(const void *p);
 
 /* Walk every region block by block and every free list, verify every invariant (sizes,
  * alignment, check bits, physical links, no adjacent free blocks, each free block on exactly the
- * list its size maps to, bitmaps, counters). 0, or a negative KHEAP_E_* code. O(heap). */
+ * list its size maps to, bitmaps, counters; in a KHEAP_DEBUG build also every free block's
+ * poison and every live block's canary, reported last). 0, or a negative KHEAP_E_* code.
+ * O(heap). */
 int kheap_check(void);
 
-/* Fill *s. O(length of the highest non-empty free list) for largest_free. */
+/* Fill *s. O(length of the highest non-empty free list) for largest_free, O(1) otherwise. */
 void kheap_get_stats(struct kheap_stats *s);
 
 /* Install the misuse handler; NULL restores the default (count and ignore). Returns the
@@ -144,6 +181,81 @@ void kheap_set_lock(void (*acquire)(void *), void (*release)(void *), void *ctx)
 
 /* Name of a KHEAP_* code ("block already free", ...), for messages. Never NULL; no lock. */
 const char *kheap_strerror(int code);
+
+/* ---------------------------------------------------------------------------------------------
+ * Diagnostics and hardening (issue 4)
+ * ------------------------------------------------------------------------------------------- */
+
+/* One block as kheap_walk and kheap_inspect see it. */
+struct kheap_block_info {
+    void    *ptr;        /* payload address (what kmalloc returned, or would return if free) */
+    size_t   size;       /* block size in bytes, header included */
+    size_t   usable;     /* usable payload bytes: ksize() of a live block; size - 8 if free */
+    size_t   requested;  /* bytes asked for (KHEAP_DEBUG builds), else == usable; 0 if free */
+    void    *site;       /* return address of the allocating call (KHEAP_DEBUG builds), else NULL */
+    unsigned region;     /* index of the block's region in address order, 0 = lowest */
+    int      used;       /* 1 allocated, 0 free */
+};
+
+/* Callback of kheap_walk: return 0 to go on, non-zero to stop the walk with that value. Runs
+ * with the heap lock held: it must not call back into kheap (kheap_inspect excepted). */
+typedef int (*kheap_walk_fn)(const struct kheap_block_info *b, void *ctx);
+
+/* Visit every block of every region, regions in address order, blocks in address order
+ * (region sentinels are not blocks). Returns 0, the callback's non-zero value, or
+ * KHEAP_E_CORRUPT when a header on the way is invalid (the walk stops there), KHEAP_E_NOT_INIT.
+ * O(heap + regions^2). */
+int kheap_walk(kheap_walk_fn fn, void *ctx);
+
+/* Describe the block whose payload is p (live or free) without taking the lock: safe from the
+ * error handler (the heap must not change meanwhile: under the lock, or single-threaded).
+ * Returns 1 and fills *out, or 0 if p is not the payload address of a block found by walking
+ * p's region from its start (an interior or stale pointer, a bad header on the way). Never
+ * writes to the heap; reads only inside regions. O(blocks of p's region + regions). */
+int kheap_inspect(const void *p, struct kheap_block_info *out);
+
+/* Live blocks grouped by allocation site, for leak reports. fn is called once per site in order
+ * of each site's lowest block, with the number of live blocks and their bytes (block sizes);
+ * without KHEAP_DEBUG every block's site is NULL (one group). At most KHEAP_LEAK_SITES sites are
+ * told apart; blocks of further sites are counted under the last one reported with
+ * site == KHEAP_LEAK_OTHER. Lock held while fn runs: it must not call kheap. Returns the number
+ * of groups reported, or KHEAP_E_CORRUPT / KHEAP_E_NOT_INIT. O(heap * KHEAP_LEAK_SITES). */
+#define KHEAP_LEAK_SITES       32
+#define KHEAP_LEAK_OTHER       ((void *)-1)
+typedef void (*kheap_leak_fn)(void *site, size_t blocks, size_t bytes, void *ctx);
+int kheap_leak_report(kheap_leak_fn fn, void *ctx);
+
+/* Replace the per-heap secret behind the header check bits and re-stamp every block header and
+ * region sentinel, used and free. First walks the whole heap with the old secret: if any header
+ * on the way is invalid it changes nothing and returns KHEAP_E_CORRUPT (re-stamping would hide
+ * the corruption); else 0. Stale headers left inside merged free blocks (release build; the
+ * debug build poisons them) are not re-stamped: a later kfree of such a pointer is then
+ * KHEAP_E_BAD_HEADER instead of KHEAP_E_DOUBLE_FREE.
+ * kheap_init picks a fresh secret itself. O(heap). */
+int kheap_set_secret(uint64_t secret);
+
+/* Fault injection. kheap_fail_after(n): the next n allocation calls behave normally, every
+ * later one returns NULL (counted in failed_allocs) until kheap_fail_after(-1).
+ * kheap_fail_rate(ppm, seed): each allocation call fails with probability ppm / 10^6, from a
+ * deterministic PRNG seeded with seed; ppm 0 turns it off. "Allocation call": kmalloc, kcalloc,
+ * kmalloc_aligned, and krealloc whenever it would need more memory than the block has (also
+ * krealloc(NULL, n)); a failing call changes nothing but failed_allocs. Both may be on: either
+ * fails the call. kheap_init turns both off. O(1). */
+void kheap_fail_after(long n);
+void kheap_fail_rate(uint32_t per_million, uint64_t seed);
+
+/* Growth hook: called with the lock held when no free block fits a request whose block size
+ * (header included; for kmalloc_aligned plus align + 16) is `need`. It may hand back fresh
+ * memory by setting *start and returning its size (0: none). Memory that starts exactly where
+ * an existing region ends extends that region (its end sentinel becomes part of a free block,
+ * merged with the region's last block if that is free); any other memory is added like
+ * kheap_add_region (it then needs need + KHEAP_REGION_MIN bytes to satisfy the request). Then
+ * the allocation is retried once; if the memory is refused (overlap, too small) or still not
+ * enough, the call returns NULL. The hook must not call kheap; it may map pages, take other
+ * locks its caller allows, and must return memory that stays valid while the heap lives.
+ * NULL removes the hook; kheap_init keeps it. */
+typedef size_t (*kheap_grow_fn)(size_t need, void **start);
+void kheap_set_grow(kheap_grow_fn fn);
 
 /* The original first-fit allocator's names: the same routines (aliases, same addresses). */
 void *my_malloc(size_t n);

@@ -4,38 +4,11 @@
  * takes the lock and calls kheap_check_walk, which walks every region block by block and every
  * free list and compares what it finds with the bitmaps and the counters. O(heap).
  */
-#include "kheap_layout.h"
+#include "kheap_internal.h"
 
-extern struct kh_ctl kheap_ctl __attribute__((visibility("hidden")));
-int kheap_check_walk(void) __attribute__((visibility("hidden")));
+int kheap_check_walk(void) KH_HIDDEN;
 
 /* ---- block helpers ------------------------------------------------------------------------- */
-
-static uint64_t kh_word(uintptr_t h) { return *(const volatile uint64_t *)h; }
-
-/* The check bits a header word must carry at address h (see kheap_layout.h). */
-static uint64_t kh_hash(uintptr_t h, uint64_t word)
-{
-    uint64_t x = (uint64_t)h * KH_HASH_K1;
-    x ^= word & KH_LOW_MASK;
-    x ^= kheap_ctl.secret;
-    x *= KH_HASH_K1;
-    x ^= x >> KH_HASH_SHIFT;
-    x *= KH_HASH_K2;
-    return (x >> KH_CHECK_SHIFT) << KH_CHECK_SHIFT;
-}
-
-static int kh_valid(uintptr_t h)
-{
-    uint64_t w = kh_word(h);
-    return (w & ~(uint64_t)KH_LOW_MASK) == kh_hash(h, w) && (w & KH_F_RESERVED) == 0;
-}
-
-/* Could h be a block header: inside the heap's bounds and 8 mod 16? */
-static int kh_hdr_addr(uintptr_t h)
-{
-    return h >= kheap_ctl.min_addr && h < kheap_ctl.max_addr && h % KHEAP_ALIGN == 8;
-}
 
 /* A hash of a block address: the sum over free blocks found by the walk must equal the sum
  * over blocks found on the lists (with equal counts and bytes: the same set, all but surely). */
@@ -68,7 +41,47 @@ static void kh_class_range(unsigned fl, unsigned sl, uint64_t *lo, uint64_t *hi)
 
 struct kh_walk {
     uint64_t total, used, free, nfree, free_fp;
+    int      debug_err;                      /* first poison/canary finding (debug build) */
 };
+
+#if KH_DEBUG
+/* Is [a, b) (8-aligned) all poison? */
+static int kh_poisoned(uintptr_t a, uintptr_t b)
+{
+    for (; a < b; a += 8)
+        if (*(const uint64_t *)a != KH_POISON_WORD)
+            return 0;
+    return 1;
+}
+
+/* Are the trailer and the canary of used block h of `size` bytes intact? */
+static int kh_canary_ok(uintptr_t h, uint64_t size)
+{
+    uintptr_t t = h + size - KH_TRAILER_SIZE;
+    uint64_t n = *(const uint64_t *)(t + KH_TRAILER_REQ);
+    if (n > size - KHEAP_HEADER_SIZE - KH_TRAILER_SIZE - KH_CANARY_MIN)
+        return 0;
+    for (uintptr_t c = h + KHEAP_HEADER_SIZE + n; c < t; c++)
+        if (*(const uint8_t *)c != KH_CANARY_BYTE)
+            return 0;
+    return 1;
+}
+#endif
+
+/* The debug build's content checks of one block: poison of a free one, canary of a used one. */
+static void kh_check_content(uintptr_t h, uint64_t size, int is_free, struct kh_walk *w)
+{
+#if KH_DEBUG
+    if (w->debug_err)
+        return;
+    if (is_free && !kh_poisoned(h + KH_FREE_BODY, h + size - KH_FOOTER_SIZE))
+        w->debug_err = KHEAP_E_USE_AFTER_FREE;
+    if (!is_free && !kh_canary_ok(h, size))
+        w->debug_err = KHEAP_E_OVERFLOW;
+#else
+    (void)h, (void)size, (void)is_free, (void)w;
+#endif
+}
 
 /* Walk one region's blocks: sizes, check bits, boundary tags, no two free blocks adjacent. */
 static int kh_walk_region(const struct kh_region *r, struct kh_walk *w)
@@ -99,6 +112,7 @@ static int kh_walk_region(const struct kh_region *r, struct kh_walk *w)
         } else {
             w->used += size;
         }
+        kh_check_content(h, size, is_free, w);
         w->total += size;
         prev_free = is_free;
         h += size;
@@ -176,7 +190,7 @@ static int kh_walk_lists(const struct kh_walk *w)
 int kheap_check_walk(void)
 {
     const struct kh_ctl *c = &kheap_ctl;
-    struct kh_walk w = { 0, 0, 0, 0, 0 };
+    struct kh_walk w = { 0, 0, 0, 0, 0, 0 };
     int err;
 
     if (c->nregions == 0)
@@ -185,7 +199,7 @@ int kheap_check_walk(void)
         return err;
     if (w.total != c->total || w.used != c->used || w.free != c->free || c->peak < c->used)
         return KHEAP_E_STATS;
-    return 0;
+    return w.debug_err;                      /* structure first: content findings come last */
 }
 
 const char *kheap_strerror(int code)
@@ -202,6 +216,9 @@ const char *kheap_strerror(int code)
     case KHEAP_E_CORRUPT:     return "heap block or region corrupted";
     case KHEAP_E_STATS:       return "counters disagree with the heap";
     case KHEAP_E_NOT_INIT:    return "heap not initialised";
+    case KHEAP_E_USE_AFTER_FREE: return "write after free (poison overwritten)";
+    case KHEAP_E_OVERFLOW:    return "overflow (canary after the requested size overwritten)";
+    case KHEAP_E_SIZE:        return "absurd size (over KHEAP_MAX_ALLOC, or n * size overflows)";
     default:                  return "unknown kheap error";
     }
 }

@@ -44,6 +44,32 @@
 #define KH_FOOTER_SIZE       8     /* the footer is the last 8 bytes: at H + S - 8 */
 
 /* ---------------------------------------------------------------------------------------------
+ * KHEAP_DEBUG builds only (the constants exist in both; see kheap.h for the user's view).
+ * A used block of S bytes for a request of n bytes:
+ *
+ *   [hdr][ payload: n bytes ][ canary: >= 1 byte ][ trailer: requested n | alloc site ]
+ *   H    H+8                 H+8+n                H+S-16                                H+S
+ *
+ * S = max(KHEAP_MIN_BLOCK, round_up(n + 8 + KH_TRAILER_SIZE + KH_CANARY_MIN, 16)); ksize() is n.
+ * A free block's body, everything between its links and its footer, holds KH_POISON_BYTE:
+ *
+ *   [hdr][next][prev][ poison ............................................. ][footer]
+ *   H    H+8   H+16  H+KH_FREE_BODY                                          H+S-8
+ *
+ * Stale headers of merged blocks are poisoned too (so, in the debug build, a pointer whose
+ * header word is poison is reported as a double free). The poison of the part of a free block
+ * that is handed out is verified then; kheap_check verifies every free block and canary.
+ * ------------------------------------------------------------------------------------------- */
+#define KH_POISON_BYTE       0x6B                 /* freed memory (as Linux's POISON_FREE) */
+#define KH_POISON_WORD       0x6B6B6B6B6B6B6B6B
+#define KH_CANARY_BYTE       0xA5                 /* slack after the requested size */
+#define KH_CANARY_MIN        1                    /* at least one canary byte per block */
+#define KH_FREE_BODY         24                   /* header + two links: the body starts here */
+#define KH_TRAILER_SIZE      16                   /* at H + S - KH_TRAILER_SIZE: */
+#define KH_TRAILER_REQ       0                    /*   bytes requested */
+#define KH_TRAILER_SITE      8                    /*   return address of the allocating call */
+
+/* ---------------------------------------------------------------------------------------------
  * Regions. [A, E) aligned to 16; descriptor at A, first block header right after it (A + 24 is
  * 8 mod 16), end sentinel header (size 0, used, valid check bits) at E - 8. The first block's
  * PREV_FREE is always clear, so nothing left of it is ever read; the sentinel is never free, so
@@ -75,6 +101,13 @@
  * n + align + slack and its class rounding below 2^KHEAP_MAX_LOG2 without overflow checks. */
 #define KH_MAX_REQUEST       KHEAP_MAX_ALLOC
 
+/* Fault injection (kheap_fail_rate): splitmix64 (K1, K2 above and K3), scaled to parts per 10^6. */
+#define KH_MIX_K3            0x94D049BB133111EB
+#define KH_MIX_SHIFT1        30
+#define KH_MIX_SHIFT2        27
+#define KH_MIX_SHIFT3        31
+#define KH_PPM               1000000
+
 /* ---------------------------------------------------------------------------------------------
  * Control block (one global heap, kheap_ctl in the module's .bss). Offsets in bytes.
  * ------------------------------------------------------------------------------------------- */
@@ -99,7 +132,11 @@
 #define KH_CTL_FL_MAP        144   /* bit fl set iff sl_map[fl] != 0 */
 #define KH_CTL_SL_MAP        152   /* uint32_t[KH_FL_COUNT]: bit sl set iff heads[fl][sl] != 0 */
 #define KH_CTL_HEADS         (KH_CTL_SL_MAP + ((KH_FL_COUNT * 4 + 7) / 8) * 8)
-#define KH_CTL_BYTES         (KH_CTL_HEADS + KH_FL_COUNT * KH_SL_COUNT * 8)
+#define KH_CTL_GROW          (KH_CTL_HEADS + KH_FL_COUNT * KH_SL_COUNT * 8)  /* grow hook or 0 */
+#define KH_CTL_FAIL_AFTER    (KH_CTL_GROW + 8)    /* kheap_fail_after(n) stores n + 1; 0 = off */
+#define KH_CTL_FAIL_PPM      (KH_CTL_GROW + 16)   /* kheap_fail_rate: failures per 10^6; 0 = off */
+#define KH_CTL_FAIL_RNG      (KH_CTL_GROW + 24)   /* its PRNG state (splitmix64) */
+#define KH_CTL_BYTES         (KH_CTL_GROW + 32)
 
 /* struct kheap_stats (kheap.h) field offsets, for kheap_get_stats in NASM. */
 #define KH_ST_TOTAL          0
@@ -112,6 +149,7 @@
 #define KH_ST_FAILED         56
 #define KH_ST_ERRORS         64
 #define KH_ST_REGIONS        72
+#define KH_ST_FRAG           76
 
 /* ---------------------------------------------------------------------------------------------
  * C view of the same layout (mm/kheap_check.c). NASM never sees this part: the Makefile only
@@ -137,6 +175,8 @@ struct kh_ctl {
     uint64_t          fl_map;
     uint32_t          sl_map[KH_FL_COUNT];
     uintptr_t         heads[KH_FL_COUNT][KH_SL_COUNT];
+    kheap_grow_fn     grow;
+    uint64_t          fail_after, fail_ppm, fail_rng;
 };
 
 #define KH_ASSERT_OFF(type, field, off) \
@@ -167,6 +207,10 @@ KH_ASSERT_OFF(struct kh_ctl, errors, KH_CTL_ERRORS);
 KH_ASSERT_OFF(struct kh_ctl, fl_map, KH_CTL_FL_MAP);
 KH_ASSERT_OFF(struct kh_ctl, sl_map, KH_CTL_SL_MAP);
 KH_ASSERT_OFF(struct kh_ctl, heads, KH_CTL_HEADS);
+KH_ASSERT_OFF(struct kh_ctl, grow, KH_CTL_GROW);
+KH_ASSERT_OFF(struct kh_ctl, fail_after, KH_CTL_FAIL_AFTER);
+KH_ASSERT_OFF(struct kh_ctl, fail_ppm, KH_CTL_FAIL_PPM);
+KH_ASSERT_OFF(struct kh_ctl, fail_rng, KH_CTL_FAIL_RNG);
 _Static_assert(sizeof(struct kh_ctl) == KH_CTL_BYTES, "control block size");
 KH_ASSERT_OFF(struct kheap_stats, total_bytes, KH_ST_TOTAL);
 KH_ASSERT_OFF(struct kheap_stats, used_bytes, KH_ST_USED);
@@ -178,6 +222,7 @@ KH_ASSERT_OFF(struct kheap_stats, frees, KH_ST_FREES);
 KH_ASSERT_OFF(struct kheap_stats, failed_allocs, KH_ST_FAILED);
 KH_ASSERT_OFF(struct kheap_stats, errors, KH_ST_ERRORS);
 KH_ASSERT_OFF(struct kheap_stats, regions, KH_ST_REGIONS);
+KH_ASSERT_OFF(struct kheap_stats, fragmentation_ppm, KH_ST_FRAG);
 _Static_assert(KH_SIZE_MASK == (((1ull << KHEAP_MAX_LOG2) - 1) & ~(uint64_t)KH_FLAG_MASK),
                "size mask covers bits 4..KHEAP_MAX_LOG2-1");
 _Static_assert(KH_LOW_MASK == (1ull << KH_CHECK_SHIFT) - 1, "check bits above the size");
@@ -188,6 +233,10 @@ _Static_assert(KHEAP_MIN_BLOCK == KHEAP_HEADER_SIZE + 2 * 8 + KH_FOOTER_SIZE, "m
 _Static_assert(KH_RGN_MIN == KHEAP_REGION_MIN, "public region minimum");
 _Static_assert(KH_FLAG_MASK == (KH_F_FREE | KH_F_PREV_FREE | KH_F_RESERVED), "flag bits");
 _Static_assert(KHEAP_ALIGN == KH_FLAG_MASK + 1, "flags live in the alignment bits");
+_Static_assert(KH_FREE_BODY == KH_FREE_PREV + 8, "free body follows the links");
+_Static_assert(KH_POISON_WORD == KH_POISON_BYTE * 0x0101010101010101ull, "poison word");
+_Static_assert(KH_TRAILER_SITE + 8 == KH_TRAILER_SIZE, "trailer fields");
+_Static_assert(KHEAP_DEBUG_EXTRA == KH_TRAILER_SIZE + KH_CANARY_MIN, "public debug overhead");
 #endif
 
 #endif /* KHEAP_LAYOUT_H */

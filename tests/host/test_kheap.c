@@ -15,6 +15,17 @@
 
 extern struct kh_ctl kheap_ctl;   /* white-box access for the corruption tests */
 
+/* Built for the release library and, with -DKHEAP_DEBUG=1, for the debug one (test_kheap_debug):
+ * the block layout differs by the debug trailer and canary, and ksize() is the requested size. */
+#if defined(KHEAP_DEBUG) && KHEAP_DEBUG
+#define DEBUG_BUILD 1
+#else
+#define DEBUG_BUILD 0
+#endif
+/* Metadata bytes per used block beyond the request: the largest request a free block of S
+ * bytes satisfies is S - META. */
+#define META (KHEAP_HEADER_SIZE + (DEBUG_BUILD ? KHEAP_DEBUG_EXTRA : 0))
+
 #define ARENA_SIZE (1u << 20)
 static unsigned char arena[ARENA_SIZE] __attribute__((aligned(4096)));
 
@@ -30,12 +41,14 @@ TRAMPOLINE(t_krealloc, krealloc)
 TRAMPOLINE(t_my_realloc, my_realloc)
 TRAMPOLINE(t_ksize, ksize)
 TRAMPOLINE(t_kmalloc, kmalloc)
+TRAMPOLINE(t_kmalloc_aligned, kmalloc_aligned)
 void  t_kfree(void *p);
 void  t_my_free(void *p);
 void *t_krealloc(void *p, size_t n);
 void *t_my_realloc(void *p, size_t n);
 size_t t_ksize(const void *p);
 void *t_kmalloc(size_t n);
+void *t_kmalloc_aligned(size_t align, size_t n);
 
 /* ---- recording error handler --------------------------------------------------------------- */
 static struct { int n, code; void *ptr, *caller; int lock_depth; } rec;
@@ -94,8 +107,19 @@ static void expect_all_free(unsigned regions)
 
 static size_t block_of(size_t n)   /* the block size kmalloc(n) uses */
 {
-    size_t s = (n + KHEAP_HEADER_SIZE + KHEAP_ALIGN - 1) & ~(size_t)(KHEAP_ALIGN - 1);
+    size_t s = (n + META + KHEAP_ALIGN - 1) & ~(size_t)(KHEAP_ALIGN - 1);
     return s < KHEAP_MIN_BLOCK ? KHEAP_MIN_BLOCK : s;
+}
+
+static size_t usable_of(size_t n)  /* ksize() of kmalloc(n) */
+{
+    return DEBUG_BUILD ? n : block_of(n) - KHEAP_HEADER_SIZE;
+}
+
+static size_t block_size(const void *p)   /* the size of the block behind p */
+{
+    struct kheap_block_info b;
+    return kheap_inspect(p, &b) ? b.size : 0;
 }
 
 /* ---- init and regions ---------------------------------------------------------------------- */
@@ -121,7 +145,7 @@ static void test_init_minimum_region(void)
     reset(KHEAP_REGION_MIN);
     struct kheap_stats s = stats();
     TAP_CHECK_EQ(s.total_bytes, KHEAP_MIN_BLOCK);
-    void *p = kmalloc(KHEAP_MIN_BLOCK - KHEAP_HEADER_SIZE);
+    void *p = kmalloc(KHEAP_MIN_BLOCK - META);
     TAP_CHECK(p != NULL);
     TAP_CHECK(kmalloc(0) == NULL);
     TAP_CHECK_EQ(kheap_check(), 0);
@@ -137,10 +161,10 @@ static void test_init_unaligned(void)
     TAP_CHECK_EQ(kheap_init(arena + 3, 4000), 0);
     struct kheap_stats s = stats();
     TAP_CHECK_EQ(s.total_bytes, ((4003 & ~15u) - 16) - KH_RGN_SIZE - KH_SENTINEL_SIZE);
-    void *p = kmalloc(s.total_bytes - KHEAP_HEADER_SIZE);
+    void *p = kmalloc(s.total_bytes - META);
     TAP_CHECK(p != NULL);
     if (p)
-        memset(p, 0, s.total_bytes - KHEAP_HEADER_SIZE);
+        memset(p, 0, s.total_bytes - META);
     for (int i = 0; i < 16; i++)
         TAP_CHECK_EQ(arena[i], 0x5A);
     for (int i = 4003 & ~15; i < 4200; i++)
@@ -186,7 +210,7 @@ static void test_add_region(void)
     s = stats();
     TAP_CHECK_EQ(s.largest_free, 64 * 1024 - KH_RGN_SIZE - 8);
     /* a block as big as a whole region fits, one larger than any does not */
-    void *big = kmalloc(64 * 1024 - KH_RGN_SIZE - 8 - KHEAP_HEADER_SIZE);
+    void *big = kmalloc(64 * 1024 - KH_RGN_SIZE - 8 - META);
     TAP_CHECK(big != NULL);
     TAP_CHECK(kmalloc(64 * 1024) == NULL);
     kfree(big);
@@ -218,7 +242,7 @@ static void test_kmalloc_basic(void)
     reset(ARENA_SIZE);
     void *z1 = kmalloc(0), *z2 = kmalloc(0);
     TAP_CHECK(z1 && z2 && z1 != z2);
-    TAP_CHECK_EQ(ksize(z1), KHEAP_MIN_BLOCK - KHEAP_HEADER_SIZE);
+    TAP_CHECK_EQ(ksize(z1), usable_of(0));
     kfree(z1);
     kfree(z2);
     void *ptrs[600];
@@ -226,7 +250,7 @@ static void test_kmalloc_basic(void)
         ptrs[n] = kmalloc(n * 3);
         TAP_CHECK(ptrs[n] != NULL);
         TAP_CHECK_EQ((uintptr_t)ptrs[n] % KHEAP_ALIGN, 0);
-        TAP_CHECK_EQ(ksize(ptrs[n]), block_of(n * 3) - KHEAP_HEADER_SIZE);
+        TAP_CHECK_EQ(ksize(ptrs[n]), usable_of(n * 3));
         memset(ptrs[n], (int)n, ksize(ptrs[n]));       /* the whole usable size is ours */
     }
     for (size_t n = 0; n < 600; n++) {
@@ -284,9 +308,10 @@ static void test_coalesce(void)
     reset(64 * 1024);
     size_t total = stats().total_bytes;
     void *p[5];
+    const size_t b = block_of(200);            /* 208 (240 in the debug build) */
     for (int i = 0; i < 5; i++)
-        p[i] = kmalloc(200);                   /* block 208 each; rest is one free block */
-    size_t rest = total - 5 * 208;
+        p[i] = kmalloc(200);                   /* rest is one free block */
+    size_t rest = total - 5 * b;
     kfree(p[1]);                               /* [u][F][u][u][u][rest]: no merge */
     TAP_CHECK_EQ(stats().largest_free, rest);
     kfree(p[3]);                               /* no merge */
@@ -294,10 +319,10 @@ static void test_coalesce(void)
     kfree(p[2]);                               /* [u][ F F F ][u]: both sides */
     TAP_CHECK_EQ(kheap_check(), 0);
     uint64_t merged = *(uint64_t *)((char *)p[1] - 8);  /* p[1]'s header covers all three */
-    TAP_CHECK_EQ(merged & KH_SIZE_MASK, 3 * 208);
+    TAP_CHECK_EQ(merged & KH_SIZE_MASK, 3 * b);
     TAP_CHECK(merged & KH_F_FREE);
     kfree(p[4]);                               /* merges left (1..3) and right (rest) */
-    TAP_CHECK_EQ(stats().largest_free, total - 208);
+    TAP_CHECK_EQ(stats().largest_free, total - b);
     kfree(p[0]);                               /* merges right: everything */
     expect_all_free(1);
     TAP_CHECK_EQ(rec.n, 0);
@@ -311,7 +336,7 @@ static void test_split_and_exact_fit(void)
     /* a 1008-byte hole: a request leaving < 32 bytes takes it whole, else it is split */
     void *d = kmalloc(1000 - 16);
     TAP_CHECK(d == a);
-    TAP_CHECK_EQ(ksize(d), 1000);                /* the 16-byte surplus stays in the block */
+    TAP_CHECK_EQ(block_size(d), block_of(1000));  /* the 16-byte surplus stays in the block */
     kfree(d);
     void *e = kmalloc(100);
     TAP_CHECK(e == a);
@@ -363,18 +388,20 @@ static void test_absurd_sizes(void)
     TAP_CHECK(kmalloc(SIZE_MAX / 2) == NULL);
     TAP_CHECK(kmalloc((size_t)1 << 47) == NULL);
     TAP_CHECK(kmalloc(total) == NULL);                   /* a block needs 8 more */
-    void *all = kmalloc(total - KHEAP_HEADER_SIZE);      /* exactly everything */
+    void *all = kmalloc(total - META);                   /* exactly everything */
     TAP_CHECK(all != NULL);
     TAP_CHECK(kmalloc(0) == NULL);                       /* full */
     TAP_CHECK(krealloc(all, SIZE_MAX) == NULL);
     TAP_CHECK(krealloc(all, total) == NULL);
-    TAP_CHECK_EQ(ksize(all), total - KHEAP_HEADER_SIZE);
+    TAP_CHECK_EQ(ksize(all), usable_of(total - META));
     kfree(all);
     TAP_CHECK(kmalloc_aligned(16, SIZE_MAX) == NULL);
     TAP_CHECK(kmalloc_aligned(4096, SIZE_MAX - 4096) == NULL);
     TAP_CHECK(kmalloc_aligned((size_t)1 << 63, 1) == NULL);
-    TAP_CHECK(kmalloc_aligned((size_t)1 << 40, 1) == NULL);
-    TAP_CHECK_EQ(rec.n, 0);
+    TAP_CHECK(kmalloc_aligned((size_t)1 << 40, 1) == NULL);   /* fits nowhere: not misuse */
+    /* absurd sizes (8) and an absurd alignment (1) are reported; running out of memory not */
+    TAP_CHECK_EQ(rec.n, 9);
+    TAP_CHECK_EQ(stats().errors, 9);
     TAP_CHECK_EQ(stats().failed_allocs, 13);
     expect_all_free(1);
 }
@@ -413,28 +440,28 @@ static void test_krealloc(void)
     TAP_CHECK_EQ(stats().used_bytes, used - (block_of(1000) - block_of(500)));
     TAP_CHECK_EQ(kheap_check(), 0);
     TAP_CHECK(krealloc(a, 490) == a);          /* tail < 32 bytes: nothing changes */
-    TAP_CHECK_EQ(ksize(a), block_of(500) - 8);
+    TAP_CHECK_EQ(block_size(a), block_of(500));
     /* grow in place into the free tail left by the shrink */
     TAP_CHECK(krealloc(a, 900) == a);
-    TAP_CHECK(check_pattern(a, 500, 1));
+    TAP_CHECK(check_pattern(a, 490, 1));       /* min(old, new) bytes are kept */
     TAP_CHECK_EQ(kheap_check(), 0);
     /* grow in place taking the whole free neighbour (surplus < 32 bytes) */
     TAP_CHECK(krealloc(a, 1000 - 16) == a);
-    TAP_CHECK_EQ(ksize(a), 1000);
+    TAP_CHECK_EQ(block_size(a), block_of(1000));
     /* next block used: moves, keeps the data, frees the old block */
-    fill_pattern(a, 1000, 7);
+    fill_pattern(a, 1000 - 16, 7);
     uint64_t frees = stats().frees, allocs = stats().allocs;
     unsigned char *b = krealloc(a, 5000);
     TAP_CHECK(b != NULL && b != a);
-    TAP_CHECK(check_pattern(b, 1000, 7));
+    TAP_CHECK(check_pattern(b, 1000 - 16, 7));
     TAP_CHECK_EQ(stats().frees, frees + 1);
     TAP_CHECK_EQ(stats().allocs, allocs + 1);
     TAP_CHECK_EQ(kheap_check(), 0);
     /* failure: NULL, the old block untouched */
     used = stats().used_bytes;
     TAP_CHECK(krealloc(b, 1u << 30) == NULL);
-    TAP_CHECK(check_pattern(b, 1000, 7));
-    TAP_CHECK_EQ(ksize(b), block_of(5000) - 8);
+    TAP_CHECK(check_pattern(b, 1000 - 16, 7));
+    TAP_CHECK_EQ(ksize(b), usable_of(5000));
     TAP_CHECK_EQ(stats().used_bytes, used);
     /* the same through my_realloc, shrinking to a small size */
     b = my_realloc(b, 10);
@@ -471,13 +498,16 @@ static void test_kmalloc_aligned(void)
         if (TAP_FAILURES())
             break;
     }
-    /* bad alignments */
+    /* bad alignments: reported (KHEAP_E_INVAL, no pointer, the caller) */
     uint64_t failed = stats().failed_allocs;
-    TAP_CHECK(kmalloc_aligned(0, 16) == NULL);
-    TAP_CHECK(kmalloc_aligned(3, 16) == NULL);
-    TAP_CHECK(kmalloc_aligned(48, 16) == NULL);
+    size_t bad_align[] = { 0, 3, 48, SIZE_MAX, (size_t)1 << 63 };
+    for (unsigned i = 0; i < sizeof bad_align / sizeof *bad_align; i++) {
+        TAP_CHECK(t_kmalloc_aligned(bad_align[i], 16) == NULL);
+        EXPECT_REPORT((int)i, KHEAP_E_INVAL, NULL, t_kmalloc_aligned_ret);
+    }
     TAP_CHECK(kmalloc_aligned(ARENA_SIZE, 16) == NULL);      /* no block that large */
-    TAP_CHECK_EQ(stats().failed_allocs, failed + 4);
+    TAP_CHECK_EQ(stats().failed_allocs, failed + 6);
+    memset(&rec, 0, sizeof rec);
     /* an aligned block in the middle of the heap grows and shrinks like any other */
     unsigned char *p = kmalloc_aligned(4096, 100);
     fill_pattern(p, 100, 3);
@@ -522,7 +552,7 @@ static void test_misuse_bad_ptr(void)
     EXPECT_REPORT(n, KHEAP_E_BAD_PTR, p + 4, t_my_realloc_ret);
     n++;
     TAP_CHECK_EQ(stats().errors, (uint64_t)n);
-    TAP_CHECK_EQ(ksize(p), block_of(100) - 8);  /* p itself is still fine */
+    TAP_CHECK_EQ(ksize(p), usable_of(100));     /* p itself is still fine */
     kfree(p);
     expect_all_free(1);
 }
@@ -561,7 +591,7 @@ static void test_misuse_interior_and_header(void)
     n++;
     *hdr = saved;                               /* repaired: the heap never changed */
     TAP_CHECK_EQ(kheap_check(), 0);
-    TAP_CHECK_EQ(ksize(q), block_of(200) - 8);
+    TAP_CHECK_EQ(ksize(q), usable_of(200));
     kfree(p);
     kfree(q);
     TAP_CHECK_EQ(rec.n, n);
@@ -657,7 +687,7 @@ static void test_corrupt_neighbours(void)
     TAP_CHECK_EQ(kheap_check(), KHEAP_E_CORRUPT);
     *bh = saved;
     TAP_CHECK_EQ(kheap_check(), 0);
-    TAP_CHECK_EQ(ksize(a), block_of(100) - 8);
+    TAP_CHECK_EQ(ksize(a), usable_of(100));
     /* a free block whose list link was overwritten (use after free): kfree of a neighbour
      * and kmalloc of its class are refused without touching the list */
     kfree(b);
@@ -667,7 +697,7 @@ static void test_corrupt_neighbours(void)
     EXPECT_REPORT(n, KHEAP_E_FREELIST, c, t_kfree_ret);
     n++;
     TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
-    TAP_CHECK(t_kmalloc(100) == NULL);          /* b is the head of the 112-byte list */
+    TAP_CHECK(t_kmalloc(100) == NULL);          /* b heads the list of block_of(100) */
     EXPECT_REPORT(n, KHEAP_E_FREELIST, b, rec.caller);
     TAP_CHECK_EQ(rec.caller, t_kmalloc_ret);
     n++;
@@ -691,6 +721,7 @@ static void test_check_detects(void)
 {
     reset(64 * 1024);
     void *a = kmalloc(100), *b = kmalloc(100), *c = kmalloc(100);
+    const size_t c0 = block_of(100) / KHEAP_ALIGN;   /* b's list: fl 0, sl = size / 16 */
     kfree(b);
     TAP_CHECK_EQ(kheap_check(), 0);
     /* counters */
@@ -702,21 +733,21 @@ static void test_check_detects(void)
     TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
     kheap_ctl.sl_map[3] ^= 1u << 5;
     /* a free block missing from its list */
-    uintptr_t head = kheap_ctl.heads[0][112 / 16];
+    uintptr_t head = kheap_ctl.heads[0][c0];
     TAP_CHECK(head == (uintptr_t)b - 8);
-    kheap_ctl.heads[0][112 / 16] = 0;
-    kheap_ctl.sl_map[0] &= ~(1u << (112 / 16));
+    kheap_ctl.heads[0][c0] = 0;
+    kheap_ctl.sl_map[0] &= ~(1u << (c0));
     TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
-    kheap_ctl.heads[0][112 / 16] = head;
-    kheap_ctl.sl_map[0] |= 1u << (112 / 16);
+    kheap_ctl.heads[0][c0] = head;
+    kheap_ctl.sl_map[0] |= 1u << (c0);
     /* a free block on the wrong list */
-    kheap_ctl.heads[0][112 / 16] = 0;
-    kheap_ctl.heads[0][128 / 16] = head;
-    kheap_ctl.sl_map[0] ^= (1u << (112 / 16)) | (1u << (128 / 16));
+    kheap_ctl.heads[0][c0] = 0;
+    kheap_ctl.heads[0][c0 + 1] = head;
+    kheap_ctl.sl_map[0] ^= (1u << (c0)) | (1u << (c0 + 1));
     TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
-    kheap_ctl.heads[0][128 / 16] = 0;
-    kheap_ctl.heads[0][112 / 16] = head;
-    kheap_ctl.sl_map[0] ^= (1u << (112 / 16)) | (1u << (128 / 16));
+    kheap_ctl.heads[0][c0 + 1] = 0;
+    kheap_ctl.heads[0][c0] = head;
+    kheap_ctl.sl_map[0] ^= (1u << (c0)) | (1u << (c0 + 1));
     /* used data overwriting a used header (check bits) */
     uint64_t *ah = (uint64_t *)((char *)a - 8), saved = *ah;
     *ah ^= 1ull << 50;

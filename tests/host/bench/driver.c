@@ -43,6 +43,8 @@
 #define TARGET_FRAG_GROWTH 1.2
 
 static const char *const ALLOC_NAMES[] = { "kheap", "glibc", "jemalloc", "mimalloc", "firstfit" };
+/* Only a bench kernel reports these (kbench.c): kheap with the kernel's IRQ-safe lock. */
+static const char *const KERNEL_ONLY_NAMES[] = { "kheap_locked" };
 static const double PCT[NPCT] = { 0.50, 0.99, 0.999 };
 static const char *const PCT_NAME[NPCT] = { "p50", "p99", "p99.9" };
 static const char *const UTIL_NAME[2] = { "grow", "churn" };
@@ -100,6 +102,7 @@ static struct {
 } opt;
 
 static FILE *raw;                          /* every runner line, as read */
+static int tsc_clock;                      /* K records seen: throughput from TSC ticks */
 
 /* ---------------------------------------------------------------------------------------------
  * Small helpers
@@ -246,6 +249,7 @@ static void parse_line(struct alloc_res *a, char *line)
             double ns = atof(f[6]);
             if (line[0] == 'K' && a->mhz > 0)
                 ns = ns * 1000.0 / a->mhz;
+            tsc_clock |= line[0] == 'K';
             if (id < 0 || ns <= 0)
                 break;
             struct wl_res *w = &a->w[id];
@@ -620,7 +624,8 @@ static void report(FILE *o, int md)
         fprintf(o, " %s %#llx%s", bench_workloads[w].name, (unsigned long long)bench_seed(w, 0),
                 w + 1 < BENCH_NWORKLOADS ? "," : ".\n\n");
 
-    fprintf(o, "%sThroughput, Mops/s (allocator calls per second, wall time)\n\n", h);
+    fprintf(o, "%sThroughput, Mops/s (allocator calls per second, %s)\n\n", h, tsc_clock ?
+            "TSC ticks at the TSC rate the kernel measured against the PIT" : "wall time");
     table_head(o, md, "workload", NULL, "");
     for (int w = 0; w < BENCH_NWORKLOADS; w++) {
         n = 0;
@@ -866,6 +871,8 @@ static const char *color_of(const char *name)
     for (size_t i = 0; i < sizeof ALLOC_NAMES / sizeof *ALLOC_NAMES; i++)
         if (!strcmp(ALLOC_NAMES[i], name))
             return COLORS[i % 8];
+    if (!strcmp(name, KERNEL_ONLY_NAMES[0]))
+        return COLORS[5];
     return COLORS[7];
 }
 
@@ -1099,6 +1106,8 @@ static int from_log(void)
     }
     for (size_t i = 0; i < sizeof ALLOC_NAMES / sizeof *ALLOC_NAMES; i++)
         R[NA++].name = ALLOC_NAMES[i];
+    for (size_t i = 0; i < sizeof KERNEL_ONLY_NAMES / sizeof *KERNEL_ONLY_NAMES; i++)
+        R[NA++].name = KERNEL_ONLY_NAMES[i];
     while (fgets(line, sizeof line, in)) {
         line[strcspn(line, "\r\n")] = 0;
         char kind = line[0], *comma = strchr(line, ',');

@@ -1,6 +1,6 @@
 /*
  * workloads.c -- the benchmark's allocation patterns (issue 5), shared by the host runner and
- * (later) a bench kernel. Freestanding: no libc; the only calls are the adapter's, the check
+ * the bench kernel (kbench.c). Freestanding: no libc; the only calls are the adapter's, the check
  * hooks (NULL when timing) and the inline PRNG/TSC helpers of bench.h. Scratch memory (slot
  * tables, latency array) comes from the caller through struct bench_ctx.
  */

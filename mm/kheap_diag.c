@@ -1,0 +1,191 @@
+/*
+ * kheap_diag.c -- kheap's diagnostics in freestanding C: kheap_walk, kheap_inspect, the leak
+ * report and the re-stamping behind kheap_set_secret. The *_locked entries are called by the
+ * public wrappers in mm/kheap.asm with the lock held; kheap_inspect takes no lock.
+ */
+#include "kheap_internal.h"
+
+int kheap_walk_locked(kheap_walk_fn fn, void *ctx) KH_HIDDEN;
+int kheap_leak_locked(kheap_leak_fn fn, void *ctx) KH_HIDDEN;
+int kheap_restamp_locked(uint64_t secret) KH_HIDDEN;
+
+/* ---- regions in address order -------------------------------------------------------------- */
+
+/* The region with the lowest start above `after` (0: the lowest), or NULL. O(regions); the
+ * list is followed at most nregions steps, so a corrupt cycle cannot hang us. */
+static const struct kh_region *kh_region_after(uintptr_t after)
+{
+    const struct kh_region *best = NULL, *r = kheap_ctl.regions;
+    for (uint64_t n = 0; r && n < kheap_ctl.nregions; r = r->next, n++)
+        if (r->start > after && (!best || r->start < best->start))
+            best = r;
+    return best;
+}
+
+/* ---- block descriptions -------------------------------------------------------------------- */
+
+/* Fill *b for block h with header word `word` (check bits stripped) in region `region`. */
+static void kh_describe(uintptr_t h, uint64_t word, unsigned region, struct kheap_block_info *b)
+{
+    uint64_t size = word & KH_SIZE_MASK;
+    b->ptr = (void *)(h + KHEAP_HEADER_SIZE);
+    b->size = size;
+    b->usable = size - KHEAP_HEADER_SIZE;
+    b->used = !(word & KH_F_FREE);
+    b->region = region;
+    b->requested = b->used ? b->usable : 0;
+    b->site = NULL;
+#if KH_DEBUG
+    if (b->used) {      /* the trailer; a smashed one is shown as is, clipped to the block */
+        uintptr_t t = h + size - KH_TRAILER_SIZE;
+        uint64_t req = *(const uint64_t *)(t + KH_TRAILER_REQ);
+        b->requested = req < b->usable ? req : b->usable;
+        b->usable = b->requested;
+        b->site = *(void *const *)(t + KH_TRAILER_SITE);
+    }
+#endif
+}
+
+/* ---- kheap_walk ---------------------------------------------------------------------------- */
+
+struct kh_walk_ctx {
+    kheap_walk_fn fn;
+    void         *ctx;
+    unsigned      region;
+};
+
+static int kh_walk_block(uintptr_t h, uint64_t word, void *arg)
+{
+    struct kh_walk_ctx *w = arg;
+    struct kheap_block_info b;
+    kh_describe(h, word, w->region, &b);
+    return w->fn(&b, w->ctx);
+}
+
+int kheap_walk_locked(kheap_walk_fn fn, void *ctx)
+{
+    struct kh_walk_ctx w = { fn, ctx, 0 };
+    if (kheap_ctl.nregions == 0)
+        return KHEAP_E_NOT_INIT;
+    for (const struct kh_region *r = kh_region_after(0); r; r = kh_region_after(r->start)) {
+        int rc = kh_region_walk(r, kh_walk_block, &w);
+        if (rc)
+            return rc;
+        w.region++;
+    }
+    return 0;
+}
+
+/* ---- kheap_inspect ------------------------------------------------------------------------- */
+
+struct kh_find_ctx {
+    uintptr_t h;
+    uint64_t  word;
+};
+
+static int kh_find_block(uintptr_t h, uint64_t word, void *arg)
+{
+    struct kh_find_ctx *f = arg;
+    if (h < f->h)
+        return 0;
+    f->word = word;
+    return h == f->h ? 1 : -1;      /* found, or walked past it: p is not a block's payload */
+}
+
+int kheap_inspect(const void *p, struct kheap_block_info *out)
+{
+    uintptr_t h = (uintptr_t)p - KHEAP_HEADER_SIZE;
+    unsigned region = 0;
+    const struct kh_region *home = NULL;
+
+    if ((uintptr_t)p % KHEAP_ALIGN || kheap_ctl.nregions == 0)
+        return 0;
+    for (const struct kh_region *r = kh_region_after(0); r; r = kh_region_after(r->start)) {
+        if (h >= kh_first(r) && h < kh_sentinel(r)) {
+            home = r;
+            break;
+        }
+        region++;
+    }
+    struct kh_find_ctx f = { h, 0 };
+    if (!home || kh_region_walk(home, kh_find_block, &f) != 1)
+        return 0;
+    kh_describe(h, f.word, region, out);
+    return 1;
+}
+
+/* ---- leak report --------------------------------------------------------------------------- */
+
+struct kh_site {
+    void  *site;
+    size_t blocks, bytes;
+};
+
+/* Under the lock, so one static table serves every call (no stack-hungry array in a kernel). */
+static struct kh_site kh_sites[KHEAP_LEAK_SITES + 1];
+static unsigned       kh_nsites;
+
+static int kh_leak_block(const struct kheap_block_info *b, void *ctx)
+{
+    (void)ctx;
+    if (!b->used)
+        return 0;
+    unsigned i = 0;
+    while (i < kh_nsites && kh_sites[i].site != b->site)
+        i++;
+    if (i == kh_nsites) {
+        if (kh_nsites == KHEAP_LEAK_SITES) {        /* full: count it among the others */
+            i = KHEAP_LEAK_SITES;
+            kh_sites[i].site = KHEAP_LEAK_OTHER;
+        } else {
+            kh_sites[kh_nsites++] = (struct kh_site){ b->site, 0, 0 };
+        }
+    }
+    kh_sites[i].blocks++;
+    kh_sites[i].bytes += b->size;
+    return 0;
+}
+
+int kheap_leak_locked(kheap_leak_fn fn, void *ctx)
+{
+    kh_nsites = 0;
+    kh_sites[KHEAP_LEAK_SITES] = (struct kh_site){ KHEAP_LEAK_OTHER, 0, 0 };
+    int rc = kheap_walk_locked(kh_leak_block, NULL);
+    if (rc)
+        return rc;
+    unsigned groups = kh_nsites + (kh_sites[KHEAP_LEAK_SITES].blocks != 0);
+    for (unsigned i = 0; i <= KHEAP_LEAK_SITES; i++)
+        if (i < kh_nsites || (i == KHEAP_LEAK_SITES && kh_sites[i].blocks))
+            fn(kh_sites[i].site, kh_sites[i].blocks, kh_sites[i].bytes, ctx);
+    return (int)groups;
+}
+
+/* ---- kheap_set_secret ---------------------------------------------------------------------- */
+
+/* Write h's header word again, with check bits under the current secret. */
+static void kh_restamp(uintptr_t h)
+{
+    uint64_t word = kh_word(h) & KH_LOW_MASK;
+    *(volatile uint64_t *)h = kh_hash(h, word) | word;
+}
+
+int kheap_restamp_locked(uint64_t secret)
+{
+    const struct kh_region *r;
+    if (kheap_ctl.nregions == 0)
+        return KHEAP_E_NOT_INIT;
+    /* 1. every region must walk cleanly under the old secret: nothing is written before */
+    for (r = kh_region_after(0); r; r = kh_region_after(r->start))
+        if (kh_region_walk(r, NULL, NULL))
+            return KHEAP_E_CORRUPT;
+    /* 2. the new secret, then every header and the sentinel stamped again (sizes, read from
+     * the low bits, lead from one header to the next as in step 1) */
+    kheap_ctl.secret = secret;
+    for (r = kh_region_after(0); r; r = kh_region_after(r->start)) {
+        uintptr_t h = kh_first(r), sentinel = kh_sentinel(r);
+        for (; h < sentinel; h += kh_word(h) & KH_SIZE_MASK)
+            kh_restamp(h);
+        kh_restamp(sentinel);
+    }
+    return 0;
+}

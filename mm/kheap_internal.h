@@ -1,0 +1,76 @@
+/*
+ * kheap_internal.h -- block helpers shared by kheap's C files (kheap_check.c, kheap_diag.c):
+ * the C reading of the header word and its check bits, and a block-by-block region walker.
+ * The NASM side has its own reading (kheap_block.inc); both follow kheap_layout.h.
+ */
+#ifndef KHEAP_INTERNAL_H
+#define KHEAP_INTERNAL_H
+
+#include "kheap_layout.h"
+
+#if defined(KHEAP_DEBUG) && KHEAP_DEBUG
+#define KH_DEBUG 1
+#else
+#define KH_DEBUG 0
+#endif
+
+#define KH_HIDDEN __attribute__((visibility("hidden")))
+
+extern struct kh_ctl kheap_ctl KH_HIDDEN;
+
+static inline uint64_t kh_word(uintptr_t h) { return *(const volatile uint64_t *)h; }
+
+/* The check bits a header word must carry at address h (see kheap_layout.h). */
+static inline uint64_t kh_hash(uintptr_t h, uint64_t word)
+{
+    uint64_t x = (uint64_t)h * KH_HASH_K1;
+    x ^= word & KH_LOW_MASK;
+    x ^= kheap_ctl.secret;
+    x *= KH_HASH_K1;
+    x ^= x >> KH_HASH_SHIFT;
+    x *= KH_HASH_K2;
+    return (x >> KH_CHECK_SHIFT) << KH_CHECK_SHIFT;
+}
+
+/* Does h hold a header word with the right check bits and no reserved flags? */
+static inline int kh_valid(uintptr_t h)
+{
+    uint64_t w = kh_word(h);
+    return (w & ~(uint64_t)KH_LOW_MASK) == kh_hash(h, w) && (w & KH_F_RESERVED) == 0;
+}
+
+/* Could h be a block header: inside the heap's bounds and 8 mod 16? */
+static inline int kh_hdr_addr(uintptr_t h)
+{
+    return h >= kheap_ctl.min_addr && h < kheap_ctl.max_addr && h % KHEAP_ALIGN == 8;
+}
+
+static inline uintptr_t kh_first(const struct kh_region *r) { return r->start + KH_RGN_SIZE; }
+static inline uintptr_t kh_sentinel(const struct kh_region *r) { return r->end - KH_SENTINEL_SIZE; }
+
+/* Called for each block of a region: h, its header word without check bits, and ctx; a
+ * non-zero result stops the walk with that value. */
+typedef int (*kh_block_fn)(uintptr_t h, uint64_t word, void *ctx);
+
+/* Walk region r block by block up to its sentinel, calling fn (may be NULL) for each block.
+ * 0 when the walk reached a valid sentinel, fn's non-zero value, or KHEAP_E_CORRUPT at the
+ * first header that is invalid or whose size leaves the region. Reads only inside r. */
+static inline int kh_region_walk(const struct kh_region *r, kh_block_fn fn, void *ctx)
+{
+    uintptr_t h = kh_first(r), sentinel = kh_sentinel(r);
+    for (;;) {
+        if (h > sentinel || !kh_valid(h))
+            return KHEAP_E_CORRUPT;
+        uint64_t word = kh_word(h) & KH_LOW_MASK, size = word & KH_SIZE_MASK;
+        if (h == sentinel)
+            return size == 0 && !(word & KH_F_FREE) ? 0 : KHEAP_E_CORRUPT;
+        if (size < KHEAP_MIN_BLOCK || size > sentinel - h)
+            return KHEAP_E_CORRUPT;
+        int rc = fn ? fn(h, word, ctx) : 0;
+        if (rc)
+            return rc;
+        h += size;
+    }
+}
+
+#endif /* KHEAP_INTERNAL_H */

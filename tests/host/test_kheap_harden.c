@@ -1,0 +1,1081 @@
+/*
+ * tests/host/test_kheap_harden.c -- host tests of kheap's diagnostics and hardening (issue 4):
+ * kheap_walk, kheap_inspect, the leak report, kheap_set_secret, fault injection (krealloc and
+ * kcalloc failure paths leave everything intact), the growth hook, the fragmentation figure,
+ * and every misuse case with its code, pointer and caller. Built twice: against the release
+ * library (test_kheap_harden) and, with -DKHEAP_DEBUG=1, against the debug library
+ * (test_kheap_debug), which adds the write-after-free and canary cases. TAP version 13.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mm/kheap.h"
+#include "mm/kheap_layout.h"
+#include "tap.h"
+
+#if defined(KHEAP_DEBUG) && KHEAP_DEBUG
+#define DEBUG_BUILD 1
+#else
+#define DEBUG_BUILD 0
+#endif
+
+extern struct kh_ctl kheap_ctl;   /* white-box access for the corruption tests */
+
+#define ARENA_SIZE (1u << 20)
+static unsigned char arenas[2 * ARENA_SIZE] __attribute__((aligned(4096)));
+#define arena  arenas                  /* the heap's usual home */
+#define arena2 (arenas + ARENA_SIZE)   /* right after it: memory for the growth hook */
+
+/* ---- the real caller: trampolines whose return address is a known label ------------------ */
+#define TRAMPOLINE(name, fn)                                                                \
+    __asm__(".text\n.p2align 4\n.globl " #name "\n.type " #name ",@function\n" #name ":\n"   \
+            "\tsub $8, %rsp\n\tcall " #fn "@PLT\n.globl " #name "_ret\n" #name "_ret:\n"     \
+            "\tadd $8, %rsp\n\tret\n");                                                     \
+    extern const char name##_ret[];
+TRAMPOLINE(t_kfree, kfree)
+TRAMPOLINE(t_krealloc, krealloc)
+TRAMPOLINE(t_ksize, ksize)
+TRAMPOLINE(t_kmalloc, kmalloc)
+TRAMPOLINE(t_kcalloc, kcalloc)
+TRAMPOLINE(t_kmalloc_aligned, kmalloc_aligned)
+void   t_kfree(void *p);
+void  *t_krealloc(void *p, size_t n);
+size_t t_ksize(const void *p);
+void  *t_kmalloc(size_t n);
+void  *t_kcalloc(size_t n, size_t size);
+void  *t_kmalloc_aligned(size_t align, size_t n);
+
+/* ---- recording error handler --------------------------------------------------------------- */
+static struct { int n, code; void *ptr, *caller; } rec;
+
+static void record(int code, void *ptr, void *caller)
+{
+    rec.n++;
+    rec.code = code;
+    rec.ptr = ptr;
+    rec.caller = caller;
+}
+
+#define EXPECT_REPORT(before, code_, ptr_, caller_)                                         \
+    do {                                                                                    \
+        TAP_CHECK_EQ(rec.n, (before) + 1);                                                  \
+        TAP_CHECK_EQ(rec.code, code_);                                                      \
+        TAP_CHECK_EQ(rec.ptr, ptr_);                                                        \
+        TAP_CHECK_EQ(rec.caller, caller_);                                                  \
+    } while (0)
+
+static void reset_at(unsigned char *base, size_t size)
+{
+    kheap_set_grow(NULL);
+    TAP_CHECK_EQ(kheap_init(base, size), 0);
+    kheap_set_error_handler(record);
+    memset(&rec, 0, sizeof rec);
+}
+
+static void reset(size_t size) { reset_at(arena, size); }
+
+static struct kheap_stats stats(void)
+{
+    struct kheap_stats s;
+    kheap_get_stats(&s);
+    return s;
+}
+
+/* Metadata bytes per used block beyond the request, in this build: a free block of S bytes
+ * satisfies kmalloc(S - META) exactly. */
+#define META (KHEAP_HEADER_SIZE + (DEBUG_BUILD ? KHEAP_DEBUG_EXTRA : 0))
+
+/* The block size kmalloc(n) uses, in this build. */
+static size_t block_of(size_t n)
+{
+    size_t s = (n + META + KHEAP_ALIGN - 1) & ~(size_t)(KHEAP_ALIGN - 1);
+    return s < KHEAP_MIN_BLOCK ? KHEAP_MIN_BLOCK : s;
+}
+
+/* ksize() of kmalloc(n) in this build. */
+static size_t usable_of(size_t n) { return DEBUG_BUILD ? n : block_of(n) - KHEAP_HEADER_SIZE; }
+
+static void fill(unsigned char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(seed * 31 + i * 7);
+}
+
+static int intact(const unsigned char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)(seed * 31 + i * 7))
+            return 0;
+    return 1;
+}
+
+/* A set of live blocks with patterns: the bystanders every misuse test verifies afterwards. */
+enum { NLIVE = 24 };
+static unsigned char *live[NLIVE];
+static size_t         live_n[NLIVE];
+
+static void live_make(void)
+{
+    for (int i = 0; i < NLIVE; i++) {
+        live_n[i] = 1 + (size_t)(i * 37 % 300);
+        live[i] = kmalloc(live_n[i]);
+        TAP_CHECK(live[i] != NULL);
+        if (live[i])
+            fill(live[i], live_n[i], (unsigned)i);
+    }
+}
+
+/* Every bystander block still holds its pattern. */
+static void live_verify(void)
+{
+    for (int i = 0; i < NLIVE; i++)
+        if (live[i] && !intact(live[i], live_n[i], (unsigned)i))
+            TAP_CHECK(!"bystander block damaged");
+}
+
+static void live_free(void)
+{
+    for (int i = 0; i < NLIVE; i++) {
+        kfree(live[i]);
+        live[i] = NULL;
+    }
+}
+
+/* ---- kheap_walk ---------------------------------------------------------------------------- */
+
+enum { WALK_MAX = 64 };
+struct walk_log {
+    int                     n;
+    struct kheap_block_info b[WALK_MAX];
+};
+
+static int walk_record(const struct kheap_block_info *b, void *ctx)
+{
+    struct walk_log *w = ctx;
+    if (w->n < WALK_MAX)
+        w->b[w->n] = *b;
+    w->n++;
+    return 0;
+}
+
+static int walk_stop_at_3(const struct kheap_block_info *b, void *ctx)
+{
+    (void)b;
+    return ++*(int *)ctx == 3 ? 42 : 0;
+}
+
+static void test_walk(void)
+{
+    struct walk_log w = { 0 };
+    kheap_set_grow(NULL);
+    TAP_CHECK_EQ(kheap_init(NULL, 0), KHEAP_E_INVAL);
+    TAP_CHECK_EQ(kheap_walk(walk_record, &w), KHEAP_E_NOT_INIT);
+    /* three regions given in the order middle, high, low: walked low to high */
+    reset_at(arena + 64 * 1024, 32 * 1024);
+    TAP_CHECK_EQ(kheap_add_region(arena + 128 * 1024, 32 * 1024), 0);
+    TAP_CHECK_EQ(kheap_add_region(arena, 32 * 1024), 0);
+    TAP_CHECK_EQ(kheap_walk(walk_record, &w), 0);
+    TAP_CHECK_EQ(w.n, 3);
+    for (int i = 0; i < 3 && i < w.n; i++) {
+        TAP_CHECK_EQ(w.b[i].region, i);
+        TAP_CHECK_EQ(w.b[i].used, 0);
+        TAP_CHECK_EQ(w.b[i].size, 32 * 1024 - KH_RGN_SIZE - KH_SENTINEL_SIZE);
+        TAP_CHECK_EQ(w.b[i].requested, 0);
+        TAP_CHECK(w.b[i].site == NULL);
+    }
+    TAP_CHECK(w.b[0].ptr == arena + KH_RGN_SIZE + KHEAP_HEADER_SIZE);
+    TAP_CHECK(w.b[2].ptr == arena + 128 * 1024 + KH_RGN_SIZE + KHEAP_HEADER_SIZE);
+    /* blocks in address order, used and free, sizes adding up to the region */
+    void *a = t_kmalloc(100), *b = kmalloc(1000), *c = kmalloc(10);
+    kfree(b);
+    w.n = 0;
+    TAP_CHECK_EQ(kheap_walk(walk_record, &w), 0);
+    TAP_CHECK(w.n >= 6);
+    size_t sum = 0;
+    int seen_a = 0;
+    for (int i = 0; i < w.n && i < WALK_MAX; i++) {
+        if (i > 0 && w.b[i].region == w.b[i - 1].region)
+            TAP_CHECK((char *)w.b[i].ptr == (char *)w.b[i - 1].ptr + w.b[i - 1].size);
+        TAP_CHECK(i == 0 || w.b[i].region >= w.b[i - 1].region);
+        sum += w.b[i].size;
+        if (w.b[i].ptr == a) {
+            seen_a = 1;
+            TAP_CHECK_EQ(w.b[i].used, 1);
+            TAP_CHECK_EQ(w.b[i].size, block_of(100));
+            TAP_CHECK_EQ(w.b[i].usable, usable_of(100));
+            TAP_CHECK_EQ(w.b[i].requested, DEBUG_BUILD ? 100 : usable_of(100));
+            TAP_CHECK(w.b[i].site == (DEBUG_BUILD ? (void *)t_kmalloc_ret : NULL));
+        }
+        if (w.b[i].ptr == b)
+            TAP_CHECK_EQ(w.b[i].used, 0);
+    }
+    TAP_CHECK(seen_a);
+    TAP_CHECK_EQ(sum, stats().total_bytes);
+    /* the callback stops the walk with its value */
+    int count = 0;
+    TAP_CHECK_EQ(kheap_walk(walk_stop_at_3, &count), 42);
+    TAP_CHECK_EQ(count, 3);
+    /* a smashed header stops the walk with KHEAP_E_CORRUPT */
+    uint64_t *ch = (uint64_t *)((char *)c - 8), saved = *ch;
+    *ch ^= 0xFF;
+    TAP_CHECK_EQ(kheap_walk(walk_record, &w), KHEAP_E_CORRUPT);
+    *ch = saved;
+    kfree(a);
+    kfree(c);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    TAP_CHECK_EQ(rec.n, 0);
+}
+
+/* ---- kheap_inspect ------------------------------------------------------------------------- */
+
+static void test_inspect(void)
+{
+    reset(64 * 1024);
+    struct kheap_block_info b;
+    unsigned char *a = t_kmalloc(200), *x = kmalloc(50), *y = kmalloc(50);
+    TAP_CHECK_EQ(kheap_add_region(arena + 128 * 1024, 16 * 1024), 0);
+    TAP_CHECK_EQ(kheap_inspect(a, &b), 1);
+    TAP_CHECK(b.ptr == a);
+    TAP_CHECK_EQ(b.used, 1);
+    TAP_CHECK_EQ(b.size, block_of(200));
+    TAP_CHECK_EQ(b.usable, ksize(a));
+    TAP_CHECK_EQ(b.requested, DEBUG_BUILD ? 200 : ksize(a));
+    TAP_CHECK(b.site == (DEBUG_BUILD ? (void *)t_kmalloc_ret : NULL));
+    TAP_CHECK_EQ(b.region, 0);
+    /* a free block (x, between a and y) */
+    kfree(x);
+    TAP_CHECK_EQ(kheap_inspect(x, &b), 1);
+    TAP_CHECK_EQ(b.used, 0);
+    TAP_CHECK_EQ(b.size, block_of(50));
+    TAP_CHECK_EQ(b.usable, block_of(50) - KHEAP_HEADER_SIZE);
+    TAP_CHECK_EQ(b.requested, 0);
+    /* not a block: interior, misaligned, stack, outside, a gap, a stale merged header */
+    int on_stack;
+    TAP_CHECK_EQ(kheap_inspect(a + 16, &b), 0);
+    TAP_CHECK_EQ(kheap_inspect(a + 1, &b), 0);
+    TAP_CHECK_EQ(kheap_inspect(&on_stack, &b), 0);
+    TAP_CHECK_EQ(kheap_inspect(NULL, &b), 0);
+    TAP_CHECK_EQ(kheap_inspect(arena + 100 * 1024, &b), 0);
+    TAP_CHECK_EQ(kheap_inspect(arena + 64 * 1024, &b), 0);       /* sentinel's "payload" */
+    kfree(y);                                                     /* y merges into x */
+    TAP_CHECK_EQ(kheap_inspect(y, &b), 0);
+    /* a block of the second region */
+    void *big = kmalloc(stats().largest_free - META), *r2 = kmalloc(1000);
+    TAP_CHECK(big != NULL && r2 != NULL);
+    TAP_CHECK((unsigned char *)r2 >= arena + 128 * 1024);
+    TAP_CHECK_EQ(kheap_inspect(r2, &b), 1);
+    TAP_CHECK_EQ(b.region, 1);
+    kfree(big);
+    kfree(r2);
+    kfree(a);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    TAP_CHECK_EQ(rec.n, 0);
+}
+
+/* kheap_inspect from inside the error handler (the kernel's message uses it). */
+static struct kheap_block_info handler_info;
+static int handler_found;
+static void inspecting_handler(int code, void *ptr, void *caller)
+{
+    record(code, ptr, caller);
+    handler_found = kheap_inspect(ptr, &handler_info);
+}
+
+static void test_inspect_from_handler(void)
+{
+    reset(64 * 1024);
+    kheap_set_error_handler(inspecting_handler);
+    void *a = kmalloc(30), *b = kmalloc(30);
+    kfree(a);
+    t_kfree(a);
+    EXPECT_REPORT(0, KHEAP_E_DOUBLE_FREE, a, t_kfree_ret);
+    TAP_CHECK_EQ(handler_found, 1);
+    TAP_CHECK_EQ(handler_info.size, block_of(30));
+    TAP_CHECK_EQ(handler_info.used, 0);
+    kfree(b);
+    TAP_CHECK_EQ(kheap_check(), 0);
+}
+
+/* ---- leak report --------------------------------------------------------------------------- */
+
+struct leak_log {
+    int    n;
+    void  *site[KHEAP_LEAK_SITES + 2];
+    size_t blocks[KHEAP_LEAK_SITES + 2], bytes[KHEAP_LEAK_SITES + 2];
+};
+
+static void leak_record(void *site, size_t blocks, size_t bytes, void *ctx)
+{
+    struct leak_log *l = ctx;
+    if (l->n < KHEAP_LEAK_SITES + 2) {
+        l->site[l->n] = site;
+        l->blocks[l->n] = blocks;
+        l->bytes[l->n] = bytes;
+    }
+    l->n++;
+}
+
+/* kmalloc from three distinct call sites. */
+TRAMPOLINE(t_site0, kmalloc)
+TRAMPOLINE(t_site1, kmalloc)
+TRAMPOLINE(t_site2, kmalloc)
+void *t_site0(size_t n);
+void *t_site1(size_t n);
+void *t_site2(size_t n);
+static void *(*const sites[])(size_t) = { t_site0, t_site1, t_site2 };
+static const char *const site_ret[] __attribute__((unused)) = { t_site0_ret, t_site1_ret,
+                                                                t_site2_ret };
+
+static void test_leak_report(void)
+{
+    reset(256 * 1024);
+    struct leak_log l = { 0 };
+    TAP_CHECK_EQ(kheap_leak_report(leak_record, &l), 0);         /* nothing live */
+    TAP_CHECK_EQ(l.n, 0);
+    void *p[9];
+    for (int i = 0; i < 9; i++)
+        p[i] = sites[i % 3](100 + 100 * (size_t)(i % 3));
+    kfree(p[4]);                                                  /* site 1: two left */
+    int groups = kheap_leak_report(leak_record, &l);
+#if DEBUG_BUILD
+    TAP_CHECK_EQ(groups, 3);
+    TAP_CHECK_EQ(l.n, 3);
+    for (int i = 0; i < 3 && i < l.n; i++) {
+        TAP_CHECK(l.site[i] == (void *)site_ret[i]);
+        TAP_CHECK_EQ(l.blocks[i], i == 1 ? 2 : 3);
+        TAP_CHECK_EQ(l.bytes[i], l.blocks[i] * block_of(100 + 100 * (size_t)i));
+    }
+#else
+    TAP_CHECK_EQ(groups, 1);                                      /* no sites: one group */
+    TAP_CHECK_EQ(l.n, 1);
+    TAP_CHECK(l.site[0] == NULL);
+    TAP_CHECK_EQ(l.blocks[0], 8);
+    TAP_CHECK_EQ(l.bytes[0], stats().used_bytes);
+#endif
+    for (int i = 0; i < 9; i++)
+        if (i != 4)
+            kfree(p[i]);
+    TAP_CHECK_EQ(kheap_check(), 0);
+}
+
+/* More sites than the table holds: the rest are counted under KHEAP_LEAK_OTHER. */
+static void test_leak_report_overflow(void)
+{
+#if DEBUG_BUILD
+    reset(256 * 1024);
+    enum { N = KHEAP_LEAK_SITES + 5 };
+    void *p[N];
+    /* distinct sites: kmalloc_aligned and krealloc record their own callers; use the
+     * trampolines plus a writable site table: simplest is to forge sites in the trailers */
+    for (int i = 0; i < N; i++) {
+        p[i] = kmalloc(40);
+        struct kheap_block_info b;
+        TAP_CHECK_EQ(kheap_inspect(p[i], &b), 1);
+        uintptr_t t = (uintptr_t)p[i] - KHEAP_HEADER_SIZE + b.size - KH_TRAILER_SIZE;
+        *(void **)(t + KH_TRAILER_SITE) = (void *)(uintptr_t)(0x1000 + 16 * i);
+    }
+    struct leak_log l = { 0 };
+    TAP_CHECK_EQ(kheap_leak_report(leak_record, &l), KHEAP_LEAK_SITES + 1);
+    TAP_CHECK_EQ(l.n, KHEAP_LEAK_SITES + 1);
+    TAP_CHECK(l.site[KHEAP_LEAK_SITES] == KHEAP_LEAK_OTHER);
+    TAP_CHECK_EQ(l.blocks[KHEAP_LEAK_SITES], 5);
+    for (int i = 0; i < N; i++)
+        kfree(p[i]);
+    TAP_CHECK_EQ(kheap_check(), 0);
+#endif
+}
+
+/* ---- kheap_set_secret ---------------------------------------------------------------------- */
+
+static void test_set_secret(void)
+{
+    reset(64 * 1024);
+    TAP_CHECK_EQ(kheap_add_region(arena + 128 * 1024, 8 * 1024), 0);
+    live_make();
+    kfree(live[3]);
+    live[3] = NULL;
+    uint64_t *hdr = (uint64_t *)(live[5] - 8), old_word = *hdr;
+    TAP_CHECK_EQ(kheap_set_secret(0x0123456789ABCDEFull), 0);
+    TAP_CHECK_EQ(kheap_ctl.secret, 0x0123456789ABCDEFull);
+    TAP_CHECK(*hdr != old_word);                                  /* re-stamped */
+    TAP_CHECK_EQ(*hdr & KH_LOW_MASK, old_word & KH_LOW_MASK);     /* same size and flags */
+    TAP_CHECK_EQ(kheap_check(), 0);
+    live_verify();
+    /* an old-secret header copied back is now a bad header */
+    uint64_t new_word = *hdr;
+    *hdr = old_word;
+    t_kfree(live[5]);
+    EXPECT_REPORT(0, KHEAP_E_BAD_HEADER, live[5], t_kfree_ret);
+    /* a corrupt heap is refused and nothing changes */
+    TAP_CHECK_EQ(kheap_set_secret(42), KHEAP_E_CORRUPT);
+    TAP_CHECK_EQ(kheap_ctl.secret, 0x0123456789ABCDEFull);
+    *hdr = new_word;
+    TAP_CHECK_EQ(kheap_check(), 0);
+    TAP_CHECK_EQ(kheap_set_secret(0), 0);                         /* any value, 0 too */
+    TAP_CHECK_EQ(kheap_check(), 0);
+    void *more = kmalloc(500);
+    TAP_CHECK(more != NULL);
+    live_verify();
+    live_free();
+    kfree(more);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    TAP_CHECK_EQ(stats().used_bytes, 0);
+}
+
+/* ---- fault injection ----------------------------------------------------------------------- */
+
+static void test_fail_after(void)
+{
+    reset(64 * 1024);
+    kheap_fail_after(3);
+    void *a = kmalloc(10), *b = kcalloc(2, 8), *c = kmalloc_aligned(64, 10);
+    TAP_CHECK(a && b && c);
+    TAP_CHECK(kmalloc(10) == NULL);                               /* the 4th and later fail */
+    TAP_CHECK(kcalloc(1, 1) == NULL);
+    TAP_CHECK(kmalloc_aligned(256, 1) == NULL);
+    TAP_CHECK(krealloc(NULL, 5) == NULL);
+    void *a2 = krealloc(a, 5);                                    /* shrinking needs nothing */
+    TAP_CHECK(a2 == a);
+    TAP_CHECK(krealloc(a, 5000) == NULL);                         /* growing does */
+    TAP_CHECK_EQ(stats().failed_allocs, 5);
+    TAP_CHECK_EQ(stats().allocs, 3);
+    kfree(b);                                                     /* frees still work */
+    kheap_fail_after(-1);
+    b = kmalloc(10);
+    TAP_CHECK(b != NULL);
+    kheap_fail_after(0);                                          /* 0: the very next fails */
+    TAP_CHECK(kmalloc(1) == NULL);
+    kheap_fail_after(-5);
+    TAP_CHECK((a2 = krealloc(a, 5000)) != NULL);
+    /* kheap_init turns injection off */
+    kheap_fail_after(0);
+    reset(64 * 1024);
+    TAP_CHECK(kmalloc(1) != NULL);
+    TAP_CHECK_EQ(rec.n, 0);
+}
+
+static void test_fail_rate(void)
+{
+    reset(256 * 1024);
+    int fails[2] = { 0, 0 };
+    uint8_t pattern[2][1000];
+    for (int round = 0; round < 2; round++) {
+        kheap_fail_rate(250000, 7);                               /* 25 %, same seed twice */
+        for (int i = 0; i < 1000; i++) {
+            void *p = kmalloc(16);
+            pattern[round][i] = p == NULL;
+            fails[round] += p == NULL;
+            kfree(p);
+        }
+    }
+    TAP_CHECK(fails[0] > 180 && fails[0] < 320);
+    TAP_CHECK_EQ(fails[0], fails[1]);
+    TAP_CHECK(memcmp(pattern[0], pattern[1], sizeof pattern[0]) == 0);  /* deterministic */
+    kheap_fail_rate(1000000, 1);                                  /* always */
+    TAP_CHECK(kmalloc(1) == NULL);
+    kheap_fail_rate(0, 0);                                        /* off */
+    for (int i = 0; i < 100; i++) {
+        void *p = kmalloc(16);
+        TAP_CHECK(p != NULL);
+        kfree(p);
+    }
+    TAP_CHECK_EQ(stats().failed_allocs, (uint64_t)(fails[0] + fails[1] + 1));
+    TAP_CHECK_EQ(kheap_check(), 0);
+}
+
+/* krealloc and kcalloc failure paths leave the old block, its content, the stats and the
+ * heap exactly as they were. */
+static void test_fail_paths_intact(void)
+{
+    reset(64 * 1024);
+    live_make();
+    unsigned char *p = kmalloc(300);
+    fill(p, 300, 99);
+    void *neighbour = kmalloc(100);                               /* p cannot grow in place */
+    struct kheap_stats before = stats();
+    int ck = kheap_check();
+    TAP_CHECK_EQ(ck, 0);
+    kheap_fail_after(0);
+    TAP_CHECK(krealloc(p, 5000) == NULL);                         /* would move */
+    TAP_CHECK(kcalloc(10, 10) == NULL);
+    TAP_CHECK(t_kcalloc(SIZE_MAX / 2, 4) == NULL);                /* overflow: reported */
+    EXPECT_REPORT(0, KHEAP_E_SIZE, NULL, t_kcalloc_ret);
+    memset(&rec, 0, sizeof rec);
+    kfree(neighbour);                                             /* now it could grow in place */
+    TAP_CHECK(krealloc(p, 400) == NULL);                          /* ... but is not allowed to */
+    struct kheap_stats after = stats();
+    TAP_CHECK(intact(p, 300, 99));
+    TAP_CHECK_EQ(ksize(p), usable_of(300));
+    TAP_CHECK_EQ(after.failed_allocs, before.failed_allocs + 4);
+    TAP_CHECK_EQ(after.used_bytes, before.used_bytes - block_of(100));
+    TAP_CHECK_EQ(after.allocs, before.allocs);
+    TAP_CHECK_EQ(after.frees, before.frees + 1);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    live_verify();
+    /* a real out-of-memory move failure leaves p intact too */
+    kheap_fail_after(-1);
+    void *hog = kmalloc(stats().largest_free - META - 64);
+    TAP_CHECK(hog != NULL);
+    TAP_CHECK(krealloc(p, 20000) == NULL);
+    TAP_CHECK(intact(p, 300, 99));
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(hog);
+    unsigned char *q = krealloc(p, 5000);
+    TAP_CHECK(q != NULL && intact(q, 300, 99));
+    kfree(q);
+    live_verify();
+    live_free();
+    TAP_CHECK_EQ(stats().used_bytes, 0);
+    TAP_CHECK_EQ(rec.n, 0);
+}
+
+/* ---- growth hook --------------------------------------------------------------------------- */
+
+static unsigned char *grow_base;
+static size_t grow_slice, grow_offset, grow_limit, grow_calls, grow_last_need;
+
+/* Consecutive slices of one arena: each extends the region before it. */
+static size_t grow_consecutive(size_t need, void **start)
+{
+    grow_calls++;
+    grow_last_need = need;
+    size_t n = need > grow_slice ? (need + 4095) & ~(size_t)4095 : grow_slice;
+    if (grow_offset + n > grow_limit)
+        return 0;
+    *start = grow_base + grow_offset;
+    grow_offset += n;
+    return n;
+}
+
+/* Separate arenas: a gap of 64 KiB between slices, so each is a new region. */
+static size_t grow_separate(size_t need, void **start)
+{
+    grow_calls++;
+    size_t n = need + KHEAP_REGION_MIN + 4096;
+    if (grow_offset + n > grow_limit)
+        return 0;
+    *start = grow_base + grow_offset;
+    grow_offset += n + 64 * 1024;
+    return n;
+}
+
+static size_t grow_nothing(size_t need, void **start)
+{
+    (void)need;
+    (void)start;
+    grow_calls++;
+    return 0;
+}
+
+static void grow_setup(size_t slice)
+{
+    grow_base = arena2;
+    grow_slice = slice;
+    grow_offset = 0;
+    grow_limit = ARENA_SIZE;
+    grow_calls = 0;
+}
+
+static void test_grow_merge(void)
+{
+    /* the heap's one region ends where arena2 starts: consecutive slices extend it */
+    reset_at(arena + ARENA_SIZE - 16 * 1024, 16 * 1024);
+    grow_setup(32 * 1024);
+    kheap_set_grow(grow_consecutive);
+    live_make();
+    /* case 1: the region's last block is used: the new block starts at the old sentinel */
+    void *fill_up = kmalloc(stats().largest_free - META);
+    TAP_CHECK(fill_up != NULL);
+    TAP_CHECK_EQ(stats().free_bytes, 0);
+    unsigned char *p = t_kmalloc(20000);
+    TAP_CHECK(p != NULL);
+    TAP_CHECK_EQ(grow_calls, 1);
+    TAP_CHECK_EQ(grow_last_need, block_of(20000));
+    TAP_CHECK(p >= arena2 - KH_SENTINEL_SIZE && p < arena2 + 32 * 1024);
+    struct kheap_stats s = stats();
+    TAP_CHECK_EQ(s.regions, 1);
+    TAP_CHECK_EQ(s.total_bytes, 48 * 1024 - KH_RGN_SIZE - KH_SENTINEL_SIZE);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    /* case 2: the last block is free: the new memory merges with it */
+    size_t free_before = s.free_bytes;
+    TAP_CHECK(free_before > 0);
+    unsigned char *q = kmalloc(free_before + 1000);
+    TAP_CHECK(q != NULL);
+    TAP_CHECK_EQ(grow_calls, 2);
+    TAP_CHECK(q == p + block_of(20000));                          /* it starts at the old block */
+    s = stats();
+    TAP_CHECK_EQ(s.regions, 1);
+    TAP_CHECK_EQ(s.total_bytes, 80 * 1024 - KH_RGN_SIZE - KH_SENTINEL_SIZE);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    fill(p, 20000, 1);
+    fill(q, free_before + 1000, 2);
+    live_verify();
+    /* everything freed: one free block spans both arenas */
+    kfree(fill_up);
+    kfree(p);
+    kfree(q);
+    live_free();
+    s = stats();
+    TAP_CHECK_EQ(s.largest_free, s.total_bytes);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    TAP_CHECK_EQ(rec.n, 0);
+    kheap_set_grow(NULL);
+}
+
+static void test_grow_new_region(void)
+{
+    reset(16 * 1024);
+    grow_setup(0);
+    kheap_set_grow(grow_separate);
+    void *p = kmalloc(100 * 1024), *q = kmalloc(50 * 1024), *r = kmalloc_aligned(4096, 30000);
+    TAP_CHECK(p && q && r);
+    TAP_CHECK_EQ(grow_calls, 3);
+    TAP_CHECK_EQ(stats().regions, 4);
+    TAP_CHECK_EQ((uintptr_t)r % 4096, 0);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    /* a request that still fits nowhere after one growth fails (one retry, no loop) */
+    grow_limit = grow_offset + 1024;                              /* too little memory left */
+    TAP_CHECK(kmalloc(200 * 1024) == NULL);
+    TAP_CHECK_EQ(grow_calls, 4);
+    kfree(p);
+    kfree(q);
+    kfree(r);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kheap_set_grow(NULL);
+}
+
+static void test_grow_nothing(void)
+{
+    reset(16 * 1024);
+    grow_calls = 0;
+    kheap_set_grow(grow_nothing);
+    TAP_CHECK(kmalloc(64 * 1024) == NULL);
+    TAP_CHECK_EQ(grow_calls, 1);                                  /* once, no loop */
+    TAP_CHECK_EQ(stats().failed_allocs, 1);
+    void *p = kmalloc(100);                                       /* fits: the hook is not asked */
+    TAP_CHECK(p != NULL);
+    TAP_CHECK_EQ(grow_calls, 1);
+    /* kheap_init keeps the hook; a refused region (overlap) is no growth */
+    TAP_CHECK_EQ(kheap_init(arena, 16 * 1024), 0);
+    TAP_CHECK(kmalloc(64 * 1024) == NULL);
+    TAP_CHECK_EQ(grow_calls, 2);
+    kheap_set_grow(NULL);
+    TAP_CHECK(kmalloc(64 * 1024) == NULL);
+    TAP_CHECK_EQ(grow_calls, 2);
+    TAP_CHECK_EQ(kheap_check(), 0);
+}
+
+/* A randomized run through growth and fault injection together: the heap starts at 8 KiB and
+ * grows in 4 KiB slices (or what a request needs) (every slice extends the one region), 5 % of allocation calls fail;
+ * patterns, ksize, counters and kheap_check are verified after every operation. */
+static void test_grow_and_faults_random(void)
+{
+    enum { SLOTS = 64, OPS = 4000 };
+    static struct { unsigned char *p; size_t n; } slot[SLOTS];
+    reset_at(arena + ARENA_SIZE - 8 * 1024, 8 * 1024);
+    grow_setup(4 * 1024);
+    kheap_set_grow(grow_consecutive);
+    kheap_fail_rate(50000, 12345);
+    uint64_t rng = 99;
+    unsigned live_n = 0, fails = 0;
+    for (int op = 0; op < OPS && !TAP_FAILURES(); op++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        unsigned r = (unsigned)(rng >> 33), i = r % SLOTS;
+        size_t n = 1 + (rng >> 20) % (1u << (1 + (rng >> 50) % 12));
+        if (slot[i].p && (r & 0x300)) {                   /* free or resize a live block */
+            TAP_CHECK(intact(slot[i].p, slot[i].n, i));
+            if (r & 0x400) {
+                kfree(slot[i].p);
+                slot[i].p = NULL;
+                live_n--;
+                continue;
+            }
+            unsigned char *q = krealloc(slot[i].p, n);
+            if (!q) {                                     /* failed: the old block unchanged */
+                fails++;
+                TAP_CHECK(intact(slot[i].p, slot[i].n, i));
+                continue;
+            }
+            slot[i].p = q;
+        } else if (!slot[i].p) {
+            slot[i].p = (r & 1) ? kmalloc(n) : kmalloc_aligned((size_t)64 << (r % 4), n);
+            if (!slot[i].p) {
+                fails++;
+                continue;
+            }
+            live_n++;
+        } else {
+            continue;
+        }
+        slot[i].n = n;
+        TAP_CHECK(ksize(slot[i].p) >= n);
+        fill(slot[i].p, n, i);
+        int rc = kheap_check();
+        if (!TAP_CHECK_EQ(rc, 0))
+            break;
+    }
+    kheap_fail_rate(0, 0);
+    struct kheap_stats st = stats();
+    TAP_CHECK_EQ(st.regions, 1);
+    TAP_CHECK(grow_calls > 3);
+    TAP_CHECK(fails > 10 && st.failed_allocs >= fails);
+    tap_note("%u live, %zu growth calls, %u failures, %zu KiB in the heap", live_n, grow_calls,
+             fails, st.total_bytes / 1024);
+    for (unsigned i = 0; i < SLOTS; i++) {
+        if (slot[i].p)
+            TAP_CHECK(intact(slot[i].p, slot[i].n, i));
+        kfree(slot[i].p);
+        slot[i].p = NULL;
+    }
+    st = stats();
+    TAP_CHECK_EQ(st.used_bytes, 0);
+    TAP_CHECK_EQ(st.largest_free, st.total_bytes);
+    TAP_CHECK_EQ(st.errors, 0);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kheap_set_grow(NULL);
+}
+
+/* ---- fragmentation ------------------------------------------------------------------------- */
+
+static void test_fragmentation(void)
+{
+    reset(64 * 1024);
+    struct kheap_stats s = stats();
+    TAP_CHECK_EQ(s.fragmentation_ppm, 0);                         /* one free block */
+    void *p[8];
+    for (int i = 0; i < 8; i++)
+        p[i] = kmalloc(1000);
+    void *rest = kmalloc(stats().largest_free - META);
+    TAP_CHECK(rest != NULL);
+    TAP_CHECK_EQ(stats().fragmentation_ppm, 0);                   /* nothing free */
+    for (int i = 0; i < 8; i += 2)
+        kfree(p[i]);                                              /* four equal holes */
+    s = stats();
+    TAP_CHECK_EQ(s.free_bytes, 4 * block_of(1000));
+    TAP_CHECK_EQ(s.largest_free, block_of(1000));
+    TAP_CHECK_EQ(s.fragmentation_ppm, 750000);
+    for (int i = 1; i < 8; i += 2)
+        kfree(p[i]);
+    kfree(rest);
+    TAP_CHECK_EQ(stats().fragmentation_ppm, 0);
+}
+
+
+/* ---- misuse: each case reported with code, pointer and caller; bystanders intact ----------- */
+
+static int a_global[8] __attribute__((aligned(16)));
+
+/* After a misuse test: bystanders intact, kheap_check clean, everything freed. */
+static void misuse_epilogue(void)
+{
+    live_verify();
+    TAP_CHECK_EQ(kheap_check(), 0);
+    live_free();
+}
+
+static void test_misuse_double_free(void)
+{
+    reset(64 * 1024);
+    live_make();
+    unsigned char *a = kmalloc(100), *guard = kmalloc(16);
+    kfree(a);
+    t_kfree(a);
+    EXPECT_REPORT(0, KHEAP_E_DOUBLE_FREE, a, t_kfree_ret);
+    TAP_CHECK_EQ(stats().errors, 1);
+    kfree(guard);
+    misuse_epilogue();
+}
+
+static void test_misuse_interior_pointer(void)
+{
+    reset(64 * 1024);
+    live_make();
+    unsigned char *a = kmalloc(300);
+    fill(a, 300, 77);
+    int n = 0;
+    for (size_t off = 16; off < 300; off += 48) {
+        t_kfree(a + off);
+        EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, a + off, t_kfree_ret);
+        n++;
+    }
+    TAP_CHECK(t_krealloc(a + 16, 10) == NULL);
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, a + 16, t_krealloc_ret);
+    TAP_CHECK(intact(a, 300, 77));
+    kfree(a);
+    misuse_epilogue();
+}
+
+static void test_misuse_stack_and_global(void)
+{
+    reset(64 * 1024);
+    live_make();
+    unsigned char on_stack[32] __attribute__((aligned(16)));
+    t_kfree(on_stack);
+    EXPECT_REPORT(0, KHEAP_E_BAD_PTR, on_stack, t_kfree_ret);
+    t_kfree(a_global);
+    EXPECT_REPORT(1, KHEAP_E_BAD_PTR, a_global, t_kfree_ret);
+    TAP_CHECK_EQ(t_ksize(a_global), 0);
+    EXPECT_REPORT(2, KHEAP_E_BAD_PTR, a_global, t_ksize_ret);
+    TAP_CHECK(t_krealloc(on_stack, 64) == NULL);
+    EXPECT_REPORT(3, KHEAP_E_BAD_PTR, on_stack, t_krealloc_ret);
+    misuse_epilogue();
+}
+
+/* A pointer into a free block: into its body (the word before it is old data, or poison in
+ * the debug build) and a stale pointer to a block merged into its free neighbour. */
+static void test_misuse_into_free_block(void)
+{
+    reset(64 * 1024);
+    live_make();
+    unsigned char *a = kmalloc(1000), *b = kmalloc(200), *guard = kmalloc(16);
+    fill(a, 1000, 5);
+    kfree(a);
+    t_kfree(a + 512);
+    EXPECT_REPORT(0, DEBUG_BUILD ? KHEAP_E_DOUBLE_FREE : KHEAP_E_BAD_HEADER, a + 512, t_kfree_ret);
+    kfree(b);                                   /* merges into a: b's header is stale */
+    t_kfree(b);
+    EXPECT_REPORT(1, KHEAP_E_DOUBLE_FREE, b, t_kfree_ret);
+    TAP_CHECK(t_krealloc(b, 10) == NULL);
+    EXPECT_REPORT(2, KHEAP_E_DOUBLE_FREE, b, t_krealloc_ret);
+    kfree(guard);
+    misuse_epilogue();
+}
+
+/* Overflow by k bytes past ksize() of a: in the release build straight into b's header, which
+ * kfree of either block then refuses (KHEAP_E_BAD_HEADER; the heap is left as it was, the test
+ * repairs the header); in the debug build into a's canary (KHEAP_E_OVERFLOW, a is freed). */
+static void overflow_by(size_t k)
+{
+    reset(64 * 1024);
+    live_make();
+    size_t n = 104;                             /* ksize = 104, or 104 with 1 canary byte */
+    unsigned char *a = kmalloc(n), *b = kmalloc(64), *guard = kmalloc(16);
+    TAP_CHECK((unsigned char *)b == a + block_of(n));
+    fill(b, 64, 9);
+    uint64_t *bh = (uint64_t *)(b - KHEAP_HEADER_SIZE), saved = *bh;
+    unsigned char saved_b[16];
+    memcpy(saved_b, b, sizeof saved_b);
+    memset(a + ksize(a), 0xEE, k);
+#if DEBUG_BUILD
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_OVERFLOW);
+    t_kfree(a);
+    EXPECT_REPORT(0, KHEAP_E_OVERFLOW, a, t_kfree_ret);
+    TAP_CHECK_EQ(kheap_check(), 0);              /* a is freed: its canary is poison now */
+    TAP_CHECK(intact(b, 64, 9));
+    (void)bh, (void)saved;
+#else
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_CORRUPT);
+    t_kfree(a);
+    EXPECT_REPORT(0, KHEAP_E_BAD_HEADER, a, t_kfree_ret);
+    t_kfree(b);
+    EXPECT_REPORT(1, KHEAP_E_BAD_HEADER, b, t_kfree_ret);
+    TAP_CHECK(t_krealloc(a, 5000) == NULL);
+    EXPECT_REPORT(2, KHEAP_E_BAD_HEADER, a, t_krealloc_ret);
+    TAP_CHECK_EQ(t_ksize(b), 0);
+    EXPECT_REPORT(3, KHEAP_E_BAD_HEADER, b, t_ksize_ret);
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_CORRUPT);  /* the corruption is still there: reported */
+    *bh = saved;                                 /* repaired: the heap never changed */
+    memcpy(b, saved_b, sizeof saved_b);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(a);
+#endif
+    kfree(b);
+    kfree(guard);
+    misuse_epilogue();
+}
+
+static void test_misuse_overflow_1(void)  { overflow_by(1); }
+static void test_misuse_overflow_8(void)  { overflow_by(8); }
+static void test_misuse_overflow_16(void) { overflow_by(16); }
+
+/* The debug build also catches a write past the whole block into the next header, like the
+ * release build: the canary is intact then, the neighbour's header is not. */
+static void test_misuse_overflow_past_block(void)
+{
+    reset(64 * 1024);
+    live_make();
+    unsigned char *a = kmalloc(100), *b = kmalloc(64), *guard = kmalloc(16);
+    uint64_t *bh = (uint64_t *)(b - KHEAP_HEADER_SIZE), saved = *bh;
+    *(volatile unsigned char *)bh ^= 0x10;        /* a size bit of b's header */
+    t_kfree(a);
+    EXPECT_REPORT(0, KHEAP_E_BAD_HEADER, a, t_kfree_ret);
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_CORRUPT);
+    *bh = saved;
+    kfree(a);
+    kfree(b);
+    kfree(guard);
+    misuse_epilogue();
+}
+
+/* Write after free: reported when the memory is handed out again (debug build), by kmalloc and
+ * by krealloc growing in place; kheap_check reports it before. The release build cannot see it:
+ * the block is simply handed out again. */
+static void test_misuse_write_after_free(void)
+{
+#if DEBUG_BUILD
+    reset(64 * 1024);
+    live_make();
+    unsigned char *a = kmalloc(100), *guard = kmalloc(16);
+    kfree(a);
+    a[50] = 1;                                  /* the dangling write */
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_USE_AFTER_FREE);
+    unsigned char *b = t_kmalloc(100);
+    TAP_CHECK(b == a);
+    EXPECT_REPORT(0, KHEAP_E_USE_AFTER_FREE, a, t_kmalloc_ret);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    /* through krealloc growing into a free right neighbour that was written after free */
+    unsigned char *c = kmalloc(200), *d = kmalloc(200), *guard2 = kmalloc(16);
+    fill(c, 200, 3);
+    kfree(d);
+    d[100] = 0;
+    unsigned char *c2 = t_krealloc(c, 350);
+    TAP_CHECK(c2 == c);
+    EXPECT_REPORT(1, KHEAP_E_USE_AFTER_FREE, d, t_krealloc_ret);
+    TAP_CHECK(intact(c2, 200, 3));
+    /* through kcalloc: the block comes back zeroed all the same */
+    unsigned char *e = kmalloc(100), *guard3 = kmalloc(16);
+    kfree(e);
+    e[KH_FREE_BODY] = 0;                        /* the first byte after the list links */
+    unsigned char *e2 = t_kcalloc(1, 100);
+    TAP_CHECK(e2 == e);
+    EXPECT_REPORT(2, KHEAP_E_USE_AFTER_FREE, e, t_kcalloc_ret);
+    TAP_CHECK(e2 && e2[KH_FREE_BODY] == 0 && e2[99] == 0);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(e2);
+    kfree(guard3);
+    kfree(c2);
+    kfree(b);
+    kfree(guard);
+    kfree(guard2);
+    misuse_epilogue();
+#endif
+}
+
+/* A free block's list links overwritten: every path that would unlink it refuses and reports
+ * KHEAP_E_FREELIST (kmalloc of its class, kfree of a neighbour, krealloc growing into it,
+ * kmalloc_aligned); the heap stays as it was, check reports the corruption. */
+static void test_misuse_freelist_link(void)
+{
+    reset(64 * 1024);
+    live_make();
+    unsigned char *a = kmalloc(200), *b = kmalloc(200), *c = kmalloc(200);
+    unsigned char *guard = kmalloc(16);
+    kfree(b);
+    /* b is alone on its list: a wrong next link is caught by next->prev != b ... */
+    uint64_t *next = (uint64_t *)b, *prev = (uint64_t *)(b + 8);
+    uint64_t saved_next = *next, saved_prev = *prev;
+    *next = (uint64_t)(uintptr_t)(a - KHEAP_HEADER_SIZE);
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+    TAP_CHECK(t_kmalloc(200) == NULL);
+    EXPECT_REPORT(0, KHEAP_E_FREELIST, b, t_kmalloc_ret);
+    t_kfree(a);                                 /* would merge with b */
+    EXPECT_REPORT(1, KHEAP_E_FREELIST, a, t_kfree_ret);
+    t_kfree(c);
+    EXPECT_REPORT(2, KHEAP_E_FREELIST, c, t_kfree_ret);
+    TAP_CHECK(t_krealloc(a, 300) == NULL);      /* would grow into b */
+    EXPECT_REPORT(3, KHEAP_E_FREELIST, a, t_krealloc_ret);
+    /* an aligned request whose block (n + align + 16) is exactly b's size takes b's list */
+    TAP_CHECK(t_kmalloc_aligned(64, block_of(200) - 64 - KHEAP_ALIGN - META) == NULL);
+    EXPECT_REPORT(4, KHEAP_E_FREELIST, b, t_kmalloc_aligned_ret);
+    *next = saved_next;
+    /* ... a prev link by prev->next != b */
+    *prev = (uint64_t)(uintptr_t)(c - KHEAP_HEADER_SIZE);
+    t_kfree(a);
+    EXPECT_REPORT(5, KHEAP_E_FREELIST, a, t_kfree_ret);
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+    /* a link pointing outside the heap is never followed */
+    *prev = (uint64_t)(uintptr_t)a_global;
+    t_kfree(c);
+    EXPECT_REPORT(6, KHEAP_E_FREELIST, c, t_kfree_ret);
+    *prev = saved_prev;
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(a);
+    kfree(c);
+    kfree(guard);
+    misuse_epilogue();
+}
+
+static void test_misuse_calloc_overflow(void)
+{
+    reset(64 * 1024);
+    live_make();
+    struct { size_t n, size; } cases[] = {
+        { SIZE_MAX / 2 + 1, 2 }, { SIZE_MAX, SIZE_MAX }, { (size_t)1 << 32, (size_t)1 << 32 },
+        { 3, SIZE_MAX / 3 + 1 },
+    };
+    for (unsigned i = 0; i < sizeof cases / sizeof *cases; i++) {
+        TAP_CHECK(t_kcalloc(cases[i].n, cases[i].size) == NULL);
+        EXPECT_REPORT((int)i, KHEAP_E_SIZE, NULL, t_kcalloc_ret);
+    }
+    TAP_CHECK_EQ(stats().failed_allocs, 4);
+    misuse_epilogue();
+}
+
+static void test_misuse_size_max(void)
+{
+    reset(64 * 1024);
+    live_make();
+    size_t sizes[] = { SIZE_MAX, SIZE_MAX - 7, SIZE_MAX - 16, (size_t)KHEAP_MAX_ALLOC + 1 };
+    int n = 0;
+    for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        TAP_CHECK(t_kmalloc(sizes[i]) == NULL);
+        EXPECT_REPORT(n, KHEAP_E_SIZE, NULL, t_kmalloc_ret);
+        n++;
+        TAP_CHECK(t_krealloc(live[0], sizes[i]) == NULL);
+        EXPECT_REPORT(n, KHEAP_E_SIZE, live[0], t_krealloc_ret);
+        n++;
+        TAP_CHECK(t_kmalloc_aligned(64, sizes[i]) == NULL);
+        EXPECT_REPORT(n, KHEAP_E_SIZE, NULL, t_kmalloc_aligned_ret);
+        n++;
+    }
+    TAP_CHECK(kmalloc(KHEAP_MAX_ALLOC) == NULL);  /* not absurd, only too big: no report */
+    TAP_CHECK_EQ(rec.n, n);
+    misuse_epilogue();
+}
+
+static void test_misuse_bad_alignment(void)
+{
+    reset(64 * 1024);
+    live_make();
+    size_t aligns[] = { 0, 3, 24, 48, 4095, SIZE_MAX, (size_t)1 << 63 };
+    for (unsigned i = 0; i < sizeof aligns / sizeof *aligns; i++) {
+        TAP_CHECK(t_kmalloc_aligned(aligns[i], 10) == NULL);
+        EXPECT_REPORT((int)i, KHEAP_E_INVAL, NULL, t_kmalloc_aligned_ret);
+    }
+    misuse_epilogue();
+}
+
+int main(void)
+{
+    tap_start();
+    TAP_RUN(test_walk);
+    TAP_RUN(test_inspect);
+    TAP_RUN(test_inspect_from_handler);
+    TAP_RUN(test_leak_report);
+    TAP_RUN(test_leak_report_overflow);
+    TAP_RUN(test_set_secret);
+    TAP_RUN(test_fail_after);
+    TAP_RUN(test_fail_rate);
+    TAP_RUN(test_fail_paths_intact);
+    TAP_RUN(test_grow_merge);
+    TAP_RUN(test_grow_new_region);
+    TAP_RUN(test_grow_nothing);
+    TAP_RUN(test_grow_and_faults_random);
+    TAP_RUN(test_fragmentation);
+    TAP_RUN(test_misuse_double_free);
+    TAP_RUN(test_misuse_interior_pointer);
+    TAP_RUN(test_misuse_stack_and_global);
+    TAP_RUN(test_misuse_into_free_block);
+    TAP_RUN(test_misuse_overflow_1);
+    TAP_RUN(test_misuse_overflow_8);
+    TAP_RUN(test_misuse_overflow_16);
+    TAP_RUN(test_misuse_overflow_past_block);
+    TAP_RUN(test_misuse_write_after_free);
+    TAP_RUN(test_misuse_freelist_link);
+    TAP_RUN(test_misuse_calloc_overflow);
+    TAP_RUN(test_misuse_size_max);
+    TAP_RUN(test_misuse_bad_alignment);
+    return tap_done();
+}
