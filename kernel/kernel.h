@@ -72,7 +72,10 @@ struct boot_info {
 /* Filled by boot_info_parse(); read-only afterwards. */
 extern struct boot_info boot_info;
 
-/* Copy what we need out of the loader's structures. 0, or -1 if magic is not Multiboot. */
+/* Copy what we need out of the loader's structures into boot_info (cleared first). 0; 1 if
+ * the info is malformed (a tag, memory map entry or entry_size too small to step over, or
+ * reaching past the info's total_size / mmap_length): a "boot: malformed ..." line is
+ * printed and what was parsed before that point is kept; -1 if magic is not Multiboot. */
 int boot_info_parse(uint32_t magic, uint64_t info_addr);
 void boot_info_print(void);
 /* The value of "key=" on the command line (up to the next space) copied into out; 1 if

@@ -121,7 +121,7 @@ void kmain(uint32_t magic, uint64_t info)
     idt_init();
     pic_mask_all();                 /* no IRQ handlers: keep every line masked */
     kprintf("\nkheap test kernel\n");
-    if (boot_info_parse(magic, info) != 0)
+    if (boot_info_parse(magic, info) < 0)
         panic("unknown boot magic 0x%x", magic);
     boot_info_print();
     heap_setup();

@@ -1,6 +1,8 @@
 /* multiboot.c -- copies the boot information out of the Multiboot1 (qemu -kernel) or
  * Multiboot2 (GRUB) structures into struct boot_info: memory map, command line, boot loader
- * name and where the structures lie, and derives the free RAM ranges the heap may add. */
+ * name and where the structures lie, and derives the free RAM ranges the heap may add.
+ * Malformed info (a size too small to step over, data past the info's end) stops the parse
+ * with a "boot: malformed ..." line; what was read before it is kept. */
 #include "kernel.h"
 
 #define MiB (1ull << 20)
@@ -26,8 +28,12 @@ struct mb1_mmap_entry {
     uint64_t base, length;
     uint32_t type;
 } __attribute__((packed));
+/* Smallest valid mb1_mmap_entry.size: base, length and type. */
+#define MB1_MMAP_ENTRY_MIN (sizeof(struct mb1_mmap_entry) - sizeof(uint32_t))
 
-/* Multiboot2 info: total_size, reserved, then 8-aligned tags up to an end tag. */
+/* Multiboot2 info: total_size, reserved, then 8-aligned tags up to an end tag. Every tag's
+ * size counts its 8-byte header, so it is at least 8. */
+#define MB2_INFO_HEADER    8
 struct mb2_tag {
     uint32_t type, size;
 };
@@ -45,13 +51,17 @@ struct mb2_mmap_entry {
     uint64_t base, length;
     uint32_t type, reserved;
 };
+struct mb2_tag_meminfo {
+    uint32_t type, size, mem_lower, mem_upper;
+};
 
 struct boot_info boot_info;
 
-static void copy_string(char *dst, const char *src)
+/* Copy at most max bytes of src (up to its NUL), truncated to BOOT_STRING_MAX - 1. */
+static void copy_string(char *dst, const char *src, size_t max)
 {
     size_t i = 0;
-    for (; src && src[i] && i + 1 < BOOT_STRING_MAX; i++)
+    for (; src && i < max && src[i] && i + 1 < BOOT_STRING_MAX; i++)
         dst[i] = src[i];
     dst[i] = '\0';
 }
@@ -79,7 +89,16 @@ static uint64_t string_size(const char *s)
     return n + 1;
 }
 
-static void parse_mb1(const struct mb1_info *mb)
+/* Report malformed boot info and stop parsing it: returns 1 for boot_info_parse. offset is
+ * from the start of the Multiboot2 info, or of the Multiboot1 memory map. */
+static int malformed(uint64_t offset, const char *what, uint64_t value)
+{
+    kprintf("boot: malformed Multiboot%d info at offset %lu: %s %lu; ignoring the rest\n",
+            boot_info.multiboot_version, offset, what, value);
+    return 1;
+}
+
+static int parse_mb1(const struct mb1_info *mb)
 {
     boot_info.multiboot_version = 1;
     cover((uint64_t)mb, sizeof *mb);
@@ -89,62 +108,92 @@ static void parse_mb1(const struct mb1_info *mb)
     }
     if (mb->flags & MB1_INFO_CMDLINE) {
         const char *s = (const char *)(uint64_t)mb->cmdline;
-        copy_string(boot_info.cmdline, s);
+        copy_string(boot_info.cmdline, s, SIZE_MAX);
         cover((uint64_t)s, string_size(s));
     }
     if (mb->flags & MB1_INFO_LOADER) {
         const char *s = (const char *)(uint64_t)mb->boot_loader_name;
-        copy_string(boot_info.loader_name, s);
+        copy_string(boot_info.loader_name, s, SIZE_MAX);
         cover((uint64_t)s, string_size(s));
     }
     if (mb->flags & MB1_INFO_MMAP) {
-        uint64_t p = mb->mmap_addr, end = p + mb->mmap_length;
-        cover(p, mb->mmap_length);
-        while (p < end) {
+        uint64_t start = mb->mmap_addr, end = start + mb->mmap_length;
+        cover(start, mb->mmap_length);
+        for (uint64_t p = start; p < end; ) {
             const struct mb1_mmap_entry *e = (const void *)p;
+            if (end - p < sizeof *e)
+                return malformed(p - start, "memory map entry cut off by mmap_length, bytes left",
+                                 end - p);
+            if (e->size < MB1_MMAP_ENTRY_MIN)
+                return malformed(p - start, "memory map entry size", e->size);
             add_range(e->base, e->length, e->type);
             p += e->size + sizeof e->size;
         }
     }
+    return 0;
 }
 
-static void parse_mb2(const uint8_t *info)
+/* One tag, known to lie inside the info: [tag, tag + tag->size). 0, or 1 if malformed. */
+static int parse_mb2_tag(const struct mb2_tag *tag, uint64_t offset)
+{
+    const uint8_t *p = (const uint8_t *)tag;
+    if (tag->type == MB2_TAG_CMDLINE) {
+        copy_string(boot_info.cmdline, (const char *)(tag + 1), tag->size - sizeof *tag);
+    } else if (tag->type == MB2_TAG_LOADER) {
+        copy_string(boot_info.loader_name, (const char *)(tag + 1), tag->size - sizeof *tag);
+    } else if (tag->type == MB2_TAG_MEMINFO) {
+        const struct mb2_tag_meminfo *m = (const void *)tag;
+        if (tag->size < sizeof *m)
+            return malformed(offset, "basic memory tag size", tag->size);
+        boot_info.mem_lower_kb = m->mem_lower;
+        boot_info.mem_upper_kb = m->mem_upper;
+    } else if (tag->type == MB2_TAG_MMAP) {
+        const struct mb2_tag_mmap *m = (const void *)tag;
+        if (tag->size < sizeof *m)
+            return malformed(offset, "memory map tag size", tag->size);
+        if (m->entry_size < sizeof(struct mb2_mmap_entry))
+            return malformed(offset, "memory map entry_size", m->entry_size);
+        for (uint64_t off = sizeof *m; off + m->entry_size <= m->size; off += m->entry_size) {
+            const struct mb2_mmap_entry *e = (const void *)(p + off);
+            add_range(e->base, e->length, e->type);
+        }
+    }
+    return 0;
+}
+
+/* Tags from offset 8 up to the end tag or total_size; each must fit inside total_size. */
+static int parse_mb2(const uint8_t *info)
 {
     uint32_t total = *(const uint32_t *)info;
     boot_info.multiboot_version = 2;
     cover((uint64_t)info, total);
-    for (const uint8_t *p = info + 8; p < info + total; ) {
-        const struct mb2_tag *tag = (const void *)p;
+    if (total < MB2_INFO_HEADER)
+        return malformed(0, "total_size", total);
+    for (uint64_t off = MB2_INFO_HEADER; off < total; ) {
+        const struct mb2_tag *tag = (const void *)(info + off);
+        if (total - off < sizeof *tag)
+            return malformed(off, "tag header cut off by total_size, bytes left", total - off);
+        if (tag->size < sizeof *tag)
+            return malformed(off, "tag size", tag->size);
+        if (tag->size > total - off)
+            return malformed(off, "tag reaches past total_size, size", tag->size);
         if (tag->type == MB2_TAG_END)
             break;
-        if (tag->type == MB2_TAG_CMDLINE)
-            copy_string(boot_info.cmdline, (const char *)(tag + 1));
-        else if (tag->type == MB2_TAG_LOADER)
-            copy_string(boot_info.loader_name, (const char *)(tag + 1));
-        else if (tag->type == MB2_TAG_MEMINFO) {
-            boot_info.mem_lower_kb = ((const uint32_t *)(tag + 1))[0];
-            boot_info.mem_upper_kb = ((const uint32_t *)(tag + 1))[1];
-        } else if (tag->type == MB2_TAG_MMAP) {
-            const struct mb2_tag_mmap *m = (const void *)tag;
-            for (uint32_t off = sizeof *m; off + sizeof(struct mb2_mmap_entry) <= m->size;
-                 off += m->entry_size) {
-                const struct mb2_mmap_entry *e = (const void *)(p + off);
-                add_range(e->base, e->length, e->type);
-            }
-        }
-        p += (tag->size + MB2_TAG_ALIGN - 1) & ~(uint32_t)(MB2_TAG_ALIGN - 1);
+        if (parse_mb2_tag(tag, off) != 0)
+            return 1;
+        off += (tag->size + MB2_TAG_ALIGN - 1) & ~(uint64_t)(MB2_TAG_ALIGN - 1);
     }
+    return 0;
 }
 
 int boot_info_parse(uint32_t magic, uint64_t info_addr)
 {
+    boot_info = (struct boot_info){ 0 };
     if (magic == MULTIBOOT1_BOOT_MAGIC)
-        parse_mb1((const struct mb1_info *)info_addr);
-    else if (magic == MULTIBOOT2_BOOT_MAGIC)
-        parse_mb2((const uint8_t *)info_addr);
-    else
-        return -1;
-    return 0;
+        return parse_mb1((const struct mb1_info *)info_addr);
+    if (magic == MULTIBOOT2_BOOT_MAGIC)
+        return parse_mb2((const uint8_t *)info_addr);
+    return -1;
 }
 
 void boot_info_print(void)

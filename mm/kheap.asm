@@ -87,6 +87,7 @@ ASSERT_LAYOUT KH_CTL_HEADS + KH_FL_COUNT * KH_SL_COUNT * 8, KH_CTL_GROW
 ASSERT_LAYOUT KH_CTL_GROW + 4 * 8, KH_CTL_BYTES
 ASSERT_LAYOUT (KH_RGN_SIZE + KHEAP_HEADER_SIZE) % KHEAP_ALIGN, 0  ; first payload 16-aligned
 ASSERT_LAYOUT KH_RGN_MIN, KHEAP_REGION_MIN
+ASSERT_LAYOUT 1 << KH_MIN_BLOCK_LOG2, KHEAP_MIN_BLOCK
 ASSERT_LAYOUT KHEAP_MIN_BLOCK, KHEAP_HEADER_SIZE + KH_FREE_PREV + KH_FOOTER_SIZE
 
 ; ---- the control block: one global heap ------------------------------------------------------
@@ -120,6 +121,7 @@ extern kheap_restamp_locked
 ; C: void heap_report(int code, void *ptr)
 ; IN edi = KHEAP_E_* code, rsi = offending pointer   OUT none
 ; clobbers caller-saved registers (the handler may); stack: the handler's (tail call)
+static heap_report:function (heap_report.end - heap_report)
 heap_report:
         inc     qword CTL(KH_CTL_ERRORS)
         mov     rax, CTL(KH_CTL_ERR_FN)
@@ -129,15 +131,21 @@ heap_report:
         jmp     rax                     ; handler(code, ptr, caller) returns to our caller
 .default:
         ret
+.end:
 
 ; heap_lock / heap_unlock -- run the acquire / release hook, if any, with its context
 ; C: void heap_lock(void), void heap_unlock(void)
 ; IN none   OUT none; clobbers caller-saved registers (the hooks may); stack: the hook's
+static heap_lock:function (heap_lock.end - heap_lock)
 heap_lock:
         mov     rax, CTL(KH_CTL_LOCK_ACQ)
         jmp     heap_hook
+.end:
+static heap_unlock:function (heap_unlock.end - heap_unlock)
 heap_unlock:
         mov     rax, CTL(KH_CTL_LOCK_REL)
+.end:
+static heap_hook:function (heap_hook.end - heap_hook)
 heap_hook:
         test    rax, rax
         jz      .none
@@ -145,23 +153,33 @@ heap_hook:
         jmp     rax                     ; tail call: the hook returns to our caller
 .none:
         ret
+.end:
+
+; BLOCK_REQUEST n, tmp, absurd -- turn n (in place) into the block size for an n-byte
+; request, or jump to `absurd` if n > KH_MAX_REQUEST. tmp clobbered.
+%macro BLOCK_REQUEST 3
+        mov     %2, KH_MAX_REQUEST
+        cmp     %1, %2
+        ja      %3
+        add     %1, KH_META + KHEAP_ALIGN - 1
+        and     %1, -KHEAP_ALIGN
+        mov     %2, KHEAP_MIN_BLOCK
+        cmp     %1, %2
+        cmovb   %1, %2
+%endmacro
 
 ; block_request -- the block size for an n-byte request, or 0 if n is absurd
 ; C: uint64_t block_request(size_t n)   (max(KHEAP_MIN_BLOCK, round_up(n + KH_META, 16)))
 ; IN rdi = n   OUT rax = S or 0 (n > KH_MAX_REQUEST); clobbers rcx; stack: none
+static block_request:function (block_request.end - block_request)
 block_request:
-        mov     rcx, KH_MAX_REQUEST
-        cmp     rdi, rcx
-        ja      .absurd
-        lea     rax, [rdi + KH_META + KHEAP_ALIGN - 1]
-        and     rax, -KHEAP_ALIGN
-        mov     ecx, KHEAP_MIN_BLOCK
-        cmp     rax, rcx
-        cmovb   rax, rcx
+        mov     rax, rdi
+        BLOCK_REQUEST rax, rcx, .absurd
         ret
 .absurd:
         xor     eax, eax
         ret
+.end:
 
 ; block_from_user -- the used block behind a pointer from outside, or 0 after reporting why not
 ; C: uintptr_t block_from_user(const void *p)   (p != NULL)
@@ -169,56 +187,60 @@ block_request:
 ; Then reads the 8 bytes at p - 8 (which may lie in a gap between two regions) and rejects a
 ; header with bad check bits or a size running past the heap (KHEAP_E_BAD_HEADER) and a free
 ; block (KHEAP_E_DOUBLE_FREE; in the debug build also poison where the header should be).
-; IN rdi = p   OUT rax = H = p - 8, or 0; clobbers caller-saved; callee-saved: rbx; stack: 16
+; IN rdi = p   OUT rax = H = p - 8 and rdx = its header word without check bits, or rax = 0
+; clobbers rcx, rdx, rsi, r8 (and, on a report, caller-saved); rdi kept unless reported
+; stack: 8 (+ the handler's)
+static block_from_user:function (block_from_user.end - block_from_user)
 block_from_user:
-        push    rbx
-        mov     rbx, rdi
-        test    bl, KHEAP_ALIGN - 1
+        test    dil, KHEAP_ALIGN - 1
         jnz     .bad_ptr
-        lea     rdi, [rbx - KHEAP_HEADER_SIZE]
-        cmp     rdi, CTL(KH_CTL_MIN)
+        lea     rsi, [rdi - KHEAP_HEADER_SIZE]
+        cmp     rsi, CTL(KH_CTL_MIN)
         jb      .bad_ptr
-        cmp     rbx, CTL(KH_CTL_MAX)
+        cmp     rdi, CTL(KH_CTL_MAX)
         jae     .bad_ptr
-        call    block_read
-        cmp     rax, -1
-        je      .bad_header
-        test    al, KH_F_FREE
+        mov     r8, [rsi]
+        BLOCK_CHECK r8, rsi, rdx, rcx, .bad_header
+        test    dl, KH_F_FREE
         jnz     .double_free
-        mov     rcx, KH_SIZE_MASK
-        and     rcx, rax
+        mov     rcx, rdx
+        and     rcx, -KHEAP_ALIGN       ; S
         cmp     rcx, KHEAP_MIN_BLOCK
         jb      .bad_header             ; a sentinel or garbage
-        mov     rdx, CTL(KH_CTL_MAX)
-        lea     rax, [rbx - KHEAP_HEADER_SIZE]
-        sub     rdx, rax
-        cmp     rcx, rdx
+        mov     rax, CTL(KH_CTL_MAX)
+        sub     rax, rsi
+        cmp     rcx, rax
         jae     .bad_header             ; the next header would lie at or past the heap's end
-        pop     rbx
+        mov     rax, rsi
         ret
 .bad_ptr:
-        mov     edi, KHEAP_E_BAD_PTR
+        mov     eax, KHEAP_E_BAD_PTR
         jmp     .report
 .bad_header:
+        mov     eax, KHEAP_E_BAD_HEADER
 %if KHEAP_DEBUG
-        mov     rax, KH_POISON_WORD     ; poison before p: p lies in freed memory (a stale
-        cmp     [rbx - KHEAP_HEADER_SIZE], rax  ; header of a merged block, or inside one)
-        je      .double_free
-%endif
-        mov     edi, KHEAP_E_BAD_HEADER
+        mov     rcx, KH_POISON_WORD     ; poison before p: p lies in freed memory (a stale
+        cmp     [rdi - KHEAP_HEADER_SIZE], rcx  ; header of a merged block, or inside one)
+        jne     .report
+%else
         jmp     .report
+%endif
 .double_free:
-        mov     edi, KHEAP_E_DOUBLE_FREE
+        mov     eax, KHEAP_E_DOUBLE_FREE
 .report:
-        mov     rsi, rbx
+        sub     rsp, 8
+        mov     rsi, rdi
+        mov     edi, eax
         call    heap_report
+        add     rsp, 8
         xor     eax, eax
-        pop     rbx
         ret
+.end:
 
 ; heap_grow -- no block fits S bytes: ask the growth hook for memory and add it to the heap
 ; C: int heap_grow(uint64_t s)   (1 memory was added; 0 no hook, no memory, or it was refused)
 ; IN rdi = S   OUT eax; clobbers caller-saved (the hook may); stack: 32 + the hook's
+static heap_grow:function (heap_grow.end - heap_grow)
 heap_grow:
         mov     rax, CTL(KH_CTL_GROW)
         test    rax, rax
@@ -242,13 +264,16 @@ heap_grow:
 .none:
         xor     eax, eax
         ret
+.end:
 
 ; heap_alloc -- take a block of at least S bytes off the free lists, split off the surplus
 ; C: uintptr_t heap_alloc(uint64_t s)   (S from block_request; 0 if nothing fits)
 ; The list head is not trusted: its header, size and links are checked first (a corrupt list
-; is reported as KHEAP_E_FREELIST and the call fails without touching the list).
+; is reported as KHEAP_E_FREELIST and the call fails without touching the list). Each header
+; is hashed once to check it and once to write it.
 ; IN rdi = S   OUT rax = H of a used block of S .. S + KHEAP_MIN_BLOCK - 16 bytes, or 0
 ; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
+static heap_alloc:function (heap_alloc.end - heap_alloc)
 heap_alloc:
         push    rbx
         push    r12
@@ -269,29 +294,20 @@ heap_alloc:
         test    rax, rax
         jz      .fail
 .found:
-        mov     r12, rax
+        mov     r12, rax                ; H
         ; 2. the head must be a valid free header, big enough, with links pointing back
-        mov     rdi, r12
-        call    block_read
-        cmp     rax, -1
-        je      .freelist
-        test    al, KH_F_FREE
+        mov     rsi, [r12]
+        BLOCK_CHECK rsi, r12, r13, rcx, .freelist
+        test    r13b, KH_F_FREE
         jz      .freelist
-        mov     r13, KH_SIZE_MASK
-        and     r13, rax
+        and     r13, -KHEAP_ALIGN       ; its size (a free block never has PREV_FREE)
         cmp     r13, rbx
         jb      .freelist
-        mov     rdi, r12
-        call    bin_links_ok
-        test    eax, eax
-        jz      .freelist
+        BIN_LINKS_OK r12, r13, .freelist
         ; 3. the right neighbour's header must be valid: it is rewritten below
-        lea     r14, [r12 + r13]
-        mov     rdi, r14
-        call    block_read
-        cmp     rax, -1
-        je      .bad_next
-        mov     r15, rax
+        lea     r14, [r12 + r13]        ; N
+        mov     rsi, [r14]
+        BLOCK_CHECK rsi, r14, r15, rcx, .bad_next
 %if KHEAP_DEBUG
         mov     rdi, r12                ; the part handed out must still be poison
         lea     rsi, [r12 + rbx]
@@ -299,30 +315,24 @@ heap_alloc:
         call    dbg_take
 %endif
         ; 4. off the list; split when the surplus can be a block of its own
-        mov     rdi, r12
-        call    bin_remove
+        BIN_REMOVE r12, r13
         mov     rsi, r13
         sub     rsi, rbx
         cmp     rsi, KHEAP_MIN_BLOCK
         jb      .whole
         ; [ ------- free ------- ][N] => [ used S ][ free ][N]   (N keeps PREV_FREE)
         lea     rdi, [r12 + rbx]
-        call    block_make_free
+        BLOCK_MAKE_FREE rdi, rsi
         mov     r13, rbx
         jmp     .mark_used
 .whole:
         ; [ ------- free ------- ][N] => [ ------- used ------- ][N]   (N loses PREV_FREE)
-        mov     rdi, r14
-        mov     rsi, r15
-        and     rsi, ~KH_F_PREV_FREE
-        call    block_set
+        and     r15, ~KH_F_PREV_FREE
+        BLOCK_STAMP r14, r15, rax
 .mark_used:
         ; 5. used header; PREV_FREE clear: a free block's left neighbour is never free
-        mov     rdi, r12
-        mov     rsi, r13
-        call    block_set
-        mov     rdi, r13
-        call    stats_used_add
+        BLOCK_STAMP r12, r13, rax
+        STATS_USED_ADD r13, rax
         mov     rax, r12
         jmp     .out
 .freelist:
@@ -343,12 +353,14 @@ heap_alloc:
         pop     r12
         pop     rbx
         ret
+.end:
 
 ; block_trim -- shrink used block H to `want` bytes, returning the tail to the free lists
 ; C: void block_trim(uintptr_t h, uint64_t want)   (nothing happens if the tail is < 32 bytes)
 ; The tail merges with a free right neighbour; a bad neighbour is reported and H stays whole.
 ; IN rdi = H (valid used header), rsi = want (multiple of 16, >= 32)   OUT none
 ; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
+static block_trim:function (block_trim.end - block_trim)
 block_trim:
         push    rbx
         push    r12
@@ -383,6 +395,8 @@ block_trim:
         jz      .next_used
         ; [ H ....... tail ][ N free ] => [ H ][ tail + N free ]
         mov     rdi, r15
+        mov     rsi, r12
+        and     rsi, -KHEAP_ALIGN
         call    bin_remove
 %if KHEAP_DEBUG
         mov     rdi, r15                ; N's header and links are free memory now
@@ -417,9 +431,11 @@ block_trim:
         pop     r12
         pop     rbx
         ret
+.end:
 
 ; block_free -- return used block H to the free lists, merging with free physical neighbours
-; C: int block_free(uintptr_t h)   (1 freed; 0 a neighbour was corrupt: reported, H leaked)
+; C: int block_free(uintptr_t h, uint64_t word)   (1 freed; 0 a neighbour was corrupt:
+;    reported, H leaked)
 ; Everything is checked before anything is written. Every header left inside the merged block
 ; (H's, N's) is a valid free header, so a later kfree of a stale pointer is a reported double
 ; free rather than a trusted stale used header.
@@ -429,8 +445,9 @@ block_trim:
 ;   [ P free ][ H ][ N used ]       =>  [ ------ P ------ ][ N, PREV_FREE ]
 ;   [ P used ][ H ][ N used ]       =>  [ P ][ H free ][ N, PREV_FREE ]
 ;
-; IN rdi = H (from block_from_user)   OUT eax; clobbers caller-saved
-; callee-saved: rbx, r12-r15; stack: 48
+; IN rdi = H (from block_from_user), rsi = H's header word without check bits   OUT eax
+; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
+static block_free:function (block_free.end - block_free)
 block_free:
         push    rbx
         push    r12
@@ -438,35 +455,38 @@ block_free:
         push    r14
         push    r15
         mov     rbx, rdi                ; H
-        mov     r12, KH_LOW_MASK
-        and     r12, [rbx]              ; H's word
-        mov     r13, KH_SIZE_MASK
-        and     r13, r12                ; S
-        ; 1. right neighbour N and (if PREV_FREE) left neighbour P, checked
-        lea     rdi, [rbx + r13]
-        call    block_read_next
-        cmp     rax, -1
-        je      .report
-        mov     r14, rax
+        mov     r12, rsi                ; H's word
+        mov     r13, rsi
+        and     r13, -KHEAP_ALIGN       ; S
+        ; 1. right neighbour N: valid, and if free properly linked
+        lea     r14, [rbx + r13]
+        mov     rsi, [r14]
+        BLOCK_CHECK rsi, r14, r15, rcx, .bad_next
+        test    r15b, KH_F_FREE
+        jz      .next_ok
+        mov     rsi, r15
+        and     rsi, -KHEAP_ALIGN
+        BIN_LINKS_OK r14, rsi, .bad_links
+.next_ok:
+        ; 2. left neighbour P (if PREV_FREE), checked; if P will absorb H, H's header is marked
+        ; free first, so that a later kfree(H + 8) is a reported double free, not a stale used
+        ; header (if H is not absorbed, step 5 writes its free header anyway)
+        xor     eax, eax
+        test    r12b, KH_F_PREV_FREE
+        jz      .prev_ok
         mov     rdi, rbx
         mov     rsi, r12
         call    block_read_prev
         cmp     rax, -1
         je      .report
-        mov     r15, rax                ; P or 0
-        ; 2. H's bytes move from used to free; if P will absorb H, H's header is marked free
-        ; first, so that a later kfree(H + 8) is a reported double free, not a stale used header
-        ; (if H is not absorbed, step 5 writes its free header anyway)
-        test    r15, r15
-        jz      .counted
-        mov     rdi, rbx
-        mov     rsi, r12
-        or      rsi, KH_F_FREE
-        call    block_set
-.counted:
-        mov     rdi, r13
-        neg     rdi
-        call    stats_used_add
+        or      r12, KH_F_FREE
+        BLOCK_STAMP rbx, r12, rcx
+.prev_ok:
+        mov     r12, rax                ; P or 0
+        ; H's bytes move from used to free
+        mov     rax, r13
+        neg     rax
+        STATS_USED_ADD rax, rcx
         inc     qword CTL(KH_CTL_FREES)
 %if KHEAP_DEBUG
         lea     rdi, [rbx + KHEAP_HEADER_SIZE]  ; poison H's payload
@@ -474,45 +494,44 @@ block_free:
         call    dbg_poison
 %endif
         ; 3. merge right, or tell N its left neighbour is free now
-        lea     rdi, [rbx + r13]
-        test    r14b, KH_F_FREE
+        test    r15b, KH_F_FREE
         jnz     .merge_right
-        mov     rsi, r14
-        or      rsi, KH_F_PREV_FREE
-        call    block_set
+        or      r15, KH_F_PREV_FREE
+        BLOCK_STAMP r14, r15, rax
         jmp     .merge_left
 .merge_right:
-        call    bin_remove              ; X already has PREV_FREE
+        and     r15, -KHEAP_ALIGN       ; N's size
+        BIN_REMOVE r14, r15             ; X already has PREV_FREE
 %if KHEAP_DEBUG
-        lea     rdi, [rbx + r13]        ; N's header and links are free memory now
+        mov     rdi, r14                ; N's header and links are free memory now
         mov     esi, KH_FREE_BODY
         call    dbg_poison
 %endif
-        mov     rax, KH_SIZE_MASK
-        and     rax, r14
-        add     r13, rax
+        add     r13, r15
 .merge_left:
         ; 4. merge left: the block starts at P
-        test    r15, r15
+        test    r12, r12
         jz      .file
-        mov     rdi, r15
-        call    bin_remove
+        mov     rsi, rbx
+        sub     rsi, r12                ; P's size
+        add     r13, rsi
+        BIN_REMOVE r12, rsi
 %if KHEAP_DEBUG
         lea     rdi, [rbx - KH_FOOTER_SIZE]     ; P's footer and H's header: free memory now
         mov     esi, KH_FOOTER_SIZE + KHEAP_HEADER_SIZE
         call    dbg_poison
 %endif
-        mov     rax, rbx
-        sub     rax, r15
-        add     r13, rax
-        mov     rbx, r15
+        mov     rbx, r12
 .file:
         ; 5. header, footer, list
-        mov     rdi, rbx
-        mov     rsi, r13
-        call    block_make_free
+        BLOCK_MAKE_FREE rbx, r13
         mov     eax, 1
         jmp     .out
+.bad_next:
+        mov     edx, KHEAP_E_BAD_HEADER
+        jmp     .report
+.bad_links:
+        mov     edx, KHEAP_E_FREELIST
 .report:
         mov     edi, edx
         lea     rsi, [rbx + KHEAP_HEADER_SIZE]
@@ -525,6 +544,7 @@ block_free:
         pop     r12
         pop     rbx
         ret
+.end:
 
 ; block_grow -- grow used block H in place to at least `want` bytes by absorbing a free N
 ; C: int block_grow(uintptr_t h, uint64_t want)
@@ -533,6 +553,7 @@ block_free:
 ;   [ H ][ N free ][ X ]  =>  [ ------- H ------- ][ X, PREV_FREE clear ]
 ; IN rdi = H (valid used header), rsi = want   OUT eax
 ; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
+static block_grow:function (block_grow.end - block_grow)
 block_grow:
         push    rbx
         push    r12
@@ -573,6 +594,7 @@ block_grow:
         mov     r12, rax
         ; 3. commit: N off its list, X's PREV_FREE cleared, H takes N's bytes
         mov     rdi, r14
+        mov     rsi, r15
         call    bin_remove
         lea     rdi, [r14 + r15]
         mov     rsi, r12
@@ -600,10 +622,12 @@ block_grow:
         pop     r12
         pop     rbx
         ret
+.end:
 
 ; heap_fault -- fault injection: must this allocation call fail? (kheap_fail_after/_rate)
 ; C: int heap_fault(void)   (1: fail it; advances the countdown and the PRNG)
 ; IN none   OUT eax; clobbers rcx, rdx; stack: none
+static heap_fault:function (heap_fault.end - heap_fault)
 heap_fault:
         mov     rax, CTL(KH_CTL_FAIL_AFTER)
         test    rax, rax
@@ -643,11 +667,16 @@ heap_fault:
 .fail:
         mov     eax, 1
         ret
+.end:
 
 ; heap_malloc -- kmalloc without the lock: an allocation call (fault injection applies)
 ; C: void *heap_malloc(size_t n)
 ; IN rdi = n   OUT rax = payload or NULL; clobbers caller-saved; stack: 16 + heap_malloc_nf
+static heap_malloc:function (heap_malloc.end - heap_malloc)
 heap_malloc:
+        mov     rax, CTL(KH_CTL_FAIL_AFTER)
+        or      rax, CTL(KH_CTL_FAIL_PPM)
+        jz      heap_malloc_nf          ; no fault injection: one predictable branch
         mov     rax, KH_MAX_REQUEST
         cmp     rdi, rax
         ja      heap_malloc_nf          ; absurd: reported there, injection or not
@@ -659,23 +688,23 @@ heap_malloc:
         inc     qword CTL(KH_CTL_FAILED)
         xor     eax, eax
         ret
+.end:
 
 ; heap_malloc_nf -- a block for n bytes, counted in the stats; no fault injection (for calls
 ; that already had their injection check). An absurd n is reported (KHEAP_E_SIZE, NULL).
 ; C: void *heap_malloc_nf(size_t n)
 ; IN rdi = n   OUT rax = payload or NULL; clobbers caller-saved; callee-saved: rbx
 ; stack: 16
+static heap_malloc_nf:function (heap_malloc_nf.end - heap_malloc_nf)
 heap_malloc_nf:
         push    rbx
         mov     rbx, rdi                ; n
-        call    block_request
-        test    rax, rax
-        jz      .absurd
-        mov     rdi, rax
+        BLOCK_REQUEST rdi, rcx, .absurd
         call    heap_alloc
         test    rax, rax
         jz      .fail
         inc     qword CTL(KH_CTL_ALLOCS)
+        STATS_PEAK rcx
 %if KHEAP_DEBUG
         mov     rdi, rax                ; canary and trailer for n bytes
         mov     rsi, rbx
@@ -695,10 +724,12 @@ heap_malloc_nf:
         xor     eax, eax
         pop     rbx
         ret
+.end:
 
 ; heap_free -- kfree without the lock
 ; C: void heap_free(void *p)
 ; IN rdi = p   OUT none; clobbers caller-saved; stack: 16
+static heap_free:function (heap_free.end - heap_free)
 heap_free:
         test    rdi, rdi
         jz      .done                   ; kfree(NULL) is a no-op
@@ -708,18 +739,25 @@ heap_free:
         test    rax, rax
         jz      .done
         mov     rdi, rax
+        mov     rsi, rdx
 %if KHEAP_DEBUG
-        push    rax                     ; an overflow into the canary is reported, then the
-        call    dbg_check_used          ; block is freed all the same (its headers are fine)
+        push    rsi                     ; an overflow into the canary is reported, then the
+        push    rdi                     ; block is freed all the same (its headers are fine)
+        sub     rsp, 8
+        call    dbg_check_used
+        add     rsp, 8
         pop     rdi
+        pop     rsi
 %endif
         jmp     block_free
 .done:
         ret
+.end:
 
 ; heap_calloc -- kcalloc without the lock: n * size zeroed bytes, NULL on overflow
 ; C: void *heap_calloc(size_t n, size_t size)
 ; IN rdi = n, rsi = size   OUT rax; clobbers caller-saved; callee-saved: rbx, r12; stack: 32
+static heap_calloc:function (heap_calloc.end - heap_calloc)
 heap_calloc:
         push    rbx
         push    r12
@@ -750,6 +788,7 @@ heap_calloc:
         pop     r12
         pop     rbx
         ret
+.end:
 
 ; heap_realloc -- krealloc without the lock
 ; C: void *heap_realloc(void *p, size_t n)
@@ -757,6 +796,7 @@ heap_calloc:
 ; (block_grow + block_trim), O(1); else kmalloc + copy + free. Failure leaves p as it was.
 ; IN rdi = p, rsi = n   OUT rax; clobbers caller-saved
 ; callee-saved: rbx, r12-r15; stack: 48
+static heap_realloc:function (heap_realloc.end - heap_realloc)
 heap_realloc:
         push    rbx
         push    r12
@@ -795,9 +835,14 @@ heap_realloc:
         mov     r14, rax                ; new block size
         mov     r15, KH_SIZE_MASK
         and     r15, [r13]              ; old block size
-        ; 3. in place: shrink, or grow into the right neighbour
+        ; 3. in place: shrink (or keep), or grow into the right neighbour; shrinking or
+        ; keeping checks the right neighbour's header too (an overflow of p into it)
         cmp     r14, r15
         ja      .grow
+        mov     rdi, r13
+        call    block_next_ok
+        test    eax, eax
+        jz      .bad_next
 %if KHEAP_DEBUG
         lea     rdi, [r13 + r14]        ; the bytes beyond the new size are freed (or slack)
         mov     rsi, r15
@@ -819,6 +864,7 @@ heap_realloc:
         mov     rdi, r13
         mov     rsi, r14
         call    block_trim
+        STATS_PEAK rax                  ; after the trim: the absorbed surplus never counts
 %if KHEAP_DEBUG
         mov     rdi, r13                ; canary and trailer for the new size
         mov     rsi, r12
@@ -840,9 +886,15 @@ heap_realloc:
         mov     rsi, rbx
         call    kmemcpy wrt ..plt
         mov     rdi, r13
+        HDR_LOW rsi, [r13]
         call    block_free
         mov     rax, r12
         jmp     .out
+.bad_next:
+        mov     edi, KHEAP_E_BAD_HEADER
+        mov     rsi, rbx
+        call    heap_report
+        jmp     .null
 .absurd:
         mov     edi, KHEAP_E_SIZE
         mov     rsi, rbx
@@ -858,6 +910,7 @@ heap_realloc:
         pop     r12
         pop     rbx
         ret
+.end:
 
 ; heap_aligned -- kmalloc_aligned without the lock
 ; C: void *heap_aligned(size_t align, size_t n)
@@ -866,6 +919,7 @@ heap_realloc:
 ;   [ ------------ block ------------ ]  =>  [ gap free ][ aligned used ][ tail free ]
 ; IN rdi = align, rsi = n   OUT rax; clobbers caller-saved
 ; callee-saved: rbx, r12-r15; stack: 48
+static heap_aligned:function (heap_aligned.end - heap_aligned)
 heap_aligned:
         push    rbx
         push    r12
@@ -932,6 +986,7 @@ heap_aligned:
         mov     rdi, r14
         mov     rsi, r13
         call    block_trim
+        STATS_PEAK rax                  ; the final block only, not the over-allocation
 %if KHEAP_DEBUG
         mov     rdi, r14                ; canary and trailer for n bytes
         mov     rsi, r12
@@ -958,11 +1013,13 @@ heap_aligned:
         pop     r12
         pop     rbx
         ret
+.end:
 
 ; block_usable -- the usable bytes of used block H: S - 8, or in the debug build the requested
 ; size from the trailer (clipped to what the block holds, should the trailer be smashed)
 ; C: size_t block_usable(uintptr_t h)
 ; IN rdi = H (valid used header)   OUT rax; clobbers rcx; stack: none
+static block_usable:function (block_usable.end - block_usable)
 block_usable:
         mov     rax, KH_SIZE_MASK
         and     rax, [rdi]
@@ -975,10 +1032,12 @@ block_usable:
         sub     rax, KHEAP_HEADER_SIZE
 %endif
         ret
+.end:
 
 ; heap_ksize -- ksize without the lock
 ; C: size_t heap_ksize(const void *p)
 ; IN rdi = p   OUT rax = usable bytes, 0 for NULL or a bad p (reported); stack: 16
+static heap_ksize:function (heap_ksize.end - heap_ksize)
 heap_ksize:
         test    rdi, rdi
         jz      .zero
@@ -987,15 +1046,47 @@ heap_ksize:
         add     rsp, 8
         test    rax, rax
         jz      .zero
+        mov     r8, rdi                 ; p
         mov     rdi, rax
+        call    block_next_ok           ; an overflow of p into its neighbour's header
+        test    eax, eax
+        jz      .bad_next
         jmp     block_usable
+.bad_next:
+        mov     edi, KHEAP_E_BAD_HEADER
+        mov     rsi, r8
+        sub     rsp, 8
+        call    heap_report
+        add     rsp, 8
 .zero:
         xor     eax, eax
         ret
+.end:
+
+; block_next_ok -- is the header right of used block H valid? (ksize and a krealloc that keeps
+; or shrinks H would not look at it otherwise; this is how an overflow of H's payload into its
+; neighbour is caught at the next ksize/krealloc of H, as kfree and growing krealloc do)
+; C: int block_next_ok(uintptr_t h)
+; IN rdi = H (valid used header)   OUT eax = 1 valid, 0 not; rdi kept; clobbers rcx, rdx, rsi
+; stack: none
+static block_next_ok:function (block_next_ok.end - block_next_ok)
+block_next_ok:
+        HDR_LOW rsi, [rdi]
+        and     rsi, -KHEAP_ALIGN
+        add     rsi, rdi                ; N
+        mov     rdx, [rsi]
+        BLOCK_CHECK rdx, rsi, rax, rcx, .bad
+        mov     eax, 1
+        ret
+.bad:
+        xor     eax, eax
+        ret
+.end:
 
 ; region_overlaps -- does [A, E) overlap a known region? (the only loop over regions)
 ; C: int region_overlaps(uintptr_t a, uintptr_t e)   (KHEAP_E_OVERLAP or 0)
 ; IN rdi = A, rsi = E   OUT eax; clobbers rdx; stack: none
+static region_overlaps:function (region_overlaps.end - region_overlaps)
 region_overlaps:
         mov     eax, KHEAP_E_OVERLAP
         mov     rdx, CTL(KH_CTL_REGIONS)
@@ -1013,6 +1104,7 @@ region_overlaps:
         xor     eax, eax
 .done:
         ret
+.end:
 
 ; region_grow -- add memory from the growth hook: extend the region that ends where it starts,
 ; or else add it as a new region (region_add)
@@ -1023,6 +1115,7 @@ region_overlaps:
 ;   [ ... last free ][S] + [ new memory ]  =>  [ ... ---------- last free ---------- ][S']
 ; IN rdi = start, rsi = size   OUT eax; clobbers caller-saved
 ; callee-saved: rbx, r12-r15; stack: 48
+static region_grow:function (region_grow.end - region_grow)
 region_grow:
         push    rbx
         push    r12
@@ -1086,6 +1179,8 @@ region_grow:
         test    r15, r15
         jz      .new_sentinel
         mov     rdi, r15
+        mov     rsi, r14
+        sub     rsi, r15                                ; L's size
         call    bin_remove
         mov     r14, r15
 .new_sentinel:
@@ -1125,6 +1220,7 @@ region_grow:
         pop     r12
         pop     rbx
         ret
+.end:
 
 ; region_add -- carve [start, start + size) into descriptor, one free block and a sentinel
 ; C: int region_add(void *start, size_t size)
@@ -1132,6 +1228,7 @@ region_grow:
 ; with any known region (the only loop over regions; kheap_add_region is O(regions)).
 ; IN rdi = start, rsi = size   OUT eax = 0 or KHEAP_E_*; clobbers caller-saved
 ; callee-saved: rbx, r12; stack: 32
+static region_add:function (region_add.end - region_add)
 region_add:
         push    rbx
         push    r12
@@ -1142,7 +1239,12 @@ region_add:
         jz      .out
         mov     rcx, rdi
         add     rcx, rsi
-        jc      .out                    ; wraps
+        jc      .out                    ; wraps, or ends exactly at 2^64 (see below)
+        ; A region ending exactly at 2^64 does not wrap, but its end E would read 0: every
+        ; bound here is an exclusive end kept in 64 bits (region ends, max, the [min, max)
+        ; pointer checks of kfree and of list links), so E = 0 would make the region look
+        ; empty and every pointer in it out of bounds. It is rejected with the wrap-arounds
+        ; (KHEAP_E_INVAL); pass a size 16 bytes shorter to use the rest of it.
         mov     eax, KHEAP_E_TOO_SMALL
         lea     rbx, [rdi + KHEAP_ALIGN - 1]
         cmp     rbx, rdi
@@ -1209,6 +1311,7 @@ region_add:
         pop     r12
         pop     rbx
         ret
+.end:
 
 ; heap_init -- kheap_init without the lock: forget everything, start over on one region
 ; C: int heap_init(void *start, size_t size)
@@ -1216,6 +1319,7 @@ region_add:
 ; Fault injection is turned off (its fields are cleared with the rest).
 ; IN rdi = start, rsi = size   OUT eax; clobbers caller-saved; callee-saved: rbx, r12-r15
 ; stack: 48
+static heap_init:function (heap_init.end - heap_init)
 heap_init:
         push    rbx
         push    r12
@@ -1260,15 +1364,18 @@ heap_init:
         pop     r12
         pop     rbx
         ret
+.end:
 
 ; heap_add_region -- kheap_add_region without the lock
 ; C: int heap_add_region(void *start, size_t size)
 ; IN rdi, rsi   OUT eax; clobbers caller-saved; stack: see region_add
+static heap_add_region:function (heap_add_region.end - heap_add_region)
 heap_add_region:
         cmp     qword CTL(KH_CTL_NREGIONS), 0
         jne     region_add
         mov     eax, KHEAP_E_NOT_INIT
         ret
+.end:
 
 ; heap_stats -- kheap_get_stats without the lock
 ; C: void heap_stats(struct kheap_stats *s)
@@ -1276,6 +1383,7 @@ heap_add_region:
 ; the heap, in case it is corrupt); everything else is a copy.
 ; fragmentation_ppm is (1 - largest / free) in parts per million.
 ; IN rdi = s   OUT none; clobbers rax, rcx, rdx, rsi, r8; stack: none
+static heap_stats:function (heap_stats.end - heap_stats)
 heap_stats:
         mov     rax, CTL(KH_CTL_TOTAL)
         mov     [rdi + KH_ST_TOTAL], rax
@@ -1307,7 +1415,7 @@ heap_stats:
         add     edx, esi
         mov     rsi, [rcx + KH_CTL_HEADS + rdx*8]
         mov     rcx, CTL(KH_CTL_TOTAL)
-        shr     rcx, 5                  ; at most total / KHEAP_MIN_BLOCK blocks
+        shr     rcx, KH_MIN_BLOCK_LOG2  ; at most total / KHEAP_MIN_BLOCK blocks
         mov     r8, KH_SIZE_MASK
 .largest_loop:
         test    rsi, rsi
@@ -1336,19 +1444,23 @@ heap_stats:
 .frag_done:
         mov     [rdi + KH_ST_FRAG], esi
         ret
+.end:
 
 ; heap_set_handler -- kheap_set_error_handler without the lock
 ; C: kheap_error_fn heap_set_handler(kheap_error_fn fn)   (NULL = the default)
 ; IN rdi = fn   OUT rax = previous handler (NULL if it was the default); stack: none
+static heap_set_handler:function (heap_set_handler.end - heap_set_handler)
 heap_set_handler:
         mov     rax, CTL(KH_CTL_ERR_FN)
         mov     CTL(KH_CTL_ERR_FN), rdi
         ret
+.end:
 
 ; heap_fail_after / heap_fail_rate / heap_set_grow -- the setters, without the lock
 ; C: void heap_fail_after(long n)  (stores n + 1, 0 = off for any n < 0)
 ;    void heap_fail_rate(uint32_t ppm, uint64_t seed), void heap_set_grow(kheap_grow_fn fn)
 ; IN rdi (, rsi)   OUT none; clobbers rax; stack: none
+static heap_fail_after:function (heap_fail_after.end - heap_fail_after)
 heap_fail_after:
         lea     rax, [rdi + 1]
         test    rdi, rdi
@@ -1357,11 +1469,15 @@ heap_fail_after:
 .store:
         mov     CTL(KH_CTL_FAIL_AFTER), rax
         ret
+.end:
+static heap_fail_rate:function (heap_fail_rate.end - heap_fail_rate)
 heap_fail_rate:
         mov     eax, edi                ; zero-extends the 32-bit ppm
         mov     CTL(KH_CTL_FAIL_PPM), rax
         mov     CTL(KH_CTL_FAIL_RNG), rsi
         ret
+.end:
+static heap_set_grow:function (heap_set_grow.end - heap_set_grow)
 heap_set_grow:
         mov     CTL(KH_CTL_GROW), rdi
         ret
@@ -1375,6 +1491,13 @@ heap_set_grow:
 ; IN rdi, rsi as the public function   OUT rax = the internal routine's result
 ; callee-saved: rbx, r12, r13 (saved); stack: 32 plus the internal routine's and the hooks'
 %macro PUBLIC_BODY 1
+        mov     rax, CTL(KH_CTL_LOCK_ACQ)
+        or      rax, CTL(KH_CTL_LOCK_REL)
+        jnz     %%locked                ; no hooks: one predictable branch, then a tail call
+        mov     rax, [rsp]              ; our caller's return address
+        mov     CTL(KH_CTL_CALLER), rax
+        jmp     %1                      ; (the stack is as a call would leave it)
+%%locked:
         push    rbx
         push    r12
         push    r13                     ; three pushes: the stack is 16-aligned for calls
@@ -1395,40 +1518,43 @@ heap_set_grow:
         ret
 %endmacro
 
-global kheap_init:function
-global kheap_add_region:function
-global kmalloc:function
-global kcalloc:function
-global krealloc:function
-global kfree:function
-global kmalloc_aligned:function
-global ksize:function
-global kheap_check:function
-global kheap_get_stats:function
-global kheap_set_error_handler:function
-global kheap_set_lock:function
-global kheap_walk:function
-global kheap_leak_report:function
-global kheap_set_secret:function
-global kheap_fail_after:function
-global kheap_fail_rate:function
-global kheap_set_grow:function
-global my_malloc:function
-global my_calloc:function
-global my_realloc:function
-global my_free:function
+global kheap_init:function (kheap_init.end - kheap_init)
+global kheap_add_region:function (kheap_add_region.end - kheap_add_region)
+global kmalloc:function (my_malloc.end - kmalloc)
+global kcalloc:function (my_calloc.end - kcalloc)
+global krealloc:function (my_realloc.end - krealloc)
+global kfree:function (my_free.end - kfree)
+global kmalloc_aligned:function (kmalloc_aligned.end - kmalloc_aligned)
+global ksize:function (ksize.end - ksize)
+global kheap_check:function (kheap_check.end - kheap_check)
+global kheap_get_stats:function (kheap_get_stats.end - kheap_get_stats)
+global kheap_set_error_handler:function (kheap_set_error_handler.end - kheap_set_error_handler)
+global kheap_set_lock:function (kheap_set_lock.end - kheap_set_lock)
+global kheap_walk:function (kheap_walk.end - kheap_walk)
+global kheap_leak_report:function (kheap_leak_report.end - kheap_leak_report)
+global kheap_set_secret:function (kheap_set_secret.end - kheap_set_secret)
+global kheap_fail_after:function (kheap_fail_after.end - kheap_fail_after)
+global kheap_fail_rate:function (kheap_fail_rate.end - kheap_fail_rate)
+global kheap_set_grow:function (kheap_set_grow.end - kheap_set_grow)
+global my_malloc:function (my_malloc.end - my_malloc)
+global my_calloc:function (my_calloc.end - my_calloc)
+global my_realloc:function (my_realloc.end - my_realloc)
+global my_free:function (my_free.end - my_free)
+.end:
 
 align 16
 ; kheap_init -- (re)initialise the heap over one region
 ; C: int kheap_init(void *start, size_t size)   IN rdi, rsi   OUT eax
 kheap_init:
         PUBLIC_BODY heap_init
+.end:
 
 align 16
 ; kheap_add_region -- give the heap another disjoint region
 ; C: int kheap_add_region(void *start, size_t size)   IN rdi, rsi   OUT eax
 kheap_add_region:
         PUBLIC_BODY heap_add_region
+.end:
 
 align 16
 ; kmalloc / my_malloc -- at least n usable bytes, 16-aligned, or NULL. O(1)
@@ -1436,6 +1562,7 @@ align 16
 kmalloc:
 my_malloc:
         PUBLIC_BODY heap_malloc
+.end:
 
 align 16
 ; kcalloc / my_calloc -- n * size zeroed bytes, NULL on overflow. O(1) + zeroing
@@ -1443,6 +1570,7 @@ align 16
 kcalloc:
 my_calloc:
         PUBLIC_BODY heap_calloc
+.end:
 
 align 16
 ; krealloc / my_realloc -- resize in place when possible, else move. O(1) in place
@@ -1450,6 +1578,7 @@ align 16
 krealloc:
 my_realloc:
         PUBLIC_BODY heap_realloc
+.end:
 
 align 16
 ; kfree / my_free -- free a block; misuse is reported and ignored. O(1)
@@ -1457,72 +1586,84 @@ align 16
 kfree:
 my_free:
         PUBLIC_BODY heap_free
+.end:
 
 align 16
 ; kmalloc_aligned -- n bytes at a multiple of align (a power of two). O(1)
 ; C: void *kmalloc_aligned(size_t align, size_t n)   IN rdi, rsi   OUT rax
 kmalloc_aligned:
         PUBLIC_BODY heap_aligned
+.end:
 
 align 16
 ; ksize -- usable bytes of a live block. O(1)
 ; C: size_t ksize(const void *p)   IN rdi   OUT rax
 ksize:
         PUBLIC_BODY heap_ksize
+.end:
 
 align 16
 ; kheap_check -- verify every invariant (mm/kheap_check.c does the walk). O(heap)
 ; C: int kheap_check(void)   OUT eax
 kheap_check:
         PUBLIC_BODY kheap_check_walk wrt ..plt
+.end:
 
 align 16
 ; kheap_get_stats -- fill *s
 ; C: void kheap_get_stats(struct kheap_stats *s)   IN rdi
 kheap_get_stats:
         PUBLIC_BODY heap_stats
+.end:
 
 align 16
 ; kheap_set_error_handler -- install the misuse handler, return the previous one
 ; C: kheap_error_fn kheap_set_error_handler(kheap_error_fn fn)   IN rdi   OUT rax
 kheap_set_error_handler:
         PUBLIC_BODY heap_set_handler
+.end:
 
 align 16
 ; kheap_walk -- visit every block in address order (mm/kheap_diag.c does the walk). O(heap)
 ; C: int kheap_walk(kheap_walk_fn fn, void *ctx)   IN rdi, rsi   OUT eax
 kheap_walk:
         PUBLIC_BODY kheap_walk_locked wrt ..plt
+.end:
 
 align 16
 ; kheap_leak_report -- live blocks grouped by allocation site (mm/kheap_diag.c). O(heap)
 ; C: int kheap_leak_report(kheap_leak_fn fn, void *ctx)   IN rdi, rsi   OUT eax
 kheap_leak_report:
         PUBLIC_BODY kheap_leak_locked wrt ..plt
+.end:
 
 align 16
 ; kheap_set_secret -- new check-bit secret, every header re-stamped (mm/kheap_diag.c). O(heap)
 ; C: int kheap_set_secret(uint64_t secret)   IN rdi   OUT eax
 kheap_set_secret:
         PUBLIC_BODY kheap_restamp_locked wrt ..plt
+.end:
 
 align 16
 ; kheap_fail_after -- let n more allocation calls through, fail the later ones; n < 0: off
 ; C: void kheap_fail_after(long n)   IN rdi
 kheap_fail_after:
         PUBLIC_BODY heap_fail_after
+.end:
 
 align 16
 ; kheap_fail_rate -- fail allocation calls with probability ppm / 10^6 (seeded PRNG); 0: off
 ; C: void kheap_fail_rate(uint32_t per_million, uint64_t seed)   IN edi, rsi
 kheap_fail_rate:
         PUBLIC_BODY heap_fail_rate
+.end:
 
 align 16
 ; kheap_set_grow -- install the growth hook (NULL: none)
 ; C: void kheap_set_grow(kheap_grow_fn fn)   IN rdi
 kheap_set_grow:
         PUBLIC_BODY heap_set_grow
+.end:
 
 align 16
 ; kheap_set_lock -- install lock hooks (no lock taken: nobody may be inside the heap)
@@ -1533,5 +1674,6 @@ kheap_set_lock:
         mov     CTL(KH_CTL_LOCK_REL), rsi
         mov     CTL(KH_CTL_LOCK_CTX), rdx
         ret
+.end:
 
 section .note.GNU-stack noalloc noexec nowrite progbits

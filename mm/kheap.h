@@ -112,7 +112,8 @@ typedef void (*kheap_error_fn)(int error, void *ptr, void *caller);
  * counters; the error handler and lock hooks are kept. start is aligned up and the end down to
  * KHEAP_ALIGN; the region must then hold KHEAP_REGION_MIN bytes (a 24-byte descriptor, one
  * minimum block, an 8-byte end sentinel). Returns 0, or KHEAP_E_INVAL (NULL start, start+size
- * wraps) or KHEAP_E_TOO_SMALL; on failure the heap is empty (kmalloc returns NULL,
+ * wraps, or ends exactly at 2^64: ends are exclusive 64-bit addresses, so an end of 2^64 cannot be
+ * represented; pass 16 bytes less) or KHEAP_E_TOO_SMALL; on failure the heap is empty (kmalloc returns NULL,
  * kheap_add_region returns KHEAP_E_NOT_INIT). O(1). */
 int kheap_init(void *start, size_t size);
 

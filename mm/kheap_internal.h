@@ -26,8 +26,6 @@ static inline uint64_t kh_hash(uintptr_t h, uint64_t word)
     uint64_t x = (uint64_t)h * KH_HASH_K1;
     x ^= word & KH_LOW_MASK;
     x ^= kheap_ctl.secret;
-    x *= KH_HASH_K1;
-    x ^= x >> KH_HASH_SHIFT;
     x *= KH_HASH_K2;
     return (x >> KH_CHECK_SHIFT) << KH_CHECK_SHIFT;
 }

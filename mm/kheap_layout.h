@@ -33,10 +33,12 @@
 #define KH_SIZE_MASK         0x0000FFFFFFFFFFF0
 #define KH_LOW_MASK          0x0000FFFFFFFFFFFF   /* size and flags: what the check bits cover */
 #define KH_CHECK_SHIFT       48
-/* Check-bit hash: x = ((H * K1) ^ low48 ^ secret) * K1; x ^= x >> SHIFT; check = (x * K2) >> 48 */
+/* Check-bit hash: check = (((H * K1) ^ low48 ^ secret) * K2) >> 48. H gets its own multiply so
+ * that (H, low48) pairs that xor alike do not share check bits; K2 is chosen so that every
+ * one-bit change of low48 (a flag, a size bit) changes the top 16 bits of the product for sure
+ * (no 16-bit window of K2 reaching them is all zeros or all ones). Two multiplies: cheap. */
 #define KH_HASH_K1           0x9E3779B97F4A7C15
 #define KH_HASH_K2           0xBF58476D1CE4E5B9
-#define KH_HASH_SHIFT        29
 
 /* Free-block fields, as offsets from H. */
 #define KH_FREE_NEXT         8     /* next block on the same free list, or 0 */
@@ -83,6 +85,8 @@
 #define KH_RGN_END           16    /* E */
 #define KH_RGN_SIZE          24    /* descriptor bytes; the first header is at A + KH_RGN_SIZE */
 #define KH_SENTINEL_SIZE     8     /* the end sentinel header */
+/* log2(KHEAP_MIN_BLOCK): a heap of T bytes holds at most T >> KH_MIN_BLOCK_LOG2 blocks. */
+#define KH_MIN_BLOCK_LOG2    5
 /* Smallest aligned region: descriptor + one minimum block + sentinel. */
 #define KH_RGN_MIN           (KH_RGN_SIZE + KHEAP_MIN_BLOCK + KH_SENTINEL_SIZE)
 /* Longest region used: its one block stays below 2^KHEAP_MAX_LOG2 (the rest is ignored). */
@@ -231,6 +235,7 @@ _Static_assert(KH_MAX_REQUEST == 1ull << (KHEAP_MAX_LOG2 - 2), "max request");
 _Static_assert(KH_FL_COUNT <= 64 && KH_SL_COUNT <= 32, "bitmaps fit their words");
 _Static_assert(KHEAP_MIN_BLOCK == KHEAP_HEADER_SIZE + 2 * 8 + KH_FOOTER_SIZE, "min block");
 _Static_assert(KH_RGN_MIN == KHEAP_REGION_MIN, "public region minimum");
+_Static_assert(1 << KH_MIN_BLOCK_LOG2 == KHEAP_MIN_BLOCK, "min block log2");
 _Static_assert(KH_FLAG_MASK == (KH_F_FREE | KH_F_PREV_FREE | KH_F_RESERVED), "flag bits");
 _Static_assert(KHEAP_ALIGN == KH_FLAG_MASK + 1, "flags live in the alignment bits");
 _Static_assert(KH_FREE_BODY == KH_FREE_PREV + 8, "free body follows the links");

@@ -828,6 +828,67 @@ static void test_strerror(void)
     TAP_CHECK(strcmp(kheap_strerror(KHEAP_E_DOUBLE_FREE), "block already free") == 0);
 }
 
+/* ---- review fixes (issue 4/5 follow-ups) ---------------------------------------------------- */
+
+/* peak_used counts only final blocks: not kmalloc_aligned's over-allocation before its trim,
+ * not the whole free neighbour an in-place krealloc absorbs before trimming. */
+static void test_peak_final_blocks(void)
+{
+    reset(256 * 1024);
+    void *a = kmalloc_aligned(4096, 64);
+    TAP_CHECK(a != NULL && (uintptr_t)a % 4096 == 0);
+    struct kheap_stats s = stats();
+    TAP_CHECK_EQ(s.peak_used, s.used_bytes);
+    TAP_CHECK_EQ(s.used_bytes, block_of(64));
+    kfree(a);
+    reset(256 * 1024);
+    void *p = kmalloc(64);
+    void *q = krealloc(p, 128);                 /* in place: the rest of the heap is free */
+    TAP_CHECK(q == p);
+    s = stats();
+    TAP_CHECK_EQ(s.used_bytes, block_of(128));
+    TAP_CHECK_EQ(s.peak_used, s.used_bytes);
+    kfree(q);
+    TAP_CHECK_EQ(kheap_check(), 0);
+}
+
+/* An overflow of A into its right neighbour's header is caught by ksize(A) and by a krealloc(A)
+ * that keeps or shrinks A (as by kfree(A) and a growing krealloc(A)). */
+static void test_overflow_into_next_header(void)
+{
+    reset(64 * 1024);
+    unsigned char *a = kmalloc(200), *b = kmalloc(200);
+    int n = 0;
+    uint64_t *bh = (uint64_t *)(b - 8), saved = *bh;
+    *bh ^= 1ull << 40;                          /* a size bit: the check bits no longer fit */
+    TAP_CHECK(t_ksize(a) == 0);
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, a, t_ksize_ret);
+    n++;
+    TAP_CHECK(t_krealloc(a, 200) == NULL);      /* keeps the block */
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, a, t_krealloc_ret);
+    n++;
+    TAP_CHECK(t_krealloc(a, 16) == NULL);       /* shrinks it */
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, a, t_krealloc_ret);
+    n++;
+    *bh = saved;                                /* repaired: a was left as it was */
+    TAP_CHECK_EQ(ksize(a), usable_of(200));
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(a);
+    kfree(b);
+    TAP_CHECK_EQ(rec.n, n);
+    expect_all_free(1);
+}
+
+/* A region ending exactly at 2^64 does not wrap, but its end cannot be represented: rejected
+ * (KHEAP_E_INVAL) before anything is read or written there. */
+static void test_region_at_top_of_memory(void)
+{
+    reset(64 * 1024);
+    TAP_CHECK_EQ(kheap_add_region((void *)(uintptr_t)-4096, 4096), KHEAP_E_INVAL);
+    TAP_CHECK_EQ(stats().regions, 1);
+    expect_all_free(1);
+}
+
 int main(void)
 {
     tap_start();
@@ -854,5 +915,8 @@ int main(void)
     TAP_RUN(test_lock_hooks);
     TAP_RUN(test_aliases);
     TAP_RUN(test_strerror);
+    TAP_RUN(test_peak_final_blocks);
+    TAP_RUN(test_overflow_into_next_header);
+    TAP_RUN(test_region_at_top_of_memory);
     return tap_done();
 }

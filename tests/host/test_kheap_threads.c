@@ -3,7 +3,8 @@
  * being a pthread mutex (kheap_set_lock): a randomized workload (kmalloc, kcalloc, krealloc,
  * kmalloc_aligned, kfree) per thread, every block filled with its owner's pattern and verified
  * before it is freed or resized; at the end every live block is verified, kheap_check() passes
- * and the counters match (allocs - frees == live blocks, used bytes == sum of live blocks).
+ * and the counters match (allocs - frees == live blocks, used bytes == sum of the live blocks'
+ * sizes as kheap_inspect reports them, so that a KHEAP_DEBUG build agrees too).
  * A second run uses asm/spinlock's kspin_lock_irqsave (host variant) as the hooks.
  * Usage: test_kheap_threads [OPS_PER_THREAD [THREADS]]. TAP version 13; exit 0 iff all passed.
  */
@@ -256,7 +257,11 @@ static void hammer(void (*acq)(void *), void (*rel)(void *), void *ctx, uint64_t
             struct slot *s = &w->live[i];
             bad += pattern(w->id, s->p, s->n, s->n, s->seed, 0) != 0;
             size_t k = ksize(s->p);
-            used += k + KHEAP_HEADER_SIZE;
+            struct kheap_block_info info;   /* block size, header and debug extras included */
+            if (kheap_inspect(s->p, &info) && info.used)
+                used += info.size;
+            else
+                bad++;
             size_t j = nspans++;            /* insertion sort by address */
             for (; j > 0 && spans[j - 1].p > s->p; j--)
                 spans[j] = spans[j - 1];

@@ -29,14 +29,14 @@ static int heap_static(void)
     return kheap_init(__heap_start, (size_t)(__heap_end - __heap_start));
 }
 
-/* Back to kmain's heap: static region plus every free RAM range (returns how many). */
+/* Back to kmain's heap: kernel_heap_setup (static region plus every free RAM range) and the
+ * kernel's misuse handler, which a test may have replaced (kheap_init keeps the handler and
+ * the lock). Returns the number of RAM ranges, also left in ranges[]. */
 static size_t heap_restore(void)
 {
-    KEXPECT_EQ(heap_static(), 0);
     nranges = boot_free_ranges(ranges, RANGES_MAX);
-    for (size_t i = 0; i < nranges; i++)
-        KEXPECT_EQ(kheap_add_region((void *)ranges[i].base, ranges[i].length), 0);
-    kheap_set_error_handler(NULL);
+    KEXPECT_EQ(kernel_heap_setup(0), nranges + 1);
+    kheap_set_error_handler(kernel_heap_error);
     return nranges;
 }
 
