@@ -184,13 +184,26 @@ KHEAP_LAYOUT_INC := $(BUILD)/mm/kheap_layout.inc
 KHEAP_HOST_TESTS := test_kheap test_kheap_random test_kheap_harden demo_my_malloc
 HOST_TESTS       += $(KHEAP_HOST_TESTS)
 
+# KHEAP_QUICK_DEPTH=N: the front cache's depth per size (mm/kheap.h; 0 = no cache), for the
+# kernel, the host libraries and everything that includes mm/kheap.h. Changing it rebuilds
+# everything (the flags stamp is touched when it differs from the last build's).
+ifneq ($(KHEAP_QUICK_DEPTH),)
+KHEAP_QUICK_DEF := -DKHEAP_QUICK_DEPTH=$(KHEAP_QUICK_DEPTH)
+NASMFLAGS       += $(KHEAP_QUICK_DEF)
+KCFLAGS         += $(KHEAP_QUICK_DEF)
+HOST_NASMFLAGS  += $(KHEAP_QUICK_DEF)
+HOST_CFLAGS     += $(KHEAP_QUICK_DEF)
+endif
+$(shell echo '$(KHEAP_QUICK_DEPTH)' | cmp -s - $(BUILD)/.kheap_quick || \
+        { echo '$(KHEAP_QUICK_DEPTH)' > $(BUILD)/.kheap_quick; touch $(FLAGS_STAMP); })
+
 $(KHEAP_LAYOUT_INC): mm/kheap.h mm/kheap_layout.h
 	@mkdir -p $(@D)
 	sed -n '/^#define[[:space:]]\+KH[A-Z0-9_]*[[:space:]]\+[^[:space:]]/{s@[[:space:]]*/\*.*$$@@;s@^#define[[:space:]]\+\([A-Z0-9_]*\)[[:space:]]\+@%define \1 @;p}' \
 	  $^ > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/mm/kheap.o $(BUILD)/host/mm/kheap.o: $(KHEAP_LAYOUT_INC) mm/kheap_block.inc \
-  mm/kheap_debug.inc
+  mm/kheap_debug.inc mm/kheap_quick.inc
 $(BUILD)/mm/kheap.o: NASMFLAGS += -I$(BUILD)/mm/ -Imm/
 $(BUILD)/host/mm/kheap.o: HOST_NASMFLAGS += -I$(BUILD)/mm/ -Imm/
 
@@ -214,7 +227,7 @@ KHEAP_DEBUG_SRCS := test_kheap test_kheap_harden test_kheap_random
 HOST_TESTS       += $(KHEAP_DEBUG_SRCS:%=%_debug)
 
 $(HOST_DEBUG)/mm/%.o: mm/%.asm $(KHEAP_LAYOUT_INC) mm/kheap_block.inc mm/kheap_debug.inc \
-  $(FLAGS_STAMP)
+  mm/kheap_quick.inc $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(NASM) $(HOST_NASMFLAGS) -DKHEAP_DEBUG=1 -I$(BUILD)/mm/ -Imm/ -MD $(@:.o=.d) -MP -o $@ $<
 
@@ -253,33 +266,52 @@ $(BUILD)/host/tests/test_kheap_threads: $(BUILD)/host/tests/host/test_kheap_thre
 # libFuzzer target: the model (C) built by clang with -fsanitize=fuzzer,address, linked with the
 # (uninstrumented) host library. Built only where clang has the libFuzzer runtime; the smoke
 # suite (build/host/tests/fuzz_kheap_smoke, from tests/host/fuzz_kheap_smoke.sh) fails loudly
-# without it. `make fuzz` fuzzes a copy of the corpus for FUZZ_SECONDS and minimises it into
-# build/fuzz/merged (copy the new files to tests/host/fuzz_corpus/ to keep them).
+# without it. The model is compiled with the library's KHEAP_DEBUG (it models the canary and
+# the exact ksize of the debug build; it traps at once on a mismatch): `make fuzz` fuzzes the
+# build's library, `make fuzz KHEAP_DEBUG=1` the debug one, and the smoke suite runs both
+# ($(FUZZ_DEBUG_BIN) is linked with the always-built debug library). `make fuzz` fuzzes a copy
+# of the corpus for FUZZ_SECONDS and minimises it into build/fuzz/merged; the inputs there that
+# are not in tests/host/fuzz_corpus/ (by content) are copied to build/fuzz/new for review.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BIN     := $(BUILD)/fuzz/fuzz_kheap
+FUZZ_DEBUG_BIN := $(BUILD)/fuzz/fuzz_kheap_debug
 FUZZ_CFLAGS  := -std=gnu11 -O1 -g -fsanitize=fuzzer,address -fno-omit-frame-pointer \
-                -Wall -Wextra -Werror -I.
+                -Wall -Wextra -Werror -I. $(KHEAP_QUICK_DEF)
 FUZZ_RUNTIME := $(firstword $(wildcard $(shell $(FUZZ_CC) -print-runtime-dir 2>/dev/null)/libclang_rt.fuzzer*.a))
 HOST_TESTS   += fuzz_kheap_smoke
 
-$(FUZZ_BIN): tests/host/fuzz_kheap.c mm/kheap.h $(HOST_LIB)
+$(FUZZ_BIN): tests/host/fuzz_kheap.c mm/kheap.h mm/kheap_layout.h $(HOST_LIB) $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(HOST_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(if $(filter 1,$(KHEAP_DEBUG)),-DKHEAP_DEBUG=1) -o $@ $< $(HOST_LIB)
 
-$(BUILD)/host/tests/fuzz_kheap_smoke: tests/host/fuzz_kheap_smoke.sh $(if $(FUZZ_RUNTIME),$(FUZZ_BIN))
+$(FUZZ_DEBUG_BIN): tests/host/fuzz_kheap.c mm/kheap.h mm/kheap_layout.h $(HOST_DEBUG_LIB) \
+  $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -DKHEAP_DEBUG=1 -o $@ $< $(HOST_DEBUG_LIB)
+
+$(BUILD)/host/tests/fuzz_kheap_smoke: tests/host/fuzz_kheap_smoke.sh \
+  $(if $(FUZZ_RUNTIME),$(FUZZ_BIN) $(FUZZ_DEBUG_BIN))
 	@mkdir -p $(@D)
 	cp $< $@ && chmod +x $@
 
 .PHONY: fuzz
 fuzz: $(FUZZ_BIN)
-	@mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/merged
+	@mkdir -p $(BUILD)/fuzz/corpus
 	cp -n tests/host/fuzz_corpus/* $(BUILD)/fuzz/corpus/
 	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -max_len=512 \
 	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus
+	rm -rf $(BUILD)/fuzz/merged $(BUILD)/fuzz/new
+	@mkdir -p $(BUILD)/fuzz/merged $(BUILD)/fuzz/new
 	$(FUZZ_BIN) -merge=1 -use_counters=0 $(BUILD)/fuzz/merged tests/host/fuzz_corpus \
 	  $(BUILD)/fuzz/corpus
-	@echo "fuzz: corpus in $(BUILD)/fuzz/corpus; new inputs worth keeping in $(BUILD)/fuzz/merged"
+	@seeds=$$(sha1sum tests/host/fuzz_corpus/* | cut -d' ' -f1); \
+	  for f in $(BUILD)/fuzz/merged/*; do \
+	    echo "$$seeds" | grep -qx "$$(sha1sum < "$$f" | cut -d' ' -f1)" || cp "$$f" $(BUILD)/fuzz/new/; \
+	  done
+	@echo "fuzz: corpus in $(BUILD)/fuzz/corpus; minimised union (seeds included) in" \
+	  "$(BUILD)/fuzz/merged; $$(ls $(BUILD)/fuzz/new | wc -l) of its inputs are not in" \
+	  "tests/host/fuzz_corpus/: $(BUILD)/fuzz/new (review, then copy the ones worth keeping)"
 
 # Heap map: a KHEAP_DEBUG=1 kernel (own build dir: the normal build stays valid) runs the
 # heapmap_demo KTEST with heapdump=1, kheap_dump() goes to the serial log, tools/heapmap draws

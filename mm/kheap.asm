@@ -1,8 +1,9 @@
 ; kheap.asm -- kheap, a constant-time (TLSF) kernel heap: the public API of mm/kheap.h.
 ; Internal routines heap_* do the work under the lock; public entries only take the lock, note
 ; the caller's return address for error reports and call them. Block and list helpers live in
-; kheap_block.inc, the layout in kheap_layout.h (via the generated kheap_layout.inc). Used by the
-; test kernel and, assembled without -DKERNEL, by build/host/libkheap.a.
+; kheap_block.inc, the front cache in kheap_quick.inc, the layout in kheap_layout.h (via the
+; generated kheap_layout.inc). Used by the test kernel and, assembled without -DKERNEL, by
+; build/host/libkheap.a.
 
 default rel
 bits 64
@@ -13,6 +14,25 @@ bits 64
 %ifndef KHEAP_DEBUG
   %define KHEAP_DEBUG 0
 %endif
+; KHEAP_QUICK_DEPTH (make KHEAP_QUICK_DEPTH=N): the front cache's depth; 0 assembles it out.
+; kheap.h gives the default (its indented #define is not copied into kheap_layout.inc, so a -D
+; on the command line wins on both sides).
+%ifndef KHEAP_QUICK_DEPTH
+  %define KHEAP_QUICK_DEPTH KHEAP_QUICK_DEPTH_DEFAULT
+%endif
+%if KHEAP_QUICK_DEPTH > 0
+  %define KH_QUICK 1
+%else
+  %define KH_QUICK 0
+%endif
+; kfree's inline fast path into the cache (release build; the debug build poisons, so it always
+; goes through block_free and quick_push).
+%if KH_QUICK && !KHEAP_DEBUG
+  %define KH_QUICK_FAST 1
+%else
+  %define KH_QUICK_FAST 0
+%endif
+
 ; Metadata bytes of a used block beyond its requested size: the header (and, in the debug
 ; build, the trailer and at least one canary byte).
 %if KHEAP_DEBUG
@@ -47,7 +67,6 @@ struc kh_ctl
   .lock_ctx:    resq 1
   .total:       resq 1
   .used:        resq 1
-  .free:        resq 1
   .peak:        resq 1
   .allocs:      resq 1
   .frees:       resq 1
@@ -74,7 +93,6 @@ ASSERT_LAYOUT kh_ctl.lock_rel, KH_CTL_LOCK_REL
 ASSERT_LAYOUT kh_ctl.lock_ctx, KH_CTL_LOCK_CTX
 ASSERT_LAYOUT kh_ctl.total, KH_CTL_TOTAL
 ASSERT_LAYOUT kh_ctl.used, KH_CTL_USED
-ASSERT_LAYOUT kh_ctl.free, KH_CTL_FREE
 ASSERT_LAYOUT kh_ctl.peak, KH_CTL_PEAK
 ASSERT_LAYOUT kh_ctl.allocs, KH_CTL_ALLOCS
 ASSERT_LAYOUT kh_ctl.frees, KH_CTL_FREES
@@ -84,7 +102,17 @@ ASSERT_LAYOUT kh_ctl.fl_map, KH_CTL_FL_MAP
 ASSERT_LAYOUT kh_ctl.sl_map, KH_CTL_SL_MAP
 ASSERT_LAYOUT ((kh_ctl.heads + 7) / 8) * 8, KH_CTL_HEADS
 ASSERT_LAYOUT KH_CTL_HEADS + KH_FL_COUNT * KH_SL_COUNT * 8, KH_CTL_GROW
-ASSERT_LAYOUT KH_CTL_GROW + 4 * 8, KH_CTL_BYTES
+ASSERT_LAYOUT KH_CTL_GROW + 4 * 8, KH_CTL_SPAN16
+ASSERT_LAYOUT KH_CTL_SPAN16 + 8, KH_CTL_QUICK_KEY
+ASSERT_LAYOUT KH_CTL_QUICK_KEY + 8, KH_CTL_QUICK
+ASSERT_LAYOUT KH_CTL_QUICK + KH_QUICK_CLASSES * KH_QUICK_ENTRY, KH_CTL_BYTES
+ASSERT_LAYOUT KH_QUICK_ENTRY, KHEAP_ALIGN               ; the block size indexes the entries
+ASSERT_LAYOUT KHEAP_QUICK_MAX % KHEAP_ALIGN, 0
+ASSERT_LAYOUT KHEAP_QUICK_MAX >= KHEAP_MIN_BLOCK, 1
+ASSERT_LAYOUT KHEAP_QUICK_DEPTH < 0x7FFFFFFF, 1         ; compared as an imm32
+ASSERT_LAYOUT 1 << KH_ALIGN_LOG2, KHEAP_ALIGN
+ASSERT_LAYOUT KH_QUICK_LINK, KHEAP_HEADER_SIZE
+ASSERT_LAYOUT KH_FLAG_MASK, KH_F_FREE | KH_F_PREV_FREE | KH_F_RESERVED | KH_F_QUICK
 ASSERT_LAYOUT (KH_RGN_SIZE + KHEAP_HEADER_SIZE) % KHEAP_ALIGN, 0  ; first payload 16-aligned
 ASSERT_LAYOUT KH_RGN_MIN, KHEAP_REGION_MIN
 ASSERT_LAYOUT 1 << KH_MIN_BLOCK_LOG2, KHEAP_MIN_BLOCK
@@ -104,6 +132,9 @@ section .text
 %include "kheap_block.inc"
 %if KHEAP_DEBUG
   %include "kheap_debug.inc"
+%endif
+%if KH_QUICK
+  %include "kheap_quick.inc"
 %endif
 
 extern kmemcpy
@@ -186,7 +217,8 @@ block_request:
 ; Rejects, reading no memory: p misaligned or outside [min, max) of the heap (KHEAP_E_BAD_PTR).
 ; Then reads the 8 bytes at p - 8 (which may lie in a gap between two regions) and rejects a
 ; header with bad check bits or a size running past the heap (KHEAP_E_BAD_HEADER) and a free
-; block (KHEAP_E_DOUBLE_FREE; in the debug build also poison where the header should be).
+; or cached block (KHEAP_E_DOUBLE_FREE; in the debug build also poison where the header should
+; be).
 ; IN rdi = p   OUT rax = H = p - 8 and rdx = its header word without check bits, or rax = 0
 ; clobbers rcx, rdx, rsi, r8 (and, on a report, caller-saved); rdi kept unless reported
 ; stack: 8 (+ the handler's)
@@ -201,7 +233,7 @@ block_from_user:
         jae     .bad_ptr
         mov     r8, [rsi]
         BLOCK_CHECK r8, rsi, rdx, rcx, .bad_header
-        test    dl, KH_F_FREE
+        test    dl, KH_F_FREE | KH_F_QUICK
         jnz     .double_free
         mov     rcx, rdx
         and     rcx, -KHEAP_ALIGN       ; S
@@ -270,7 +302,9 @@ heap_grow:
 ; C: uintptr_t heap_alloc(uint64_t s)   (S from block_request; 0 if nothing fits)
 ; The list head is not trusted: its header, size and links are checked first (a corrupt list
 ; is reported as KHEAP_E_FREELIST and the call fails without touching the list). Each header
-; is hashed once to check it and once to write it.
+; is hashed once to check it and once to write it. When no list has a block that fits, the
+; front cache is flushed into the lists and the search retried, then the growth hook is asked
+; (heap_grow) and the search retried: each once, so the call stays O(1).
 ; IN rdi = S   OUT rax = H of a used block of S .. S + KHEAP_MIN_BLOCK - 16 bytes, or 0
 ; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
 static heap_alloc:function (heap_alloc.end - heap_alloc)
@@ -281,10 +315,21 @@ heap_alloc:
         push    r14
         push    r15
         mov     rbx, rdi
-        ; 1. a list head that should fit (good fit, see bin_search); else grow, retry once
+        ; 1. a list head that should fit (good fit, see bin_search); else flush the front
+        ; cache, retry once; else grow, retry once
         call    bin_search
         test    rax, rax
         jnz     .found
+%if KH_QUICK
+        call    quick_flush
+        test    rax, rax
+        jz      .grow
+        mov     rdi, rbx
+        call    bin_search
+        test    rax, rax
+        jnz     .found
+.grow:
+%endif
         mov     rdi, rbx
         call    heap_grow
         test    eax, eax
@@ -295,6 +340,7 @@ heap_alloc:
         jz      .fail
 .found:
         mov     r12, rax                ; H
+        mov     r10, rdx                ; the list it heads
         ; 2. the head must be a valid free header, big enough, with links pointing back
         mov     rsi, [r12]
         BLOCK_CHECK rsi, r12, r13, rcx, .freelist
@@ -303,19 +349,19 @@ heap_alloc:
         and     r13, -KHEAP_ALIGN       ; its size (a free block never has PREV_FREE)
         cmp     r13, rbx
         jb      .freelist
-        BIN_LINKS_OK r12, r13, .freelist
+        HEAD_LINKS_OK r12, .freelist
         ; 3. the right neighbour's header must be valid: it is rewritten below
         lea     r14, [r12 + r13]        ; N
         mov     rsi, [r14]
         BLOCK_CHECK rsi, r14, r15, rcx, .bad_next
+        ; 4. off the list; split when the surplus can be a block of its own
+        BIN_POP r12, r10
 %if KHEAP_DEBUG
         mov     rdi, r12                ; the part handed out must still be poison
         lea     rsi, [r12 + rbx]
         mov     rdx, r14
         call    dbg_take
 %endif
-        ; 4. off the list; split when the surplus can be a block of its own
-        BIN_REMOVE r12, r13
         mov     rsi, r13
         sub     rsi, rbx
         cmp     rsi, KHEAP_MIN_BLOCK
@@ -433,67 +479,82 @@ block_trim:
         ret
 .end:
 
-; block_free -- return used block H to the free lists, merging with free physical neighbours
-; C: int block_free(uintptr_t h, uint64_t word)   (1 freed; 0 a neighbour was corrupt:
-;    reported, H leaked)
-; Everything is checked before anything is written. Every header left inside the merged block
-; (H's, N's) is a valid free header, so a later kfree of a stale pointer is a reported double
-; free rather than a trusted stale used header.
+; block_neighbours -- may used block H be freed? Checks its physical neighbours, writes nothing:
+; the right neighbour N's header must be valid and, if N is free, N's list links must point
+; back at it; if H's PREV_FREE is set, its left neighbour P must be a valid free block of its
+; footer's size, properly linked (block_read_prev)
+; C: intptr_t block_neighbours(uintptr_t h, uint64_t word)
+;    (P if H's left neighbour is free, 0 if not, -1 with the KHEAP_E_* code in edx if corrupt)
+; IN rdi = H, rsi = H's header word without check bits   OUT rax (, edx); rdi kept
+; clobbers rcx, rdx, rsi, r8, r9, r10, r11; stack: none
+static block_neighbours:function (block_neighbours.end - block_neighbours)
+block_neighbours:
+        mov     r11, rsi
+        mov     rcx, rsi
+        and     rcx, -KHEAP_ALIGN
+        lea     r10, [rdi + rcx]        ; N
+        mov     rsi, [r10]
+        BLOCK_CHECK rsi, r10, r9, rcx, .bad_header
+        test    r9b, KH_F_FREE
+        jz      .left
+        and     r9, -KHEAP_ALIGN
+        BIN_LINKS_OK r10, r9, .bad_links
+.left:
+        mov     rsi, r11
+        jmp     block_read_prev         ; P, 0, or -1 and edx (a tail call)
+.bad_header:
+        mov     rax, -1
+        mov     edx, KHEAP_E_BAD_HEADER
+        ret
+.bad_links:
+        mov     rax, -1
+        mov     edx, KHEAP_E_FREELIST
+        ret
+.end:
+
+; block_merge -- return used block H to the free lists, merged with its free physical
+; neighbours; block_neighbours has checked them (and found P). Every header left inside the
+; merged block (H's, N's) is a valid free header, so a later kfree of a stale pointer is a
+; reported double free rather than a trusted stale used header.
 ;
 ;   [ P free ][ H ][ N free ][ X ]  =>  [ ------------ P ------------ ][ X, PREV_FREE ]
 ;   [ P used ][ H ][ N free ][ X ]  =>  [ P ][ -------- H -------- ][ X, PREV_FREE ]
 ;   [ P free ][ H ][ N used ]       =>  [ ------ P ------ ][ N, PREV_FREE ]
 ;   [ P used ][ H ][ N used ]       =>  [ P ][ H free ][ N, PREV_FREE ]
 ;
-; IN rdi = H (from block_from_user), rsi = H's header word without check bits   OUT eax
+; (A cached N is used here; it keeps its QUICK flag and gets PREV_FREE like any used block.)
+; C: void block_merge(uintptr_t h, uint64_t word, uintptr_t p)   (p: 0 if P is used)
+; IN rdi = H, rsi = H's header word without check bits, rdx = P or 0   OUT none
 ; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
-static block_free:function (block_free.end - block_free)
-block_free:
+static block_merge:function (block_merge.end - block_merge)
+block_merge:
         push    rbx
         push    r12
         push    r13
         push    r14
         push    r15
         mov     rbx, rdi                ; H
-        mov     r12, rsi                ; H's word
+        mov     r12, rdx                ; P or 0
         mov     r13, rsi
         and     r13, -KHEAP_ALIGN       ; S
-        ; 1. right neighbour N: valid, and if free properly linked
-        lea     r14, [rbx + r13]
-        mov     rsi, [r14]
-        BLOCK_CHECK rsi, r14, r15, rcx, .bad_next
-        test    r15b, KH_F_FREE
-        jz      .next_ok
-        mov     rsi, r15
-        and     rsi, -KHEAP_ALIGN
-        BIN_LINKS_OK r14, rsi, .bad_links
-.next_ok:
-        ; 2. left neighbour P (if PREV_FREE), checked; if P will absorb H, H's header is marked
-        ; free first, so that a later kfree(H + 8) is a reported double free, not a stale used
-        ; header (if H is not absorbed, step 5 writes its free header anyway)
-        xor     eax, eax
-        test    r12b, KH_F_PREV_FREE
-        jz      .prev_ok
-        mov     rdi, rbx
-        mov     rsi, r12
-        call    block_read_prev
-        cmp     rax, -1
-        je      .report
-        or      r12, KH_F_FREE
-        BLOCK_STAMP rbx, r12, rcx
-.prev_ok:
-        mov     r12, rax                ; P or 0
+        lea     r14, [rbx + r13]        ; N
+        HDR_LOW r15, [r14]              ; N's word (checked by block_neighbours)
+        ; 1. if P will absorb H, H's header is marked free first, so that a later kfree(H + 8)
+        ; is a reported double free, not a stale used header (if H is not absorbed, step 4
+        ; writes its free header anyway)
+        test    r12, r12
+        jz      .stats
+        or      rsi, KH_F_FREE
+        BLOCK_STAMP rbx, rsi, rcx
+.stats:
         ; H's bytes move from used to free
-        mov     rax, r13
-        neg     rax
-        STATS_USED_ADD rax, rcx
-        inc     qword CTL(KH_CTL_FREES)
+        sub     CTL(KH_CTL_USED), r13
 %if KHEAP_DEBUG
         lea     rdi, [rbx + KHEAP_HEADER_SIZE]  ; poison H's payload
         lea     rsi, [r13 - KHEAP_HEADER_SIZE]
         call    dbg_poison
 %endif
-        ; 3. merge right, or tell N its left neighbour is free now
+        ; 2. merge right, or tell N its left neighbour is free now
         test    r15b, KH_F_FREE
         jnz     .merge_right
         or      r15, KH_F_PREV_FREE
@@ -509,7 +570,7 @@ block_free:
 %endif
         add     r13, r15
 .merge_left:
-        ; 4. merge left: the block starts at P
+        ; 3. merge left: the block starts at P
         test    r12, r12
         jz      .file
         mov     rsi, rbx
@@ -523,23 +584,64 @@ block_free:
 %endif
         mov     rbx, r12
 .file:
-        ; 5. header, footer, list
+        ; 4. header, footer, list
         BLOCK_MAKE_FREE rbx, r13
+        pop     r15
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     rbx
+        ret
+.end:
+
+; block_free -- free used block H: its neighbours are checked before anything is written
+; (block_neighbours); then, if allowed and H is small enough and its front-cache list has room,
+; H is cached (quick_push), else merged into the free lists (block_merge). The caller counts
+; the free (frees): the front-cache flush frees blocks their user had freed already.
+; C: int block_free(uintptr_t h, uint64_t word, int may_cache)
+;    (1 freed or cached; 0 a neighbour was corrupt: reported, H leaked, still used)
+; IN rdi = H (from block_from_user), rsi = H's header word without check bits, edx = may_cache
+; OUT eax; clobbers caller-saved; callee-saved: rbx, r12, r13; stack: 32 + callees'
+static block_free:function (block_free.end - block_free)
+block_free:
+        push    rbx
+        push    r12
+        push    r13
+        mov     rbx, rdi
+        mov     r12, rsi
+        mov     r13d, edx
+        call    block_neighbours
+        cmp     rax, -1
+        je      .report
+%if KH_QUICK
+        test    r13d, r13d
+        jz      .merge
+        mov     rcx, r12
+        and     rcx, -KHEAP_ALIGN
+        cmp     rcx, KHEAP_QUICK_MAX
+        ja      .merge
+        lea     r8, [rel kheap_ctl]
+        cmp     qword QUICK_ENTRY(rcx, KH_QUICK_COUNT), KHEAP_QUICK_DEPTH
+        jae     .merge
+        mov     rdi, rbx
+        mov     rsi, r12
+        call    quick_push
+        jmp     .done
+.merge:
+%endif
+        mov     rdi, rbx
+        mov     rsi, r12
+        mov     rdx, rax
+        call    block_merge
+.done:
         mov     eax, 1
         jmp     .out
-.bad_next:
-        mov     edx, KHEAP_E_BAD_HEADER
-        jmp     .report
-.bad_links:
-        mov     edx, KHEAP_E_FREELIST
 .report:
         mov     edi, edx
         lea     rsi, [rbx + KHEAP_HEADER_SIZE]
         call    heap_report
         xor     eax, eax
 .out:
-        pop     r15
-        pop     r14
         pop     r13
         pop     r12
         pop     rbx
@@ -669,14 +771,11 @@ heap_fault:
         ret
 .end:
 
-; heap_malloc -- kmalloc without the lock: an allocation call (fault injection applies)
-; C: void *heap_malloc(size_t n)
+; heap_malloc_inject -- heap_malloc with fault injection on: fail the call, or go on
+; C: void *heap_malloc_inject(size_t n)
 ; IN rdi = n   OUT rax = payload or NULL; clobbers caller-saved; stack: 16 + heap_malloc_nf
-static heap_malloc:function (heap_malloc.end - heap_malloc)
-heap_malloc:
-        mov     rax, CTL(KH_CTL_FAIL_AFTER)
-        or      rax, CTL(KH_CTL_FAIL_PPM)
-        jz      heap_malloc_nf          ; no fault injection: one predictable branch
+static heap_malloc_inject:function (heap_malloc_inject.end - heap_malloc_inject)
+heap_malloc_inject:
         mov     rax, KH_MAX_REQUEST
         cmp     rdi, rax
         ja      heap_malloc_nf          ; absurd: reported there, injection or not
@@ -690,19 +789,48 @@ heap_malloc:
         ret
 .end:
 
+; heap_malloc -- kmalloc without the lock: an allocation call (fault injection applies)
+; C: void *heap_malloc(size_t n)
+; Falls through into heap_malloc_nf, which must follow it directly.
+; IN rdi = n   OUT rax = payload or NULL; clobbers caller-saved; stack: 16 + heap_malloc_nf
+static heap_malloc:function (heap_malloc.end - heap_malloc)
+heap_malloc:
+        mov     rax, CTL(KH_CTL_FAIL_AFTER)
+        or      rax, CTL(KH_CTL_FAIL_PPM)
+        jnz     heap_malloc_inject      ; injection on (else one predictable branch)
+.end:
+
 ; heap_malloc_nf -- a block for n bytes, counted in the stats; no fault injection (for calls
 ; that already had their injection check). An absurd n is reported (KHEAP_E_SIZE, NULL).
+; A small block comes from its front-cache list if that has one (QUICK_POP), else from the
+; free lists (heap_alloc).
 ; C: void *heap_malloc_nf(size_t n)
 ; IN rdi = n   OUT rax = payload or NULL; clobbers caller-saved; callee-saved: rbx
-; stack: 16
+; stack: 16 + callees'
 static heap_malloc_nf:function (heap_malloc_nf.end - heap_malloc_nf)
 heap_malloc_nf:
         push    rbx
         mov     rbx, rdi                ; n
+%if KH_QUICK
+        cmp     rdi, KHEAP_QUICK_MAX - KH_META
+        ja      .request
+        add     rdi, KH_META + KHEAP_ALIGN - 1  ; its block size S <= KHEAP_QUICK_MAX
+        and     rdi, -KHEAP_ALIGN               ; (BLOCK_REQUEST without the absurd case)
+        mov     eax, KHEAP_MIN_BLOCK
+        cmp     rdi, rax
+        cmovb   rdi, rax
+        QUICK_POP .lists
+  %if KHEAP_DEBUG
+        mov     rdi, rax                ; its poison must be intact
+        call    dbg_quick_check
+  %endif
+%else
         BLOCK_REQUEST rdi, rcx, .absurd
         call    heap_alloc
         test    rax, rax
         jz      .fail
+%endif
+.got:
         inc     qword CTL(KH_CTL_ALLOCS)
         STATS_PEAK rcx
 %if KHEAP_DEBUG
@@ -715,6 +843,15 @@ heap_malloc_nf:
         add     rax, KHEAP_HEADER_SIZE
         pop     rbx
         ret
+%if KH_QUICK
+.request:
+        BLOCK_REQUEST rdi, rcx, .absurd
+.lists:
+        call    heap_alloc
+        test    rax, rax
+        jnz     .got
+        jmp     .fail
+%endif
 .absurd:
         mov     edi, KHEAP_E_SIZE
         xor     esi, esi
@@ -728,11 +865,73 @@ heap_malloc_nf:
 
 ; heap_free -- kfree without the lock
 ; C: void heap_free(void *p)
-; IN rdi = p   OUT none; clobbers caller-saved; stack: 16
+; Release build fast path (the common case of a churning kernel): p passes block_from_user's
+; checks (made inline here; any doubt goes to block_from_user itself, which decides and
+; reports), its block is at most KHEAP_QUICK_MAX bytes and its list has room: then its
+; neighbours pass block_neighbours' checks (made inline; any failure goes to block_free, which
+; checks again and reports) and the block goes on its list. Everything else, and the debug
+; build, goes through block_free (checks, then cache or merge).
+; IN rdi = p   OUT none; clobbers caller-saved; stack: 16 + callees'
 static heap_free:function (heap_free.end - heap_free)
 heap_free:
         test    rdi, rdi
         jz      .done                   ; kfree(NULL) is a no-op
+%if KH_QUICK_FAST
+        ; 1. p: a header address - 8, valid check bits, used, not a sentinel, inside the heap
+        lea     rdx, [rdi - KHEAP_HEADER_SIZE]  ; H
+        HDR_ADDR_OK rdx, rcx, .from_user
+        mov     r8, [rdx]
+        BLOCK_CHECK r8, rdx, rsi, rcx, .from_user
+        test    sil, KH_F_FREE | KH_F_QUICK
+        jnz     .from_user
+        mov     rcx, rsi
+        and     rcx, -KHEAP_ALIGN       ; S
+        cmp     rcx, KHEAP_MIN_BLOCK
+        jb      .from_user
+        mov     rax, CTL(KH_CTL_MAX)
+        sub     rax, rdx
+        cmp     rcx, rax
+        jae     .from_user
+        mov     rdi, rdx                ; H, as block_from_user leaves it (p is done with)
+        ; 2. small, and room on its list?
+        cmp     rcx, KHEAP_QUICK_MAX
+        ja      .free
+        lea     r8, [rel kheap_ctl]
+        cmp     qword QUICK_ENTRY(rcx, KH_QUICK_COUNT), KHEAP_QUICK_DEPTH
+        jae     .free
+        ; 3. neighbours, as block_neighbours checks them: N's header valid and, if N is free,
+        ; its list links; if P is free, P (block_read_prev). Corrupt: block_free reports it.
+        lea     r9, [rdi + rcx]         ; N
+        mov     r10, [r9]
+        BLOCK_CHECK r10, r9, r11, rax, .free
+        test    r11b, KH_F_FREE
+        jnz     .next_free
+.next_ok:
+        test    sil, KH_F_PREV_FREE
+        jnz     .prev_free
+.push:
+        ; 4. onto the list
+        QUICK_PUSH rdi, rsi, rcx
+        inc     qword CTL(KH_CTL_FREES)
+        ret
+.next_free:
+        and     r11, -KHEAP_ALIGN
+        BIN_LINKS_OK r9, r11, .free     ; (clobbers rax, rcx, rdx)
+        mov     rcx, rsi
+        and     rcx, -KHEAP_ALIGN
+        jmp     .next_ok
+.prev_free:
+        push    rsi
+        call    block_read_prev         ; P, 0, or -1: rdi kept
+        pop     rsi
+        cmp     rax, -1
+        je      .free
+        mov     rcx, rsi
+        and     rcx, -KHEAP_ALIGN
+        lea     r8, [rel kheap_ctl]
+        jmp     .push
+.from_user:
+%endif
         sub     rsp, 8
         call    block_from_user
         add     rsp, 8
@@ -749,7 +948,12 @@ heap_free:
         pop     rdi
         pop     rsi
 %endif
-        jmp     block_free
+.free:
+        mov     edx, 1                  ; may cache
+        sub     rsp, 8
+        call    block_free
+        add     rsp, 8
+        add     CTL(KH_CTL_FREES), rax  ; 1 freed, 0 refused
 .done:
         ret
 .end:
@@ -793,7 +997,9 @@ heap_calloc:
 ; heap_realloc -- krealloc without the lock
 ; C: void *heap_realloc(void *p, size_t n)
 ; In place when it shrinks (block_trim) or the right neighbour is free and big enough
-; (block_grow + block_trim), O(1); else kmalloc + copy + free. Failure leaves p as it was.
+; (block_grow + block_trim), O(1); else kmalloc + copy + free. If that kmalloc finds nothing
+; (it has flushed the front cache then), growing in place is tried once more: a cached right
+; neighbour is free now. Failure leaves p as it was.
 ; IN rdi = p, rsi = n   OUT rax; clobbers caller-saved
 ; callee-saved: rbx, r12-r15; stack: 48
 static heap_realloc:function (heap_realloc.end - heap_realloc)
@@ -877,7 +1083,7 @@ heap_realloc:
         mov     rdi, r12
         call    heap_malloc_nf
         test    rax, rax
-        jz      .out
+        jz      .move_failed
         mov     r12, rax
         mov     rdi, r13
         call    block_usable
@@ -887,9 +1093,25 @@ heap_realloc:
         call    kmemcpy wrt ..plt
         mov     rdi, r13
         HDR_LOW rsi, [r13]
+        mov     edx, 1                  ; may cache
         call    block_free
+        add     CTL(KH_CTL_FREES), rax
         mov     rax, r12
         jmp     .out
+.move_failed:
+%if KH_QUICK
+        ; no block fitted, so the front cache was flushed: a right neighbour that was cached
+        ; may be free now and large enough; if so, the call does not fail after all
+        mov     rdi, r13
+        mov     rsi, r14
+        call    block_grow
+        test    eax, eax
+        jle     .null
+        dec     qword CTL(KH_CTL_FAILED)        ; heap_malloc_nf counted it
+        jmp     .trim
+%else
+        jmp     .null
+%endif
 .bad_next:
         mov     edi, KHEAP_E_BAD_HEADER
         mov     rsi, rbx
@@ -1192,11 +1414,11 @@ region_grow:
         cmp     r12, CTL(KH_CTL_MAX)
         jbe     .max_ok
         mov     CTL(KH_CTL_MAX), r12
+        SPAN_UPDATE rax
 .max_ok:
         mov     rax, r12
         sub     rax, rbx
         add     CTL(KH_CTL_TOTAL), rax
-        add     CTL(KH_CTL_FREE), rax
 %if KHEAP_DEBUG
         ; poison the new body: from the old sentinel's link area, or (merged with L) from
         ; L's old footer, up to the new footer
@@ -1285,11 +1507,11 @@ region_add:
         jbe     .max_ok
         mov     CTL(KH_CTL_MAX), r12
 .max_ok:
+        SPAN_UPDATE rax
         mov     rax, r12
         sub     rax, rbx
         sub     rax, KH_RGN_SIZE + KH_SENTINEL_SIZE
         add     CTL(KH_CTL_TOTAL), rax
-        add     CTL(KH_CTL_FREE), rax
         ; 4. [desc][ one free block ][sentinel: used, size 0, PREV_FREE]
         lea     rdi, [r12 - KH_SENTINEL_SIZE]
         mov     esi, KH_F_PREV_FREE
@@ -1316,7 +1538,7 @@ region_add:
 ; heap_init -- kheap_init without the lock: forget everything, start over on one region
 ; C: int heap_init(void *start, size_t size)
 ; Keeps the error handler, lock and growth hooks; a new secret makes every old header invalid.
-; Fault injection is turned off (its fields are cleared with the rest).
+; Fault injection is turned off and the front cache emptied (cleared with the rest).
 ; IN rdi = start, rsi = size   OUT eax; clobbers caller-saved; callee-saved: rbx, r12-r15
 ; stack: 48
 static heap_init:function (heap_init.end - heap_init)
@@ -1354,7 +1576,15 @@ heap_init:
         mov     rcx, KH_HASH_K2
         imul    rax, rcx
         mov     CTL(KH_CTL_SECRET), rax
-        ; 3. the one region (on failure the heap stays empty: nregions == 0)
+        ; 3. the front-cache link key derived from it (kh_quick_key in kheap_internal.h):
+        ; (secret ^ K) * K1, the 128-bit product folded (low ^ high half); the lists are empty
+        mov     rcx, KH_QUICK_KEY_K
+        xor     rax, rcx
+        mov     rcx, KH_HASH_K1
+        mul     rcx
+        xor     rax, rdx
+        mov     CTL(KH_CTL_QUICK_KEY), rax
+        ; 4. the one region (on failure the heap stays empty: nregions == 0)
         mov     rdi, rbx
         mov     rsi, r12
         call    region_add
@@ -1380,16 +1610,16 @@ heap_add_region:
 ; heap_stats -- kheap_get_stats without the lock
 ; C: void heap_stats(struct kheap_stats *s)
 ; largest_free walks the highest non-empty list (bounded by the number of blocks that fit in
-; the heap, in case it is corrupt); everything else is a copy.
+; the heap, in case it is corrupt); free_bytes is total - used; everything else is a copy.
 ; fragmentation_ppm is (1 - largest / free) in parts per million.
 ; IN rdi = s   OUT none; clobbers rax, rcx, rdx, rsi, r8; stack: none
 static heap_stats:function (heap_stats.end - heap_stats)
 heap_stats:
         mov     rax, CTL(KH_CTL_TOTAL)
         mov     [rdi + KH_ST_TOTAL], rax
-        mov     rax, CTL(KH_CTL_USED)
-        mov     [rdi + KH_ST_USED], rax
-        mov     rax, CTL(KH_CTL_FREE)
+        mov     rcx, CTL(KH_CTL_USED)
+        mov     [rdi + KH_ST_USED], rcx
+        sub     rax, rcx                ; free bytes: total - used
         mov     [rdi + KH_ST_FREE], rax
         mov     rax, CTL(KH_CTL_PEAK)
         mov     [rdi + KH_ST_PEAK], rax
@@ -1420,7 +1650,7 @@ heap_stats:
 .largest_loop:
         test    rsi, rsi
         jz      .largest_done
-        JMP_UNLESS_HDR_ADDR rsi, .largest_done
+        HDR_ADDR_OK rsi, rdx, .largest_done
         mov     rdx, [rsi]
         and     rdx, r8
         cmp     rdx, rax
@@ -1431,7 +1661,7 @@ heap_stats:
 .largest_done:
         mov     [rdi + KH_ST_LARGEST], rax
         ; fragmentation = (free - largest) * 10^6 / free, in 128 bits (free may be ~2^48)
-        mov     rcx, CTL(KH_CTL_FREE)
+        mov     rcx, [rdi + KH_ST_FREE]
         xor     esi, esi
         cmp     rax, rcx
         jae     .frag_done              ; nothing free, or one block: no fragmentation
@@ -1454,6 +1684,18 @@ heap_set_handler:
         mov     rax, CTL(KH_CTL_ERR_FN)
         mov     CTL(KH_CTL_ERR_FN), rdi
         ret
+.end:
+
+; heap_flush -- kheap_flush without the lock: every front-cache block back to the free lists
+; C: void heap_flush(void)
+; IN none   OUT none; clobbers caller-saved; stack: see quick_flush
+static heap_flush:function (heap_flush.end - heap_flush)
+heap_flush:
+%if KH_QUICK
+        jmp     quick_flush             ; (its count is not part of the API)
+%else
+        ret
+%endif
 .end:
 
 ; heap_fail_after / heap_fail_rate / heap_set_grow -- the setters, without the lock
@@ -1536,6 +1778,7 @@ global kheap_set_secret:function (kheap_set_secret.end - kheap_set_secret)
 global kheap_fail_after:function (kheap_fail_after.end - kheap_fail_after)
 global kheap_fail_rate:function (kheap_fail_rate.end - kheap_fail_rate)
 global kheap_set_grow:function (kheap_set_grow.end - kheap_set_grow)
+global kheap_flush:function (kheap_flush.end - kheap_flush)
 global my_malloc:function (my_malloc.end - my_malloc)
 global my_calloc:function (my_calloc.end - my_calloc)
 global my_realloc:function (my_realloc.end - my_realloc)
@@ -1663,6 +1906,14 @@ align 16
 ; C: void kheap_set_grow(kheap_grow_fn fn)   IN rdi
 kheap_set_grow:
         PUBLIC_BODY heap_set_grow
+.end:
+
+align 16
+; kheap_flush -- return every front-cache block to the free lists (merged). O(1): bounded by
+; KH_QUICK_CLASSES * KHEAP_QUICK_DEPTH blocks
+; C: void kheap_flush(void)
+kheap_flush:
+        PUBLIC_BODY heap_flush
 .end:
 
 align 16

@@ -1,8 +1,9 @@
 /*
  * kheap_check.c -- kheap's invariant checker and error names, in freestanding C (no libc).
  * A second, independent reading of the layout in kheap_layout.h: kheap_check (mm/kheap.asm)
- * takes the lock and calls kheap_check_walk, which walks every region block by block and every
- * free list and compares what it finds with the bitmaps and the counters. O(heap).
+ * takes the lock and calls kheap_check_walk, which walks every region block by block, every
+ * free list and every front-cache list and compares what it finds with the bitmaps and the
+ * counters. O(heap).
  */
 #include "kheap_internal.h"
 
@@ -41,6 +42,7 @@ static void kh_class_range(unsigned fl, unsigned sl, uint64_t *lo, uint64_t *hi)
 
 struct kh_walk {
     uint64_t total, used, free, nfree, free_fp;
+    uint64_t quick, nquick, quick_fp;        /* cached blocks: bytes, count, fingerprints */
     int      debug_err;                      /* first poison/canary finding (debug build) */
 };
 
@@ -68,22 +70,26 @@ static int kh_canary_ok(uintptr_t h, uint64_t size)
 }
 #endif
 
-/* The debug build's content checks of one block: poison of a free one, canary of a used one. */
-static void kh_check_content(uintptr_t h, uint64_t size, int is_free, struct kh_walk *w)
+/* The debug build's content checks of one block: poison of a free or cached one (word: its
+ * header), canary of a used one. */
+static void kh_check_content(uintptr_t h, uint64_t size, uint64_t word, struct kh_walk *w)
 {
 #if KH_DEBUG
     if (w->debug_err)
         return;
-    if (is_free && !kh_poisoned(h + KH_FREE_BODY, h + size - KH_FOOTER_SIZE))
+    if ((word & KH_F_FREE) && !kh_poisoned(h + KH_FREE_BODY, h + size - KH_FOOTER_SIZE))
         w->debug_err = KHEAP_E_USE_AFTER_FREE;
-    if (!is_free && !kh_canary_ok(h, size))
+    if ((word & KH_F_QUICK) && !kh_poisoned(h + KH_QUICK_BODY, h + size))
+        w->debug_err = KHEAP_E_USE_AFTER_FREE;
+    if (!kh_is_unused(word) && !kh_canary_ok(h, size))
         w->debug_err = KHEAP_E_OVERFLOW;
 #else
-    (void)h, (void)size, (void)is_free, (void)w;
+    (void)h, (void)size, (void)word, (void)w;
 #endif
 }
 
-/* Walk one region's blocks: sizes, check bits, boundary tags, no two free blocks adjacent. */
+/* Walk one region's blocks: sizes, check bits, boundary tags, no two free blocks adjacent. A
+ * cached block counts as free in the bytes but is used to its neighbours (PREV_FREE, merging). */
 static int kh_walk_region(const struct kh_region *r, struct kh_walk *w)
 {
     uintptr_t end = r->end, h = r->start + KH_RGN_SIZE;
@@ -94,11 +100,15 @@ static int kh_walk_region(const struct kh_region *r, struct kh_walk *w)
         if (h > sentinel || !kh_valid(h))
             return KHEAP_E_CORRUPT;
         uint64_t word = kh_word(h), size = word & KH_SIZE_MASK;
-        int is_free = (word & KH_F_FREE) != 0;
+        int is_free = (word & KH_F_FREE) != 0, is_quick = (word & KH_F_QUICK) != 0;
         if (((word & KH_F_PREV_FREE) != 0) != prev_free)
             return KHEAP_E_CORRUPT;          /* boundary tag disagrees with the left block */
         if (h == sentinel)
-            return (size == 0 && !is_free) ? 0 : KHEAP_E_CORRUPT;
+            return (size == 0 && !kh_is_unused(word)) ? 0 : KHEAP_E_CORRUPT;
+        if (is_free && is_quick)
+            return KHEAP_E_CORRUPT;          /* free and cached at once */
+        if (is_quick && (size > KHEAP_QUICK_MAX || KHEAP_QUICK_DEPTH == 0))
+            return KHEAP_E_CORRUPT;          /* cached, but no list takes that size */
         if (size < KHEAP_MIN_BLOCK || size > sentinel - h)
             return KHEAP_E_CORRUPT;
         if (is_free) {
@@ -109,10 +119,14 @@ static int kh_walk_region(const struct kh_region *r, struct kh_walk *w)
             w->free += size;
             w->nfree++;
             w->free_fp += kh_fingerprint(h);
+        } else if (is_quick) {
+            w->quick += size;
+            w->nquick++;
+            w->quick_fp += kh_fingerprint(h);
         } else {
             w->used += size;
         }
-        kh_check_content(h, size, is_free, w);
+        kh_check_content(h, size, word, w);
         w->total += size;
         prev_free = is_free;
         h += size;
@@ -186,18 +200,50 @@ static int kh_walk_lists(const struct kh_walk *w)
     return 0;
 }
 
+/* Walk every front-cache list: at most KHEAP_QUICK_DEPTH blocks and exactly `count` of them,
+ * each link decoding to a header address with valid check bits, cached (QUICK, not FREE) and of
+ * the list's size, the last link decoding to 0; together exactly the cached blocks. */
+static int kh_walk_quick(const struct kh_walk *w)
+{
+    const struct kh_ctl *c = &kheap_ctl;
+    uint64_t nodes = 0, bytes = 0, fp = 0;
+
+    for (unsigned q = 0; q < KH_QUICK_CLASSES; q++) {
+        uint64_t size = KHEAP_MIN_BLOCK + (uint64_t)q * KHEAP_ALIGN, n = c->quick[q].count;
+        uintptr_t b = c->quick[q].head;
+        if (n > KHEAP_QUICK_DEPTH || (n == 0) != (b == 0))
+            return KHEAP_E_FREELIST;
+        for (uint64_t i = 0; i < n; i++, b = kh_quick_next(b)) {
+            if (++nodes > w->nquick || !kh_hdr_addr(b) || !kh_valid(b))
+                return KHEAP_E_FREELIST;
+            uint64_t word = kh_word(b);
+            if ((word & (KH_F_QUICK | KH_F_FREE)) != KH_F_QUICK || (word & KH_SIZE_MASK) != size)
+                return KHEAP_E_FREELIST;
+            bytes += size;
+            fp += kh_fingerprint(b);
+        }
+        if (b != 0)
+            return KHEAP_E_FREELIST;         /* the last link must end the list */
+    }
+    if (nodes != w->nquick || bytes != w->quick || fp != w->quick_fp)
+        return KHEAP_E_FREELIST;             /* a cached block missing from its list */
+    return 0;
+}
+
 /* Called by kheap_check (mm/kheap.asm) with the lock held. */
 int kheap_check_walk(void)
 {
     const struct kh_ctl *c = &kheap_ctl;
-    struct kh_walk w = { 0, 0, 0, 0, 0, 0 };
+    struct kh_walk w = { 0 };
     int err;
 
     if (c->nregions == 0)
         return KHEAP_E_NOT_INIT;
-    if ((err = kh_walk_regions(&w)) != 0 || (err = kh_walk_lists(&w)) != 0)
+    if ((err = kh_walk_regions(&w)) != 0 || (err = kh_walk_lists(&w)) != 0 ||
+        (err = kh_walk_quick(&w)) != 0)
         return err;
-    if (w.total != c->total || w.used != c->used || w.free != c->free || c->peak < c->used)
+    if (w.total != c->total || w.used != c->used || w.free + w.quick != c->total - c->used ||
+        c->peak < c->used)
         return KHEAP_E_STATS;
     return w.debug_err;                      /* structure first: content findings come last */
 }

@@ -31,7 +31,7 @@ static void kh_describe(uintptr_t h, uint64_t word, unsigned region, struct khea
     b->ptr = (void *)(h + KHEAP_HEADER_SIZE);
     b->size = size;
     b->usable = size - KHEAP_HEADER_SIZE;
-    b->used = !(word & KH_F_FREE);
+    b->used = !kh_is_unused(word);             /* free, or cached in the front cache */
     b->region = region;
     b->requested = b->used ? b->usable : 0;
     b->site = NULL;
@@ -162,6 +162,25 @@ int kheap_leak_locked(kheap_leak_fn fn, void *ctx)
 
 /* ---- kheap_set_secret ---------------------------------------------------------------------- */
 
+/* Does every front-cache list walk cleanly (the checks of kheap_check's list walk, without
+ * the counting)? Bounded by KHEAP_QUICK_DEPTH per list. */
+static int kh_quick_lists_ok(void)
+{
+    for (unsigned q = 0; q < KH_QUICK_CLASSES; q++) {
+        uint64_t size = KHEAP_MIN_BLOCK + (uint64_t)q * KHEAP_ALIGN, n = kheap_ctl.quick[q].count;
+        uintptr_t b = kheap_ctl.quick[q].head;
+        if (n > KHEAP_QUICK_DEPTH)
+            return 0;
+        for (uint64_t i = 0; i < n; i++, b = kh_quick_next(b))
+            if (!kh_hdr_addr(b) || !kh_valid(b) ||
+                (kh_word(b) & (KH_LOW_MASK & ~(uint64_t)KH_F_PREV_FREE)) != (size | KH_F_QUICK))
+                return 0;
+        if (b != 0)
+            return 0;
+    }
+    return 1;
+}
+
 /* Write h's header word again, with check bits under the current secret. */
 static void kh_restamp(uintptr_t h)
 {
@@ -174,12 +193,27 @@ int kheap_restamp_locked(uint64_t secret)
     const struct kh_region *r;
     if (kheap_ctl.nregions == 0)
         return KHEAP_E_NOT_INIT;
-    /* 1. every region must walk cleanly under the old secret: nothing is written before */
+    /* 1. every region and every front-cache list must walk cleanly under the old secret:
+     * nothing is written before */
     for (r = kh_region_after(0); r; r = kh_region_after(r->start))
         if (kh_region_walk(r, NULL, NULL))
             return KHEAP_E_CORRUPT;
-    /* 2. the new secret, then every header and the sentinel stamped again (sizes, read from
-     * the low bits, lead from one header to the next as in step 1) */
+    if (!kh_quick_lists_ok())
+        return KHEAP_E_CORRUPT;
+    /* 2. every cached block's link re-encoded under the new key (link = next ^ key ^ h: xor
+     * with old key ^ new key), then the new secret */
+    uint64_t rekey = kheap_ctl.quick_key ^ kh_quick_key(secret);
+    for (unsigned q = 0; q < KH_QUICK_CLASSES; q++) {
+        uintptr_t b = kheap_ctl.quick[q].head;
+        for (uint64_t i = 0; i < kheap_ctl.quick[q].count; i++) {
+            uintptr_t next = kh_quick_next(b);
+            *(volatile uint64_t *)(b + KH_QUICK_LINK) ^= rekey;
+            b = next;
+        }
+    }
+    kheap_ctl.quick_key ^= rekey;
+    /* 3. every header (cached ones too) and the sentinel stamped again (sizes, read from the
+     * low bits, lead from one header to the next as in step 1) */
     kheap_ctl.secret = secret;
     for (r = kh_region_after(0); r; r = kh_region_after(r->start)) {
         uintptr_t h = kh_first(r), sentinel = kh_sentinel(r);

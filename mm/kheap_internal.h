@@ -23,7 +23,7 @@ static inline uint64_t kh_word(uintptr_t h) { return *(const volatile uint64_t *
 /* The check bits a header word must carry at address h (see kheap_layout.h). */
 static inline uint64_t kh_hash(uintptr_t h, uint64_t word)
 {
-    uint64_t x = (uint64_t)h * KH_HASH_K1;
+    uint64_t x = (uint64_t)h * KH_HASH_KA;
     x ^= word & KH_LOW_MASK;
     x ^= kheap_ctl.secret;
     x *= KH_HASH_K2;
@@ -35,6 +35,24 @@ static inline int kh_valid(uintptr_t h)
 {
     uint64_t w = kh_word(h);
     return (w & ~(uint64_t)KH_LOW_MASK) == kh_hash(h, w) && (w & KH_F_RESERVED) == 0;
+}
+
+/* Is header word w (check bits stripped or not) free to its user: free or cached? */
+static inline int kh_is_unused(uint64_t w) { return (w & (KH_F_FREE | KH_F_QUICK)) != 0; }
+
+/* The front-cache link key for a secret: (secret ^ K) * K1 folded (low ^ high half of the
+ * 128-bit product), so that a leaked key does not give the secret away. kheap.asm's QUICK_KEY
+ * computes the same. */
+static inline uint64_t kh_quick_key(uint64_t secret)
+{
+    unsigned __int128 m = (unsigned __int128)(secret ^ KH_QUICK_KEY_K) * KH_HASH_K1;
+    return (uint64_t)m ^ (uint64_t)(m >> 64);
+}
+
+/* The next block on cached block h's list (0 at the end), decoded from h's link. */
+static inline uintptr_t kh_quick_next(uintptr_t h)
+{
+    return *(const volatile uint64_t *)(h + KH_QUICK_LINK) ^ kheap_ctl.quick_key ^ h;
 }
 
 /* Could h be a block header: inside the heap's bounds and 8 mod 16? */

@@ -14,31 +14,53 @@
  * where the next block's header starts: its size S is a multiple of 16, >= KHEAP_MIN_BLOCK.
  *
  *   header word:  63 ........ 48 47 ................ 4  3  2  1  0
- *                [  check bits  |     size / 16       | 0  0  PF F ]
+ *                [  check bits  |     size / 16       | Q  0  PF F ]
  *
  * check = top 16 bits of hash(H, bits 0..47, per-heap secret); every header, used or free,
  * carries valid check bits, so a pointer that does not point just past a header is caught.
  *
  *   used block:  [hdr][payload .................................. S - 8 bytes]
  *   free block:  [hdr][next free][prev free][ ....... unused ....... ][footer = S]
+ *   cached:      [hdr][  link   ][ ............. unused .......................... ]
  *
  * The footer (last 8 bytes of a free block) is read only by the next block, and only when
  * the next block's PREV_FREE flag says its left neighbour is free: a used block's last 8 bytes
  * belong to its payload. Two free blocks are never adjacent.
+ *
+ * A cached block (QUICK, front cache, S <= KHEAP_QUICK_MAX) is free to its user and used to its
+ * neighbours: no footer, the next block's PREV_FREE stays clear, it keeps its own PREV_FREE, it
+ * is never merged while cached. Its first payload word links it to the next cached block of the
+ * same size, encoded so that a stray write of a plausible pointer does not decode to one:
+ *   link = next H (0 at the end) ^ quick_key ^ H
+ * quick_key is derived from the secret (a folded multiply, so it does not give the secret away).
  * ------------------------------------------------------------------------------------------- */
 #define KH_F_FREE            1     /* this block is free and on the list its size maps to */
 #define KH_F_PREV_FREE       2     /* the physical predecessor is free: footer at H - 8 */
-#define KH_F_RESERVED        12    /* flag bits that must be 0 in a valid header */
+#define KH_F_RESERVED        4     /* flag bit that must be 0 in a valid header */
+#define KH_F_QUICK           8     /* this block is cached on the front-cache list of its size */
 #define KH_FLAG_MASK         15
 #define KH_SIZE_MASK         0x0000FFFFFFFFFFF0
 #define KH_LOW_MASK          0x0000FFFFFFFFFFFF   /* size and flags: what the check bits cover */
 #define KH_CHECK_SHIFT       48
-/* Check-bit hash: check = (((H * K1) ^ low48 ^ secret) * K2) >> 48. H gets its own multiply so
- * that (H, low48) pairs that xor alike do not share check bits; K2 is chosen so that every
- * one-bit change of low48 (a flag, a size bit) changes the top 16 bits of the product for sure
- * (no 16-bit window of K2 reaching them is all zeros or all ones). Two multiplies: cheap. */
+/* Check-bit hash: check = (((H * KA) ^ low48 ^ secret) * K2) >> 48. H gets its own multiply so
+ * that (H, low48) pairs that xor alike do not share check bits (KA: odd, below 2^31, so that it is
+ * an imul immediate); K2 is chosen so that every one-bit change of low48 (a flag, a size bit)
+ * changes the top 16 bits of the product for sure (no 16-bit window of K2 reaching them is all
+ * zeros or all ones). Two multiplies: cheap. K1 mixes elsewhere (fault injection, cache key). */
+#define KH_HASH_KA           0x7F4A7C15
 #define KH_HASH_K1           0x9E3779B97F4A7C15
 #define KH_HASH_K2           0xBF58476D1CE4E5B9
+
+/* Cached-block field, as an offset from H, and the front-cache lists: the list of block size S
+ * is entry (S - KHEAP_MIN_BLOCK) / 16, i.e. at byte KH_CTL_QUICK + S - KHEAP_MIN_BLOCK of the
+ * control block (entries are KHEAP_ALIGN bytes: the size indexes them directly). */
+#define KH_QUICK_LINK        8     /* encoded link to the next cached block of this size */
+#define KH_QUICK_BODY        16    /* KHEAP_DEBUG: the poison of a cached block starts here */
+#define KH_QUICK_CLASSES     ((KHEAP_QUICK_MAX - KHEAP_MIN_BLOCK) / KHEAP_ALIGN + 1)
+#define KH_QUICK_HEAD        0     /* in an entry: first cached block (H), 0 if none */
+#define KH_QUICK_COUNT       8     /* in an entry: blocks on the list, <= KHEAP_QUICK_DEPTH */
+#define KH_QUICK_ENTRY       16
+#define KH_QUICK_KEY_K       0xD6E8FEB86659FD93   /* quick_key = fold((secret ^ K) * K1) */
 
 /* Free-block fields, as offsets from H. */
 #define KH_FREE_NEXT         8     /* next block on the same free list, or 0 */
@@ -53,10 +75,13 @@
  *   H    H+8                 H+8+n                H+S-16                                H+S
  *
  * S = max(KHEAP_MIN_BLOCK, round_up(n + 8 + KH_TRAILER_SIZE + KH_CANARY_MIN, 16)); ksize() is n.
- * A free block's body, everything between its links and its footer, holds KH_POISON_BYTE:
+ * A free block's body, everything between its links and its footer, holds KH_POISON_BYTE, and
+ * so does a cached block's, everything after its link:
  *
  *   [hdr][next][prev][ poison ............................................. ][footer]
  *   H    H+8   H+16  H+KH_FREE_BODY                                          H+S-8
+ *   [hdr][link][ poison ........................................................... ]
+ *   H    H+8   H+KH_QUICK_BODY                                                       H+S
  *
  * Stale headers of merged blocks are poisoned too (so, in the debug build, a pointer whose
  * header word is poison is reported as a double free). The poison of the part of a free block
@@ -85,6 +110,8 @@
 #define KH_RGN_END           16    /* E */
 #define KH_RGN_SIZE          24    /* descriptor bytes; the first header is at A + KH_RGN_SIZE */
 #define KH_SENTINEL_SIZE     8     /* the end sentinel header */
+/* log2(KHEAP_ALIGN), for the header-address check (HDR_ADDR_OK in kheap_block.inc). */
+#define KH_ALIGN_LOG2        4
 /* log2(KHEAP_MIN_BLOCK): a heap of T bytes holds at most T >> KH_MIN_BLOCK_LOG2 blocks. */
 #define KH_MIN_BLOCK_LOG2    5
 /* Smallest aligned region: descriptor + one minimum block + sentinel. */
@@ -126,21 +153,23 @@
 #define KH_CTL_LOCK_REL      64
 #define KH_CTL_LOCK_CTX      72
 #define KH_CTL_TOTAL         80    /* bytes in blocks (used + free) */
-#define KH_CTL_USED          88
-#define KH_CTL_FREE          96
-#define KH_CTL_PEAK          104
-#define KH_CTL_ALLOCS        112
-#define KH_CTL_FREES         120
-#define KH_CTL_FAILED        128
-#define KH_CTL_ERRORS        136
-#define KH_CTL_FL_MAP        144   /* bit fl set iff sl_map[fl] != 0 */
-#define KH_CTL_SL_MAP        152   /* uint32_t[KH_FL_COUNT]: bit sl set iff heads[fl][sl] != 0 */
+#define KH_CTL_USED          88    /* bytes in used blocks; free bytes are total - used */
+#define KH_CTL_PEAK          96
+#define KH_CTL_ALLOCS        104
+#define KH_CTL_FREES         112
+#define KH_CTL_FAILED        120
+#define KH_CTL_ERRORS        128
+#define KH_CTL_FL_MAP        136   /* bit fl set iff sl_map[fl] != 0 */
+#define KH_CTL_SL_MAP        144   /* uint32_t[KH_FL_COUNT]: bit sl set iff heads[fl][sl] != 0 */
 #define KH_CTL_HEADS         (KH_CTL_SL_MAP + ((KH_FL_COUNT * 4 + 7) / 8) * 8)
 #define KH_CTL_GROW          (KH_CTL_HEADS + KH_FL_COUNT * KH_SL_COUNT * 8)  /* grow hook or 0 */
 #define KH_CTL_FAIL_AFTER    (KH_CTL_GROW + 8)    /* kheap_fail_after(n) stores n + 1; 0 = off */
 #define KH_CTL_FAIL_PPM      (KH_CTL_GROW + 16)   /* kheap_fail_rate: failures per 10^6; 0 = off */
 #define KH_CTL_FAIL_RNG      (KH_CTL_GROW + 24)   /* its PRNG state (splitmix64) */
-#define KH_CTL_BYTES         (KH_CTL_GROW + 32)
+#define KH_CTL_SPAN16        (KH_CTL_GROW + 32)   /* (max - min) >> 4: header-address check */
+#define KH_CTL_QUICK_KEY     (KH_CTL_GROW + 40)   /* front-cache link key (from the secret) */
+#define KH_CTL_QUICK         (KH_CTL_GROW + 48)   /* KH_QUICK_CLASSES entries: head, count */
+#define KH_CTL_BYTES         (KH_CTL_QUICK + KH_QUICK_CLASSES * KH_QUICK_ENTRY)
 
 /* struct kheap_stats (kheap.h) field offsets, for kheap_get_stats in NASM. */
 #define KH_ST_TOTAL          0
@@ -165,6 +194,11 @@ struct kh_region {
     uintptr_t         start, end;
 };
 
+struct kh_quick {
+    uintptr_t         head;          /* first cached block (H), 0 if none */
+    uint64_t          count;         /* blocks on the list */
+};
+
 struct kh_ctl {
     uint64_t          secret;
     uintptr_t         min_addr, max_addr;
@@ -175,12 +209,15 @@ struct kh_ctl {
     void            (*lock_acquire)(void *);
     void            (*lock_release)(void *);
     void             *lock_ctx;
-    uint64_t          total, used, free, peak, allocs, frees, failed, errors;
+    uint64_t          total, used, peak, allocs, frees, failed, errors;
     uint64_t          fl_map;
     uint32_t          sl_map[KH_FL_COUNT];
     uintptr_t         heads[KH_FL_COUNT][KH_SL_COUNT];
     kheap_grow_fn     grow;
     uint64_t          fail_after, fail_ppm, fail_rng;
+    uint64_t          span16;
+    uint64_t          quick_key;
+    struct kh_quick   quick[KH_QUICK_CLASSES];
 };
 
 #define KH_ASSERT_OFF(type, field, off) \
@@ -202,7 +239,6 @@ KH_ASSERT_OFF(struct kh_ctl, lock_release, KH_CTL_LOCK_REL);
 KH_ASSERT_OFF(struct kh_ctl, lock_ctx, KH_CTL_LOCK_CTX);
 KH_ASSERT_OFF(struct kh_ctl, total, KH_CTL_TOTAL);
 KH_ASSERT_OFF(struct kh_ctl, used, KH_CTL_USED);
-KH_ASSERT_OFF(struct kh_ctl, free, KH_CTL_FREE);
 KH_ASSERT_OFF(struct kh_ctl, peak, KH_CTL_PEAK);
 KH_ASSERT_OFF(struct kh_ctl, allocs, KH_CTL_ALLOCS);
 KH_ASSERT_OFF(struct kh_ctl, frees, KH_CTL_FREES);
@@ -215,6 +251,19 @@ KH_ASSERT_OFF(struct kh_ctl, grow, KH_CTL_GROW);
 KH_ASSERT_OFF(struct kh_ctl, fail_after, KH_CTL_FAIL_AFTER);
 KH_ASSERT_OFF(struct kh_ctl, fail_ppm, KH_CTL_FAIL_PPM);
 KH_ASSERT_OFF(struct kh_ctl, fail_rng, KH_CTL_FAIL_RNG);
+KH_ASSERT_OFF(struct kh_ctl, span16, KH_CTL_SPAN16);
+KH_ASSERT_OFF(struct kh_ctl, quick_key, KH_CTL_QUICK_KEY);
+KH_ASSERT_OFF(struct kh_ctl, quick, KH_CTL_QUICK);
+KH_ASSERT_OFF(struct kh_quick, head, KH_QUICK_HEAD);
+KH_ASSERT_OFF(struct kh_quick, count, KH_QUICK_COUNT);
+_Static_assert(sizeof(struct kh_quick) == KH_QUICK_ENTRY && KH_QUICK_ENTRY == KHEAP_ALIGN,
+               "a cache entry per 16-byte size: the block size indexes the entries");
+_Static_assert(KHEAP_QUICK_MAX % KHEAP_ALIGN == 0 && KHEAP_QUICK_MAX >= KHEAP_MIN_BLOCK,
+               "KHEAP_QUICK_MAX: a block size");
+_Static_assert(KHEAP_QUICK_DEPTH >= 0, "KHEAP_QUICK_DEPTH: 0 (no cache) or more");
+_Static_assert(KH_QUICK_LINK == KHEAP_HEADER_SIZE && KH_QUICK_BODY == KH_QUICK_LINK + 8,
+               "the link is the first payload word, the debug poison follows it");
+_Static_assert(1 << KH_ALIGN_LOG2 == KHEAP_ALIGN, "align log2");
 _Static_assert(sizeof(struct kh_ctl) == KH_CTL_BYTES, "control block size");
 KH_ASSERT_OFF(struct kheap_stats, total_bytes, KH_ST_TOTAL);
 KH_ASSERT_OFF(struct kheap_stats, used_bytes, KH_ST_USED);
@@ -236,7 +285,8 @@ _Static_assert(KH_FL_COUNT <= 64 && KH_SL_COUNT <= 32, "bitmaps fit their words"
 _Static_assert(KHEAP_MIN_BLOCK == KHEAP_HEADER_SIZE + 2 * 8 + KH_FOOTER_SIZE, "min block");
 _Static_assert(KH_RGN_MIN == KHEAP_REGION_MIN, "public region minimum");
 _Static_assert(1 << KH_MIN_BLOCK_LOG2 == KHEAP_MIN_BLOCK, "min block log2");
-_Static_assert(KH_FLAG_MASK == (KH_F_FREE | KH_F_PREV_FREE | KH_F_RESERVED), "flag bits");
+_Static_assert(KH_FLAG_MASK == (KH_F_FREE | KH_F_PREV_FREE | KH_F_RESERVED | KH_F_QUICK),
+               "flag bits");
 _Static_assert(KHEAP_ALIGN == KH_FLAG_MASK + 1, "flags live in the alignment bits");
 _Static_assert(KH_FREE_BODY == KH_FREE_PREV + 8, "free body follows the links");
 _Static_assert(KH_POISON_WORD == KH_POISON_BYTE * 0x0101010101010101ull, "poison word");

@@ -3,11 +3,14 @@
  * with build/host/libkheap.a; the NASM objects are not instrumented, the model is). Each input is
  * decoded as a sequence of operations run against a fresh two-region heap and a shadow model of
  * the live blocks (size, usable size, fill pattern): malloc, calloc (also overflowing), realloc,
- * aligned (also bad alignments), free, free-twice, free-interior, free-wild, overflow-by-k into
- * the next block's header, ksize, check. A recording error handler collects every report; any
- * report the model did not expect, any expected report missing, a wrong code, pointer or caller,
- * a bad result, a pattern mismatch, a counter the model disagrees with or a kheap_check failure
- * is __builtin_trap(). Run by `make fuzz` (FUZZ_SECONDS) and, bounded, by `make test`.
+ * aligned (also bad alignments), free, free-twice, free-interior, free-wild, overflow (one bit
+ * of the next header, a run from the requested end over it, reserved flags, the slack only),
+ * ksize, check. A recording error handler collects every report; any report the model did not
+ * expect, any expected report missing, a wrong code, pointer, caller or order, a bad result, a
+ * pattern mismatch, a counter the model disagrees with or a kheap_check failure is
+ * __builtin_trap(). Compiled with the library's KHEAP_DEBUG (the Makefile passes it; a mismatch
+ * is caught at the first input): the debug build's canary and exact ksize are modelled too.
+ * Run by `make fuzz` (FUZZ_SECONDS) and, bounded, by `make test` (release and debug library).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +18,17 @@
 #include <string.h>
 
 #include "mm/kheap.h"
+#include "mm/kheap_layout.h"    /* header bits and check hash, canary and trailer layout */
+
+#ifndef KHEAP_DEBUG
+#  define KHEAP_DEBUG 0
+#endif
+/* Bytes of a used block that are not payload: header, and in a debug build trailer + canary
+ * (mm/kheap.h: a used block is max(32, round_up(n + META, 16)) bytes). */
+#define META (KHEAP_HEADER_SIZE + (KHEAP_DEBUG ? KHEAP_DEBUG_EXTRA : 0))
+/* Secret the fuzzer gives each heap (kheap_set_secret), so that it can compute the check bits
+ * of a header at any address (mm/kheap_layout.h) and forge one that is off by exactly one bit. */
+#define FUZZ_SECRET 0x243F6A8885A308D3
 
 /* ---- the heap: two regions with a gap between them, and slack after the second ----------- */
 enum {
@@ -101,6 +115,48 @@ static void expect_one(int code, const void *ptr, const void *caller)
     m_errors++;
 }
 
+/* The reports of one call that may hit a debug canary as well: KHEAP_E_OVERFLOW first if
+ * `canary`, then `code` if not 0; all with ptr and caller. */
+static void expect_reports(int canary, int code, const void *ptr, const void *caller)
+{
+    unsigned want = (canary != 0) + (code != 0), j = 0;
+    REQUIRE(nreports == want);
+    if (canary) {
+        REQUIRE(reports[j].code == KHEAP_E_OVERFLOW);
+        REQUIRE(reports[j].ptr == ptr && reports[j].caller == caller);
+        j++;
+    }
+    if (code) {
+        REQUIRE(reports[j].code == code);
+        REQUIRE(reports[j].ptr == ptr && reports[j].caller == caller);
+    }
+    nreports = 0;
+    m_errors += want;
+}
+
+/* The header word a valid block of size|flags `low` at H carries (mm/kheap_layout.h):
+ * check = (((H * KA) ^ low ^ secret) * K2) >> 48. Any one-bit change of it is rejected for
+ * certain (K2 has no all-0/all-1 16-bit window), which is what the forged headers rely on;
+ * check_new() holds the formula to every real header, so a change of the hash fails loudly. */
+static uint64_t header_for(uintptr_t h, uint64_t low)
+{
+    low &= KH_LOW_MASK;
+    uint64_t hash = ((h * (uint64_t)KH_HASH_KA) ^ low ^ (uint64_t)FUZZ_SECRET) * (uint64_t)KH_HASH_K2;
+    return (hash >> KH_CHECK_SHIFT) << KH_CHECK_SHIFT | low;
+}
+
+static uint64_t word_at(const uint8_t *h)
+{
+    uint64_t w;
+    memcpy(&w, h, sizeof w);
+    return w;
+}
+
+static void put_word(uint8_t *h, uint64_t w)
+{
+    memcpy(h, &w, sizeof w);
+}
+
 static uint8_t pat(uint8_t seed, size_t i)
 {
     return (uint8_t)(seed + i * 7 + (i >> 7)) | NEVER_A_HEADER;
@@ -139,7 +195,7 @@ static void verify(const struct block *b, size_t upto)
  * only if no free block reaches its rounded size. */
 static size_t block_size(size_t n)
 {
-    size_t s = (n + KHEAP_HEADER_SIZE + KHEAP_ALIGN - 1) & ~(size_t)(KHEAP_ALIGN - 1);
+    size_t s = (n + META + KHEAP_ALIGN - 1) & ~(size_t)(KHEAP_ALIGN - 1);
     return s < KHEAP_MIN_BLOCK ? KHEAP_MIN_BLOCK : s;
 }
 
@@ -189,8 +245,10 @@ static void check_new(const uint8_t *p, size_t n, size_t align, unsigned skip)
     const uint8_t *h = p - KHEAP_HEADER_SIZE;
     REQUIRE((uintptr_t)p % KHEAP_ALIGN == 0);
     REQUIRE((uintptr_t)p % align == 0);
-    REQUIRE(usable >= n && usable + KHEAP_HEADER_SIZE <= size);
+    REQUIRE(KHEAP_DEBUG ? usable == n : usable == size - KHEAP_HEADER_SIZE);
+    REQUIRE(size >= block_size(n));
     REQUIRE(in_region(h, size));
+    REQUIRE(word_at(h) == header_for((uintptr_t)h, word_at(h)));  /* the model's hash holds */
     for (unsigned i = 0; i < nlive; i++)
         if (i != skip)
             REQUIRE(h + size <= live[i].p - KHEAP_HEADER_SIZE ||
@@ -246,6 +304,12 @@ static uint8_t get8(void)
         return 0;
     left--;
     return *in++;
+}
+
+static unsigned get16(void)
+{
+    unsigned lo = get8();
+    return lo | (unsigned)get8() << 8;
 }
 
 static size_t get_size(void)
@@ -351,6 +415,26 @@ static void op_aligned(void)
     add_live(p, n, get8());
 }
 
+/* Slot i was resized by krealloc to q, n bytes (in place or moved; a move copies at most
+ * `copied` bytes): the kept bytes are intact; the slot takes the new block and a new pattern. */
+static void resized(unsigned i, uint8_t *q, size_t n, size_t copied)
+{
+    struct block *b = &live[i];
+    if (q != b->p) {
+        m_allocs++;
+        m_frees++;
+    }
+    check_new(q, n, 1, i);
+    size_t keep = n < b->n ? n : b->n;
+    if (q != b->p && copied < keep)
+        keep = copied;
+    struct block old = *b;
+    old.p = q;
+    verify(&old, keep);
+    *b = (struct block){ q, n, ksize(q), inspect_size(q), (uint8_t)(b->seed + 1) };
+    fill(b);
+}
+
 static void op_realloc(void)
 {
     uint8_t pick = get8();
@@ -399,17 +483,7 @@ static void op_realloc(void)
         verify(b, b->n);
         return;
     }
-    if (q != b->p) {
-        m_allocs++;
-        m_frees++;
-    }
-    check_new(q, n, 1, i);
-    size_t keep = n < b->n ? n : b->n;
-    struct block old = *b;
-    old.p = q;
-    verify(&old, keep);
-    *b = (struct block){ q, n, ksize(q), inspect_size(q), (uint8_t)(b->seed + 1) };
-    fill(b);
+    resized(i, q, n, SIZE_MAX);
 }
 
 static void op_free(void)
@@ -458,6 +532,16 @@ static void op_free_twice(void)
     misuse(get8(), p, KHEAP_E_DOUBLE_FREE);     /* at once: its header still says free */
 }
 
+/* Write at h a header word one bit away from the valid header of size `low` at h: the bit
+ * (sel % 64: a size, flag or check bit) and the flags (FREE, PREV_FREE, QUICK from sel's
+ * higher bits) come from the input. As plausible as a forgery gets without the secret, and
+ * rejected for certain (one-bit change). */
+static void forge(uint8_t *h, uint64_t low, unsigned sel)
+{
+    low = (low & KH_SIZE_MASK) | (sel >> 6 & (KH_F_FREE | KH_F_PREV_FREE | KH_F_QUICK));
+    put_word(h, header_for((uintptr_t)h, low) ^ (uint64_t)1 << (sel % 64));
+}
+
 static void op_free_interior(void)
 {
     if (!nlive)
@@ -465,11 +549,19 @@ static void op_free_interior(void)
     struct block *b = &live[get8() % nlive];
     uint8_t o = get8();
     if (b->n >= KHEAP_ALIGN && (o & 1)) {
-        /* 16-aligned, inside the head pattern: the 8 bytes before it are pattern bytes, never
-         * a header */
+        /* 16-aligned, inside the head pattern: the 8 bytes before it are pattern bytes (never
+         * a header: reserved flag bits), or the user wrote there a header one bit away from
+         * a valid one for that address */
         size_t head = b->n < FILL_EDGE ? b->n : FILL_EDGE;
         size_t off = KHEAP_ALIGN * (1 + (o >> 1) % (head / KHEAP_ALIGN));
-        misuse(get8(), b->p + off, KHEAP_E_BAD_HEADER);
+        uint8_t *x = b->p + off, *end = b->p - KHEAP_HEADER_SIZE + b->size;
+        uint8_t f = get8();
+        if (f & 1)
+            forge(x - KHEAP_HEADER_SIZE, (f & 2) ? word_at(b->p - KHEAP_HEADER_SIZE)
+                                                 : (uint64_t)(end - x + KHEAP_HEADER_SIZE),
+                  get16());
+        misuse(get8(), x, KHEAP_E_BAD_HEADER);
+        fill(b);                                /* the pattern bytes the forgery replaced */
     } else {
         misuse(get8(), b->p + 1 + (o >> 1) % (KHEAP_ALIGN - 1), KHEAP_E_BAD_PTR);
     }
@@ -490,63 +582,164 @@ static void op_free_wild(void)
         break;
     default: {                                  /* the gap between the regions: 0x0C bytes */
         size_t j = ((size_t)get8() << 3 | (w >> 5)) % ((REGION1_OFF - GAP_OFF) / KHEAP_ALIGN);
-        misuse(get8(), arena + GAP_OFF + j * KHEAP_ALIGN, KHEAP_E_BAD_HEADER);
+        uint8_t *x = arena + GAP_OFF + j * KHEAP_ALIGN;
+        int forged = j > 0 && (w & 0x10);      /* j = 0: region 0's end sentinel precedes x */
+        if (forged)                             /* a header one bit off, as in op_free_interior */
+            forge(x - KHEAP_HEADER_SIZE, KHEAP_MIN_BLOCK + (size_t)get8() * KHEAP_ALIGN, get16());
+        misuse(get8(), x, KHEAP_E_BAD_HEADER);
+        if (forged)
+            memset(x - KHEAP_HEADER_SIZE, NEVER_A_HEADER, KHEAP_HEADER_SIZE);
         break;
     }
     }
 }
 
-/* Write k bytes past a live block's end, i.e. over the next block's header (and up to
- * 16 bytes beyond it), with bit 2 of the header's low byte set: a reserved flag, so the header
- * is certainly invalid. kheap_check must see it; then one probe must report it:
- *   kfree(A) or growing krealloc(A): A's right neighbour is bad: KHEAP_E_BAD_HEADER for A, A
- *   stays live (nothing is written before the neighbour is checked);
- *   kfree/ksize of the victim (if it is live): its own header is bad: KHEAP_E_BAD_HEADER.
- * Then the bytes are put back and the heap must be whole again. */
+/* One corruption at the end of live block A (requested n bytes, block S bytes, right
+ * neighbour's header N at A's block end), of a kind the input picks:
+ *   OV_FLIP      a wild write flips one bit of N's header word, any of 64 (size, flag or check
+ *                bit): the check bits catch every one-bit change for certain
+ *                (mm/kheap_layout.h), so the expectation is exact without a reserved flag;
+ *   OV_RUN       A overflows from its requested end: its slack (usable bytes in a release
+ *                build; canary and trailer in a debug build), then N's header, one bit off;
+ *   OV_RESERVED  k bytes over N's header and up to 16 bytes on, with KH_F_RESERVED set;
+ *   OV_SLACK     1..slack bytes after A's requested end only, N intact: within ksize(A) in a
+ *                release build (nothing to report), a canary hit in a debug build.
+ * kheap_check must see it; then one probe (mm/kheap.h):
+ *   N bad: kfree(A), krealloc(A) growing, keeping or shrinking, ksize(A): KHEAP_E_BAD_HEADER
+ *   for A, and nothing changes (kfree leaks A: it stays live); kfree/ksize of N's block (if
+ *   live): KHEAP_E_BAD_HEADER for it;
+ *   canary hit (debug, OV_RUN and OV_SLACK): kfree and krealloc of A report KHEAP_E_OVERFLOW
+ *   for A first; with N intact they then go on (A freed or resized), else N's report follows.
+ * Then the bytes are put back (unless A was freed or resized: they were A's own) and the heap
+ * must be whole again. */
+enum { OV_FLIP, OV_RUN, OV_RESERVED, OV_SLACK, OV_KINDS };
+enum { P_FREE, P_GROW, P_VICTIM, P_KSIZE, P_KEEP, P_NONE, P_KINDS };
+enum { OV_SAVE = 160 };                 /* slack (< 2 * KHEAP_MIN_BLOCK + META) + 8 + 24 */
+
+/* Overflow byte j: anything but the canary byte, so a debug canary hit is certain. */
+static uint8_t run_byte(uint8_t v, size_t j)
+{
+    uint8_t x = (uint8_t)(v + j * 37);
+    return x == KH_CANARY_BYTE ? x ^ 1 : x;
+}
+
 static void op_overflow(void)
 {
     if (!nlive)
         return;
-    unsigned i = get8() % nlive;
+    unsigned i = get8() % nlive, kind = get8() % OV_KINDS;
     struct block *a = &live[i];
-    uint8_t *next_hdr = a->p - KHEAP_HEADER_SIZE + a->size;
-    unsigned k = 1 + get8() % OVERFLOW_MAX;
-    uint8_t saved[OVERFLOW_MAX], v = get8();
-    memcpy(saved, next_hdr, k);
-    for (unsigned j = 0; j < k; j++)
-        next_hdr[j] = (uint8_t)(v + j * 37);
-    next_hdr[0] |= 0x04;
+    uint8_t *ap = a->p, *end = ap + a->n, *next_hdr = ap - KHEAP_HEADER_SIZE + a->size;
+    size_t slack = (size_t)(next_hdr - end), len;
+    REQUIRE(slack + KHEAP_HEADER_SIZE + OVERFLOW_MAX <= OV_SAVE);
+    if (kind == OV_SLACK && slack == 0)
+        kind = OV_FLIP;
+    uint8_t *lo = (kind == OV_RUN || kind == OV_SLACK) ? end : next_hdr;
+    uint8_t saved[OV_SAVE], v = get8(), sel = get8();
+    uint64_t flip = (uint64_t)1 << (sel % 64);
+    len = kind == OV_FLIP     ? KHEAP_HEADER_SIZE
+        : kind == OV_RUN      ? slack + KHEAP_HEADER_SIZE
+        : kind == OV_RESERVED ? 1 + sel % OVERFLOW_MAX
+        :                       1 + sel % slack;
+    memcpy(saved, lo, len);
+    uint64_t n_word = word_at(next_hdr);
+    for (size_t j = 0; j < len; j++)
+        lo[j] = run_byte(v, j);
+    if (kind == OV_FLIP || kind == OV_RUN)
+        put_word(next_hdr, n_word ^ flip);
+    else if (kind == OV_RESERVED)
+        next_hdr[0] |= KH_F_RESERVED;
+    int hdr = kind != OV_SLACK;
+    int canary = KHEAP_DEBUG && (kind == OV_RUN || kind == OV_SLACK);
+    /* A debug build whose trailer was hit takes the requested size from it, clipped to what
+     * the block holds (mm/kheap.asm block_usable): ksize says so, a move copies that much. */
+    int trailer = KHEAP_DEBUG && lo + len > next_hdr - KH_TRAILER_SIZE;
+    size_t smashed = word_at(next_hdr - KH_TRAILER_SIZE + KH_TRAILER_REQ);
+    smashed = !trailer ? a->usable : smashed < a->size - META ? smashed : a->size - META;
 
     int rc = kheap_check();
-    REQUIRE(rc == KHEAP_E_CORRUPT || rc == KHEAP_E_BAD_HEADER);
+    if (hdr)
+        REQUIRE(rc == KHEAP_E_CORRUPT || rc == KHEAP_E_BAD_HEADER);
+    else
+        REQUIRE(rc == (canary ? KHEAP_E_OVERFLOW : 0));
     expect_none();
 
     int victim = -1;
     for (unsigned j = 0; j < nlive; j++)
         if (live[j].p == next_hdr + KHEAP_HEADER_SIZE)
             victim = (int)j;
-    unsigned probe = get8() % 4;
-    if (probe == 2 && victim < 0)
-        probe = 0;
-    if (probe == 0) {
-        fz_kfree(a->p);
-        expect_one(KHEAP_E_BAD_HEADER, a->p, fz_kfree_ret);
-    } else if (probe == 1) {
-        REQUIRE(fz_krealloc(a->p, a->size + 1 + get8()) == NULL);   /* must grow */
-        expect_one(KHEAP_E_BAD_HEADER, a->p, fz_krealloc_ret);
-        resync_failed();
-    } else if (probe == 2) {
+    unsigned probe = get8() % P_KINDS;
+    if (probe == P_VICTIM && (victim < 0 || !hdr))
+        probe = P_FREE;
+    int bad = hdr ? KHEAP_E_BAD_HEADER : 0, gone = 0;
+    switch (probe) {
+    case P_FREE:
+        fz_kfree(ap);
+        expect_reports(canary, bad, ap, fz_kfree_ret);
+        gone = !hdr;
+        break;
+    case P_GROW: {
+        size_t m = a->size + 1 + get8();            /* more than the block holds */
+        uint8_t *q = fz_krealloc(ap, m);
+        expect_reports(canary, bad, ap, fz_krealloc_ret);
+        if (hdr) {
+            REQUIRE(q == NULL);
+            resync_failed();
+        } else if (!q) {
+            m_failed++;
+            null_is_honest(m);
+        } else {
+            resized(i, q, m, smashed);
+            gone = 1;
+        }
+        break;
+    }
+    case P_VICTIM:
         misuse(get8() % 2, live[victim].p, KHEAP_E_BAD_HEADER);
+        break;
+    case P_KSIZE: {
+        size_t u = fz_ksize(ap);
+        if (hdr) {
+            REQUIRE(u == 0);
+            expect_one(KHEAP_E_BAD_HEADER, ap, fz_ksize_ret);
+        } else {
+            REQUIRE(u == smashed);
+        }
+        break;
+    }
+    case P_KEEP: {
+        size_t m = 1 + get8() % (a->size - META);   /* the block keeps its size or shrinks */
+        uint8_t *q = fz_krealloc(ap, m);
+        expect_reports(canary, bad, ap, fz_krealloc_ret);
+        if (hdr) {
+            REQUIRE(q == NULL);
+            resync_failed();
+        } else {
+            REQUIRE(q == ap);
+            resized(i, q, m, SIZE_MAX);
+            gone = 1;
+        }
+        break;
+    }
+    default:
+        break;
     }
 
-    memcpy(next_hdr, saved, k);
-    REQUIRE(kheap_check() == 0);
-    verify(a, a->n);
-    REQUIRE(ksize(a->p) == a->usable);
-    if (victim >= 0) {
-        verify(&live[victim], live[victim].n);
-        REQUIRE(ksize(live[victim].p) == live[victim].usable);
+    if (!gone)
+        memcpy(lo, saved, len);
+    if (probe == P_FREE && gone) {
+        m_frees++;
+        drop_live(i);
+    } else {
+        verify(&live[i], live[i].n);
+        REQUIRE(ksize(live[i].p) == live[i].usable);
     }
+    REQUIRE(kheap_check() == 0);
+    for (unsigned j = 0; j < nlive; j++)
+        if (live[j].p == next_hdr + KHEAP_HEADER_SIZE) {
+            verify(&live[j], live[j].n);
+            REQUIRE(ksize(live[j].p) == live[j].usable);
+        }
 }
 
 static void op_ksize(void)
@@ -581,10 +774,26 @@ static void heap_reset(void)
            ARENA_BYTES - REGION1_OFF - REGION1_LEN);
     REQUIRE(kheap_init(arena + REGION1_OFF, REGION1_LEN) == 0);
     REQUIRE(kheap_add_region(arena + REGION0_OFF, REGION0_LEN) == 0);
+    REQUIRE(kheap_set_secret(FUZZ_SECRET) == 0);
     kheap_set_error_handler(on_report);
     nlive = 0;
     nreports = 0;
     m_allocs = m_frees = m_failed = m_errors = 0;
+}
+
+/* The library's build must be the one this model was compiled for: ksize is exactly what was
+ * asked in a KHEAP_DEBUG build only. */
+static void check_build(void)
+{
+    void *p = kmalloc(1);
+    size_t usable = ksize(p);
+    kfree(p);
+    if (usable != (KHEAP_DEBUG ? 1 : KHEAP_MIN_BLOCK - KHEAP_HEADER_SIZE)) {
+        fprintf(stderr, "fuzz_kheap: compiled with KHEAP_DEBUG=%d but the library is the %s "
+                "build: build both with the same KHEAP_DEBUG (make fuzz KHEAP_DEBUG=...)\n",
+                KHEAP_DEBUG, KHEAP_DEBUG ? "release" : "debug");
+        __builtin_trap();
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -593,6 +802,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in = data;
     left = size;
     heap_reset();
+    static int build_checked;
+    if (!build_checked++) {
+        check_build();
+        heap_reset();
+    }
     check_all();
     while (left) {
         ops[get8() % (sizeof ops / sizeof ops[0])]();

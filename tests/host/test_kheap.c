@@ -93,13 +93,17 @@ static struct kheap_stats stats(void)
     return s;
 }
 
-/* The whole heap is free and in one block per region. */
+/* The whole heap is free and, once the front cache is flushed, in one block per region. */
 static void expect_all_free(unsigned regions)
 {
     struct kheap_stats s = stats();
     TAP_CHECK_EQ(s.used_bytes, 0);
     TAP_CHECK_EQ(s.free_bytes, s.total_bytes);
     TAP_CHECK_EQ(s.regions, regions);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kheap_flush();
+    s = stats();
+    TAP_CHECK_EQ(s.free_bytes, s.total_bytes);
     if (regions == 1)
         TAP_CHECK_EQ(s.largest_free, s.total_bytes);
     TAP_CHECK_EQ(kheap_check(), 0);
@@ -302,15 +306,16 @@ static void test_stats(void)
     expect_all_free(1);
 }
 
-/* The four merge cases of kfree, checked through the largest free block. */
+/* The four merge cases of kfree, checked through the largest free block (blocks too large for
+ * the front cache: they are merged at once). */
 static void test_coalesce(void)
 {
     reset(64 * 1024);
     size_t total = stats().total_bytes;
     void *p[5];
-    const size_t b = block_of(200);            /* 208 (240 in the debug build) */
+    const size_t n = KHEAP_QUICK_MAX + 200, b = block_of(n);
     for (int i = 0; i < 5; i++)
-        p[i] = kmalloc(200);                   /* rest is one free block */
+        p[i] = kmalloc(n);                     /* rest is one free block */
     size_t rest = total - 5 * b;
     kfree(p[1]);                               /* [u][F][u][u][u][rest]: no merge */
     TAP_CHECK_EQ(stats().largest_free, rest);
@@ -430,6 +435,7 @@ static void test_krealloc(void)
     TAP_CHECK(a != NULL);
     TAP_CHECK(krealloc(a, 0) == NULL);
     TAP_CHECK_EQ(stats().used_bytes, 0);
+    kheap_flush();                             /* guard below must not take a's cached block */
     /* shrink in place: same pointer, the tail goes back to the free lists */
     a = kmalloc(1000);
     unsigned char *guard = kmalloc(100);
@@ -604,14 +610,17 @@ static void test_misuse_double_free(void)
     void *a = kmalloc(100), *b = kmalloc(100), *c = kmalloc(100), *d = kmalloc(100);
     int n = 0;
     kfree(b);
+    kheap_flush();                              /* merged blocks here (cached: test_quick_*) */
     t_kfree(b);                                 /* plain double free */
     EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, b, t_kfree_ret);
     n++;
     kfree(c);                                   /* c merges into b: c's header is stale */
+    kheap_flush();
     t_my_free(c);
     EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, c, t_my_free_ret);
     n++;
     kfree(a);                                   /* b merges into a */
+    kheap_flush();
     t_kfree(b);
     EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, b, t_kfree_ret);
     n++;
@@ -691,6 +700,7 @@ static void test_corrupt_neighbours(void)
     /* a free block whose list link was overwritten (use after free): kfree of a neighbour
      * and kmalloc of its class are refused without touching the list */
     kfree(b);
+    kheap_flush();                              /* b on the free lists, not in the cache */
     uint64_t *link = (uint64_t *)b, saved_link = *link;
     *link = (uint64_t)(uintptr_t)(arena + 40000 + 8);
     t_kfree(c);                                 /* would merge with b */
@@ -723,6 +733,7 @@ static void test_check_detects(void)
     void *a = kmalloc(100), *b = kmalloc(100), *c = kmalloc(100);
     const size_t c0 = block_of(100) / KHEAP_ALIGN;   /* b's list: fl 0, sl = size / 16 */
     kfree(b);
+    kheap_flush();                              /* b on the free lists, not in the cache */
     TAP_CHECK_EQ(kheap_check(), 0);
     /* counters */
     kheap_ctl.used += 16;
@@ -889,6 +900,395 @@ static void test_region_at_top_of_memory(void)
     expect_all_free(1);
 }
 
+/* ---- front cache (quick lists) ------------------------------------------------------------- */
+
+#define QUICK (KHEAP_QUICK_DEPTH > 0)
+/* Does a list hold k blocks (tests that need k cached blocks of one size)? */
+#define QUICK_HOLDS(k) (KHEAP_QUICK_DEPTH >= (k))
+
+/* Is the block behind p in the front cache (white-box: its header's QUICK flag)? */
+static int cached(const void *p)
+{
+    return (*(const uint64_t *)((const char *)p - KHEAP_HEADER_SIZE) & KH_F_QUICK) != 0;
+}
+
+/* The front-cache list of block size s (white-box). */
+static struct kh_quick *quick_list(size_t s)
+{
+    return &kheap_ctl.quick[(s - KHEAP_MIN_BLOCK) / KHEAP_ALIGN];
+}
+
+/* Freed small blocks come back last in, first out, by exact block size; a block of
+ * KHEAP_QUICK_MAX bytes is cached, a larger one merged at once. */
+static void test_quick_lifo(void)
+{
+    reset(64 * 1024);
+    const size_t n = 100, s = block_of(n);
+    unsigned char *a = kmalloc(n), *b = kmalloc(n), *g = kmalloc(16);
+    kfree(a);
+    kfree(b);
+    TAP_CHECK_EQ(quick_list(s)->count, QUICK_HOLDS(2) ? 2 : QUICK);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    if (QUICK_HOLDS(2)) {                             /* (else merged: stale headers) */
+        TAP_CHECK(cached(a) && cached(b));
+        TAP_CHECK(quick_list(s)->head == (uintptr_t)b - KHEAP_HEADER_SIZE);
+        void *other = kmalloc(n + 16);                /* another size: another list */
+        TAP_CHECK(other != a && other != b);
+        kfree(other);
+        TAP_CHECK(kmalloc(n) == b);                   /* last in, first out */
+        TAP_CHECK(kmalloc(n - 7) == a);               /* any n of the same block size */
+        TAP_CHECK_EQ(quick_list(s)->count, 0);
+        TAP_CHECK(!cached(a) && !cached(b));
+        TAP_CHECK_EQ(ksize(a), usable_of(n - 7));
+        kfree(a);
+        kfree(b);
+    }
+    /* the largest cached size, and the next one up */
+    const size_t top = KHEAP_QUICK_MAX - META, over = KHEAP_QUICK_MAX + 16 - META;
+    unsigned char *c = kmalloc(top), *d = kmalloc(over), *g2 = kmalloc(16);
+    TAP_CHECK_EQ(block_size(c), KHEAP_QUICK_MAX);
+    kfree(d);
+    TAP_CHECK(!cached(d));
+    TAP_CHECK(*(uint64_t *)(d - 8) & KH_F_FREE);      /* merged into the free lists */
+    kfree(c);
+    TAP_CHECK_EQ(cached(c), QUICK);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(g);
+    kfree(g2);
+    TAP_CHECK_EQ(rec.n, 0);
+    expect_all_free(1);
+}
+
+/* At most KHEAP_QUICK_DEPTH blocks per list: further frees of that size merge as before. */
+static void test_quick_depth(void)
+{
+    enum { EXTRA = 3, N = KHEAP_QUICK_DEPTH + EXTRA };
+    reset(256 * 1024);
+    const size_t n = 60, s = block_of(n);
+    unsigned char *p[N], *guard[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = kmalloc(n);
+        guard[i] = kmalloc(n + 100);                  /* keeps the p[i] apart */
+    }
+    for (int i = 0; i < N; i++)
+        kfree(p[i]);
+    TAP_CHECK_EQ(quick_list(s)->count, KHEAP_QUICK_DEPTH);
+    int nfree = 0, ncached = 0;
+    for (int i = 0; i < N; i++) {
+        ncached += cached(p[i]);
+        nfree += (*(uint64_t *)(p[i] - 8) & KH_F_FREE) != 0;
+    }
+    TAP_CHECK_EQ(ncached, KHEAP_QUICK_DEPTH);
+    TAP_CHECK_EQ(nfree, EXTRA);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    /* they come back in reverse order of caching: the first KHEAP_QUICK_DEPTH freed */
+    for (int i = KHEAP_QUICK_DEPTH - 1; i >= 0; i--)
+        TAP_CHECK(kmalloc(n) == p[i]);
+    TAP_CHECK_EQ(quick_list(s)->count, 0);
+    for (int i = 0; i < KHEAP_QUICK_DEPTH; i++)
+        kfree(p[i]);
+    for (int i = 0; i < N; i++)
+        kfree(guard[i]);
+    TAP_CHECK_EQ(rec.n, 0);
+    expect_all_free(1);
+}
+
+/* A cached block is free to its user: kfree, ksize, krealloc of it are double frees, reported
+ * with the pointer and the caller; the heap is unchanged and the block still reusable. */
+static void test_quick_double_free(void)
+{
+    reset(64 * 1024);
+    unsigned char *a = kmalloc(100), *g = kmalloc(16);
+    kfree(a);
+    struct kheap_stats s0 = stats();
+    int n = 0;
+    t_kfree(a);
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, a, t_kfree_ret);
+    n++;
+    t_my_free(a);
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, a, t_my_free_ret);
+    n++;
+    TAP_CHECK(t_ksize(a) == 0);
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, a, t_ksize_ret);
+    n++;
+    TAP_CHECK(t_krealloc(a, 50) == NULL);
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, a, t_krealloc_ret);
+    n++;
+    TAP_CHECK(t_my_realloc(a, 0) == NULL);          /* krealloc(p, 0) frees: reported too */
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, a, t_my_realloc_ret);
+    n++;
+    struct kheap_stats s1 = stats();
+    TAP_CHECK_EQ(s1.frees, s0.frees);
+    TAP_CHECK_EQ(s1.used_bytes, s0.used_bytes);
+    TAP_CHECK_EQ(s1.errors, s0.errors + (uint64_t)n);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    unsigned char *b = kmalloc(100);
+    TAP_CHECK(QUICK ? b == a : b != NULL);
+    kfree(b);
+    kfree(g);
+    TAP_CHECK_EQ(rec.n, n);
+    expect_all_free(1);
+}
+
+/* A write after free over a cached block's link, even with a plausible heap pointer, does not
+ * steer kmalloc: the link fails its checks, KHEAP_E_FREELIST is reported with the block, the
+ * list is dropped (its blocks leaked) and the allocation is served from the free lists. */
+static void test_quick_link_overwritten(void)
+{
+    if (!QUICK_HOLDS(2))
+        return;
+    reset(64 * 1024);
+    const size_t n = 100, s = block_of(n);
+    unsigned char *x = kmalloc(n), *a = kmalloc(n), *g = kmalloc(16);
+    kfree(x);
+    kfree(a);                                       /* list: a -> x */
+    *(uintptr_t *)a = (uintptr_t)g - KHEAP_HEADER_SIZE;   /* a real header address */
+    unsigned char *p = t_kmalloc(n);
+    EXPECT_REPORT(0, KHEAP_E_FREELIST, a, t_kmalloc_ret);
+    TAP_CHECK(p != NULL && p != a && p != x && p != g);
+    TAP_CHECK_EQ(quick_list(s)->count, 0);
+    /* the heap keeps working; the two dropped blocks stay leaked (counted used) */
+    TAP_CHECK_EQ(stats().used_bytes, block_of(16) + 3 * s);
+    for (int i = 0; i < 200; i++) {
+        void *q = kmalloc((size_t)(i * 37 % 700));
+        TAP_CHECK(q != NULL);
+        kfree(q);
+    }
+    kfree(p);
+    TAP_CHECK_EQ(kmalloc(n), p);
+    TAP_CHECK_EQ(rec.n, 1);
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);  /* cached blocks on no list: reported */
+    /* the same with the last block of a list: its link must decode to 0 */
+    reset(64 * 1024);
+    a = kmalloc(n);
+    g = kmalloc(16);
+    kfree(a);
+    *(uintptr_t *)a ^= 16;
+    TAP_CHECK(t_kmalloc(n) != a);
+    EXPECT_REPORT(0, KHEAP_E_FREELIST, a, t_kmalloc_ret);
+#if DEBUG_BUILD
+    /* the debug build also checks the rest of a cached block: poison, as a free block's */
+    reset(64 * 1024);
+    a = kmalloc(n);
+    g = kmalloc(16);
+    kfree(a);
+    a[40] = 1;
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_USE_AFTER_FREE);
+    TAP_CHECK(t_kmalloc(n) == a);                   /* reported, then handed out all the same */
+    EXPECT_REPORT(0, KHEAP_E_USE_AFTER_FREE, a, t_kmalloc_ret);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(a);
+    a[n - 1] = 2;
+    kheap_flush();                                  /* the flush checks it too */
+    EXPECT_REPORT(1, KHEAP_E_USE_AFTER_FREE, a, rec.caller);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(g);
+    expect_all_free(1);
+#endif
+}
+
+/* When no free block fits, kmalloc flushes the cache into the free lists (merging) and tries
+ * again: a heap filled with small blocks, all freed (many of them cached), still gives itself
+ * whole to one request. */
+static void test_quick_exhaustion_flush(void)
+{
+    reset(64 * 1024);
+    const size_t total = stats().total_bytes;
+    static void *p[4096];
+    size_t k = 0;
+    for (size_t n = 0; k < 4096; n = (n + 24) % (KHEAP_QUICK_MAX - META)) {
+        if ((p[k] = kmalloc(n)) == NULL)
+            break;
+        k++;
+    }
+    TAP_CHECK(k > 100 && k < 4096);
+    uint64_t failed = stats().failed_allocs;
+    for (size_t i = 0; i < k; i += 2)
+        kfree(p[i]);
+    for (size_t i = 1; i < k; i += 2)
+        kfree(p[i]);
+    struct kheap_stats s = stats();
+    TAP_CHECK_EQ(s.used_bytes, 0);
+    TAP_CHECK_EQ(s.free_bytes, total);
+    if (QUICK)
+        TAP_CHECK(s.largest_free < total);          /* cached blocks split the heap */
+    TAP_CHECK_EQ(kheap_check(), 0);
+    void *all = kmalloc(total - META);
+    TAP_CHECK(all != NULL);
+    TAP_CHECK_EQ(stats().failed_allocs, failed);
+    kfree(all);
+    s = stats();
+    TAP_CHECK_EQ(s.largest_free, total);
+    for (unsigned i = 0; i < KH_QUICK_CLASSES; i++)
+        TAP_CHECK_EQ(kheap_ctl.quick[i].count, 0);
+    /* kmalloc_aligned flushes too */
+    for (size_t i = 0; i < 64; i++)
+        p[i] = kmalloc(40 + i);
+    for (size_t i = 0; i < 64; i++)
+        kfree(p[i]);
+    void *big = kmalloc_aligned(256, total - 256 - KHEAP_ALIGN - META);
+    TAP_CHECK(big != NULL && (uintptr_t)big % 256 == 0);
+    kfree(big);
+    TAP_CHECK_EQ(rec.n, 0);
+    expect_all_free(1);
+}
+
+/* kheap_check finds a cached block missing from its list, a list longer than
+ * KHEAP_QUICK_DEPTH, a count that is not the list's length, a link that does not decode, a
+ * block on the list of another size (each injected, then repaired). */
+static void test_quick_check_detects(void)
+{
+    if (!QUICK_HOLDS(2))
+        return;
+    reset(64 * 1024);
+    const size_t s = block_of(100);
+    unsigned char *a = kmalloc(100), *b = kmalloc(100), *g = kmalloc(16);
+    kfree(a);
+    kfree(b);
+    struct kh_quick *q = quick_list(s), saved = *q;
+    TAP_CHECK_EQ(kheap_check(), 0);
+    q->head = (uintptr_t)a - KHEAP_HEADER_SIZE;     /* b left out */
+    q->count = 1;
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+    q->head = 0;                                    /* both left out */
+    q->count = 0;
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+    *q = saved;
+    q->count = KHEAP_QUICK_DEPTH + 1;               /* longer than allowed */
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+    q->count = 3;                                   /* longer than the list */
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+    *q = saved;
+    TAP_CHECK_EQ(kheap_check(), 0);
+    uint64_t *link = (uint64_t *)b, saved_link = *link;
+    *link ^= 0x40;                                  /* b's link: no longer decodes to a */
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+    *link = saved_link;
+    quick_list(s + KHEAP_ALIGN)->head = q->head;    /* on the list of the next size */
+    quick_list(s + KHEAP_ALIGN)->count = q->count;
+    q->head = 0;
+    q->count = 0;
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+    *quick_list(s + KHEAP_ALIGN) = (struct kh_quick){ 0, 0 };
+    *q = saved;
+    TAP_CHECK_EQ(kheap_check(), 0);
+    uint64_t used = kheap_ctl.used;                 /* the counters still agree */
+    kheap_ctl.used = used + s;
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_STATS);
+    kheap_ctl.used = used;
+    kfree(g);
+    TAP_CHECK_EQ(rec.n, 0);
+    expect_all_free(1);
+}
+
+static int walk_unused(const struct kheap_block_info *b, void *ctx)
+{
+    size_t *sum = ctx;
+    if (!b->used)
+        *sum += b->size;
+    return 0;
+}
+
+static void leak_count(void *site, size_t blocks, size_t bytes, void *ctx)
+{
+    (void)site, (void)bytes;
+    *(size_t *)ctx += blocks;
+}
+
+/* Cached bytes are free bytes: stats, kheap_walk, kheap_inspect and the leak report agree. */
+static void test_quick_accounting(void)
+{
+    reset(64 * 1024);
+    void *p[10];
+    for (int i = 0; i < 10; i++)
+        p[i] = kmalloc((size_t)(20 * i));
+    size_t live = 0;
+    for (int i = 0; i < 10; i += 2)
+        kfree(p[i]);
+    for (int i = 1; i < 10; i += 2)
+        live += block_size(p[i]);
+    struct kheap_stats s = stats();
+    TAP_CHECK_EQ(s.used_bytes, live);
+    TAP_CHECK_EQ(s.free_bytes, s.total_bytes - live);
+    TAP_CHECK_EQ(s.allocs, 10);
+    TAP_CHECK_EQ(s.frees, 5);
+    size_t unused = 0, leaked = 0;
+    TAP_CHECK_EQ(kheap_walk(walk_unused, &unused), 0);
+    TAP_CHECK_EQ(unused, s.free_bytes);
+    struct kheap_block_info b;
+    TAP_CHECK_EQ(kheap_inspect(p[2], &b), 1);
+    TAP_CHECK_EQ(b.used, 0);
+    TAP_CHECK_EQ(b.usable, b.size - KHEAP_HEADER_SIZE);
+    TAP_CHECK_EQ(b.requested, 0);
+    TAP_CHECK_EQ(kheap_leak_report(leak_count, &leaked), 1);   /* one call site */
+    TAP_CHECK_EQ(leaked, 5);
+    kheap_flush();                                  /* nothing moves between used and free */
+    TAP_CHECK_EQ(stats().used_bytes, live);
+    TAP_CHECK_EQ(stats().frees, 5);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    for (int i = 1; i < 10; i += 2)
+        kfree(p[i]);
+    expect_all_free(1);
+}
+
+/* krealloc: a cached right neighbour is in use for growing in place; but when the move finds
+ * no block (the cache is flushed then), growing in place is tried again and succeeds. */
+static void test_quick_krealloc(void)
+{
+    reset(64 * 1024);
+    unsigned char *a = kmalloc(100), *b = kmalloc(100);
+    void *rest = kmalloc(stats().largest_free - META);
+    TAP_CHECK(rest != NULL);
+    fill_pattern(a, 100, 5);
+    kfree(b);                                       /* cached (or merged: pure TLSF) */
+    uint64_t failed = stats().failed_allocs;
+    unsigned char *a2 = krealloc(a, 200);
+    TAP_CHECK(a2 == a);                             /* in place, into b */
+    TAP_CHECK(check_pattern(a2, 100, 5));
+    TAP_CHECK_EQ(stats().failed_allocs, failed);
+    TAP_CHECK_EQ(block_size(a2), 2 * block_of(100));   /* a surplus < 32 bytes stays */
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(rest);
+    kfree(a2);
+    TAP_CHECK_EQ(rec.n, 0);
+    expect_all_free(1);
+}
+
+/* kheap_set_secret re-stamps cached headers and re-encodes their links. */
+static void test_quick_set_secret(void)
+{
+    reset(64 * 1024);
+    void *p[6], *g = kmalloc(16);
+    for (int i = 0; i < 6; i++)
+        p[i] = kmalloc(64);
+    for (int i = 0; i < 6; i++)
+        kfree(p[i]);
+    TAP_CHECK_EQ(kheap_set_secret(0xC0FFEE), 0);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    for (int i = 5; i >= 0; i--) {
+        void *q = kmalloc(64);
+        TAP_CHECK(QUICK_HOLDS(6) ? q == p[i] : q != NULL);
+        p[i] = q;
+    }
+    /* a corrupt cache list is refused like a corrupt header, and nothing changes */
+    if (QUICK_HOLDS(2)) {
+        kfree(p[0]);
+        kfree(p[1]);
+        uint64_t *link = (uint64_t *)p[1], saved = *link;
+        *link ^= 0x100;
+        TAP_CHECK_EQ(kheap_set_secret(7), KHEAP_E_CORRUPT);
+        TAP_CHECK_EQ(kheap_ctl.secret, 0xC0FFEE);
+        *link = saved;
+        TAP_CHECK_EQ(kheap_check(), 0);
+        TAP_CHECK(kmalloc(64) == p[1] && kmalloc(64) == p[0]);
+    }
+    for (int i = 0; i < 6; i++)
+        kfree(p[i]);
+    kfree(g);
+    TAP_CHECK_EQ(rec.n, 0);
+    expect_all_free(1);
+}
+
 int main(void)
 {
     tap_start();
@@ -918,5 +1318,14 @@ int main(void)
     TAP_RUN(test_peak_final_blocks);
     TAP_RUN(test_overflow_into_next_header);
     TAP_RUN(test_region_at_top_of_memory);
+    TAP_RUN(test_quick_lifo);
+    TAP_RUN(test_quick_depth);
+    TAP_RUN(test_quick_double_free);
+    TAP_RUN(test_quick_link_overwritten);
+    TAP_RUN(test_quick_exhaustion_flush);
+    TAP_RUN(test_quick_check_detects);
+    TAP_RUN(test_quick_accounting);
+    TAP_RUN(test_quick_krealloc);
+    TAP_RUN(test_quick_set_secret);
     return tap_done();
 }

@@ -259,7 +259,8 @@ static void test_inspect(void)
     TAP_CHECK_EQ(kheap_inspect(NULL, &b), 0);
     TAP_CHECK_EQ(kheap_inspect(arena + 100 * 1024, &b), 0);
     TAP_CHECK_EQ(kheap_inspect(arena + 64 * 1024, &b), 0);       /* sentinel's "payload" */
-    kfree(y);                                                     /* y merges into x */
+    kfree(y);
+    kheap_flush();                                                /* y merges into x */
     TAP_CHECK_EQ(kheap_inspect(y, &b), 0);
     /* a block of the second region */
     void *big = kmalloc(stats().largest_free - META), *r2 = kmalloc(1000);
@@ -617,6 +618,7 @@ static void test_grow_merge(void)
     kfree(p);
     kfree(q);
     live_free();
+    kheap_flush();
     s = stats();
     TAP_CHECK_EQ(s.largest_free, s.total_bytes);
     TAP_CHECK_EQ(kheap_check(), 0);
@@ -665,6 +667,35 @@ static void test_grow_nothing(void)
     TAP_CHECK(kmalloc(64 * 1024) == NULL);
     TAP_CHECK_EQ(grow_calls, 2);
     TAP_CHECK_EQ(kheap_check(), 0);
+}
+
+/* The growth hook is asked only after the front cache was flushed: freed small blocks that
+ * together fit a request are merged and used first. */
+static void test_grow_after_flush(void)
+{
+    reset_at(arena + ARENA_SIZE - 16 * 1024, 16 * 1024);
+    grow_setup(32 * 1024);
+    kheap_set_grow(grow_consecutive);
+    enum { N = 20 };
+    void *p[N];
+    for (int i = 0; i < N; i++)
+        p[i] = kmalloc(100);
+    void *fill_up = kmalloc(stats().largest_free - META);
+    TAP_CHECK(fill_up != NULL);
+    TAP_CHECK_EQ(stats().free_bytes, 0);
+    for (int i = 0; i < N; i++)
+        kfree(p[i]);                                /* cached, the rest merged */
+    TAP_CHECK_EQ(stats().free_bytes, N * block_of(100));
+    void *q = kmalloc(N * block_of(100) - META);    /* all of them, merged */
+    TAP_CHECK(q == p[0]);
+    TAP_CHECK_EQ(grow_calls, 0);
+    TAP_CHECK_EQ(stats().regions, 1);
+    TAP_CHECK_EQ(stats().total_bytes, 16 * 1024 - KH_RGN_SIZE - KH_SENTINEL_SIZE);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(q);
+    kfree(fill_up);
+    TAP_CHECK_EQ(rec.n, 0);
+    kheap_set_grow(NULL);
 }
 
 /* A randomized run through growth and fault injection together: the heap starts at 8 KiB and
@@ -729,6 +760,7 @@ static void test_grow_and_faults_random(void)
         kfree(slot[i].p);
         slot[i].p = NULL;
     }
+    kheap_flush();
     st = stats();
     TAP_CHECK_EQ(st.used_bytes, 0);
     TAP_CHECK_EQ(st.largest_free, st.total_bytes);
@@ -834,7 +866,8 @@ static void test_misuse_into_free_block(void)
     kfree(a);
     t_kfree(a + 512);
     EXPECT_REPORT(0, DEBUG_BUILD ? KHEAP_E_DOUBLE_FREE : KHEAP_E_BAD_HEADER, a + 512, t_kfree_ret);
-    kfree(b);                                   /* merges into a: b's header is stale */
+    kfree(b);
+    kheap_flush();                              /* merges into a: b's header is stale */
     t_kfree(b);
     EXPECT_REPORT(1, KHEAP_E_DOUBLE_FREE, b, t_kfree_ret);
     TAP_CHECK(t_krealloc(b, 10) == NULL);
@@ -929,6 +962,7 @@ static void test_misuse_write_after_free(void)
     unsigned char *c = kmalloc(200), *d = kmalloc(200), *guard2 = kmalloc(16);
     fill(c, 200, 3);
     kfree(d);
+    kheap_flush();                              /* d free, not cached: c can grow into it */
     d[100] = 0;
     unsigned char *c2 = t_krealloc(c, 350);
     TAP_CHECK(c2 == c);
@@ -963,6 +997,7 @@ static void test_misuse_freelist_link(void)
     unsigned char *a = kmalloc(200), *b = kmalloc(200), *c = kmalloc(200);
     unsigned char *guard = kmalloc(16);
     kfree(b);
+    kheap_flush();                              /* b on the free lists, not in the cache */
     /* b is alone on its list: a wrong next link is caught by next->prev != b ... */
     uint64_t *next = (uint64_t *)b, *prev = (uint64_t *)(b + 8);
     uint64_t saved_next = *next, saved_prev = *prev;
@@ -1062,6 +1097,7 @@ int main(void)
     TAP_RUN(test_grow_merge);
     TAP_RUN(test_grow_new_region);
     TAP_RUN(test_grow_nothing);
+    TAP_RUN(test_grow_after_flush);
     TAP_RUN(test_grow_and_faults_random);
     TAP_RUN(test_fragmentation);
     TAP_RUN(test_misuse_double_free);
