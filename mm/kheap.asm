@@ -105,7 +105,11 @@ ASSERT_LAYOUT KH_CTL_HEADS + KH_FL_COUNT * KH_SL_COUNT * 8, KH_CTL_GROW
 ASSERT_LAYOUT KH_CTL_GROW + 4 * 8, KH_CTL_SPAN16
 ASSERT_LAYOUT KH_CTL_SPAN16 + 8, KH_CTL_QUICK_KEY
 ASSERT_LAYOUT KH_CTL_QUICK_KEY + 8, KH_CTL_QUICK
-ASSERT_LAYOUT KH_CTL_QUICK + KH_QUICK_CLASSES * KH_QUICK_ENTRY, KH_CTL_BYTES
+ASSERT_LAYOUT KH_CTL_QUICK + KH_QUICK_CLASSES * KH_QUICK_ENTRY, KH_CTL_DETACHED
+ASSERT_LAYOUT KH_CTL_DETACHED + ((KH_FL_COUNT * 4 + 7) / 8) * 8, KH_CTL_QUICK_LOST
+ASSERT_LAYOUT KH_CTL_QUICK_LOST + 16, KH_CTL_BYTES
+ASSERT_LAYOUT KH_CTL_LINK_KEY, KH_CTL_QUICK_KEY
+ASSERT_LAYOUT KH_FREE_PREV, KH_FREE_NEXT + 8
 ASSERT_LAYOUT KH_QUICK_ENTRY, KHEAP_ALIGN               ; the block size indexes the entries
 ASSERT_LAYOUT KHEAP_QUICK_MAX % KHEAP_ALIGN, 0
 ASSERT_LAYOUT KHEAP_QUICK_MAX >= KHEAP_MIN_BLOCK, 1
@@ -298,13 +302,20 @@ heap_grow:
         ret
 .end:
 
+; heap_alloc's r15: which fallbacks of the search were tried (each at most once)
+SEARCH_FLUSHED  equ 1                   ; the front cache went back to the lists
+SEARCH_GROWN    equ 2                   ; the growth hook was asked
+
 ; heap_alloc -- take a block of at least S bytes off the free lists, split off the surplus
 ; C: uintptr_t heap_alloc(uint64_t s)   (S from block_request; 0 if nothing fits)
-; The list head is not trusted: its header, size and links are checked first (a corrupt list
-; is reported as KHEAP_E_FREELIST and the call fails without touching the list). Each header
-; is hashed once to check it and once to write it. When no list has a block that fits, the
-; front cache is flushed into the lists and the search retried, then the growth hook is asked
-; (heap_grow) and the search retried: each once, so the call stays O(1).
+; The list head is not trusted: its header, size and links are checked first. A head that fails
+; is reported once (KHEAP_E_FREELIST; in the debug build KHEAP_E_USE_AFTER_FREE when the head is
+; a valid free block whose own links were overwritten) and its list is detached (bin_detach:
+; never followed again, its blocks leaked); the search then goes on with the other lists (at
+; most one detach per list: bounded by a constant). Each header is hashed once to check it and
+; once to write it. When no list has a block that fits, the front cache is flushed into the
+; lists and the search retried, then the growth hook is asked (heap_grow) and the search
+; retried: each once, so the call stays O(1).
 ; IN rdi = S   OUT rax = H of a used block of S .. S + KHEAP_MIN_BLOCK - 16 bytes, or 0
 ; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
 static heap_alloc:function (heap_alloc.end - heap_alloc)
@@ -315,32 +326,35 @@ heap_alloc:
         push    r14
         push    r15
         mov     rbx, rdi
+        xor     r15d, r15d              ; what was tried: SEARCH_FLUSHED, SEARCH_GROWN
         ; 1. a list head that should fit (good fit, see bin_search); else flush the front
         ; cache, retry once; else grow, retry once
+.search:
+        mov     rdi, rbx
         call    bin_search
         test    rax, rax
         jnz     .found
 %if KH_QUICK
+        test    r15d, SEARCH_FLUSHED
+        jnz     .grow
+        or      r15d, SEARCH_FLUSHED
         call    quick_flush
         test    rax, rax
-        jz      .grow
-        mov     rdi, rbx
-        call    bin_search
-        test    rax, rax
-        jnz     .found
+        jnz     .search
 .grow:
 %endif
+        test    r15d, SEARCH_GROWN
+        jnz     .fail
+        or      r15d, SEARCH_GROWN
         mov     rdi, rbx
         call    heap_grow
         test    eax, eax
         jz      .fail
-        mov     rdi, rbx
-        call    bin_search
-        test    rax, rax
-        jz      .fail
+        jmp     .search
 .found:
         mov     r12, rax                ; H
         mov     r10, rdx                ; the list it heads
+        mov     r14d, edx               ; (kept across a report, should it be detached)
         ; 2. the head must be a valid free header, big enough, with links pointing back
         mov     rsi, [r12]
         BLOCK_CHECK rsi, r12, r13, rcx, .freelist
@@ -382,10 +396,19 @@ heap_alloc:
         mov     rax, r12
         jmp     .out
 .freelist:
+        ; a bad head: report it, detach its list, search the others
+%if KHEAP_DEBUG
+        mov     rdi, r12
+        call    dbg_link_blame
+        mov     edi, eax
+%else
         mov     edi, KHEAP_E_FREELIST
+%endif
         lea     rsi, [r12 + KHEAP_HEADER_SIZE]
         call    heap_report
-        jmp     .fail
+        mov     edi, r14d
+        call    bin_detach
+        jmp     .search
 .bad_next:
         mov     edi, KHEAP_E_BAD_HEADER
         lea     rsi, [r14 + KHEAP_HEADER_SIZE]
@@ -1079,14 +1102,22 @@ heap_realloc:
         mov     rax, rbx
         jmp     .out
 .move:
-        ; 4. move: new block, copy the old payload (all of it is < n), free the old block
+        ; 4. move: the neighbours the free of the old block will merge with are checked first
+        ; (a corrupt one is reported and p stays as it was), then new block, copy the old
+        ; payload (all of it is < n), free the old block
+        mov     rdi, r13
+        HDR_LOW rsi, [r13]
+        call    block_neighbours
+        mov     ecx, edx
+        cmp     rax, -1
+        je      .bad_neighbour
         mov     rdi, r12
         call    heap_malloc_nf
         test    rax, rax
         jz      .move_failed
         mov     r12, rax
         mov     rdi, r13
-        call    block_usable
+        call    block_keep
         mov     rdx, rax
         mov     rdi, r12
         mov     rsi, rbx
@@ -1113,7 +1144,9 @@ heap_realloc:
         jmp     .null
 %endif
 .bad_next:
-        mov     edi, KHEAP_E_BAD_HEADER
+        mov     ecx, KHEAP_E_BAD_HEADER
+.bad_neighbour:                         ; ecx = the code
+        mov     edi, ecx
         mov     rsi, rbx
         call    heap_report
         jmp     .null
@@ -1254,6 +1287,29 @@ block_usable:
         sub     rax, KHEAP_HEADER_SIZE
 %endif
         ret
+.end:
+
+; block_keep -- the bytes a moving krealloc copies out of used block H: block_usable, except in
+; the debug build when H's canary or trailer was overwritten (an overflow, reported by the
+; caller): the recorded size cannot be trusted then, so everything the block can hold before
+; its trailer is kept (S - header - trailer), which is never more than the new block's n.
+; C: size_t block_keep(uintptr_t h)
+; IN rdi = H (valid used header)   OUT rax; clobbers rcx, rdx, rsi, rdi, r8; stack: 8
+static block_keep:function (block_keep.end - block_keep)
+block_keep:
+%if KHEAP_DEBUG
+        push    rdi
+        call    dbg_canary_ok
+        pop     rdi
+        test    eax, eax
+        jnz     block_usable
+        mov     rax, KH_SIZE_MASK
+        and     rax, [rdi]
+        sub     rax, KHEAP_HEADER_SIZE + KH_TRAILER_SIZE
+        ret
+%else
+        jmp     block_usable
+%endif
 .end:
 
 ; heap_ksize -- ksize without the lock
@@ -1576,8 +1632,9 @@ heap_init:
         mov     rcx, KH_HASH_K2
         imul    rax, rcx
         mov     CTL(KH_CTL_SECRET), rax
-        ; 3. the front-cache link key derived from it (kh_quick_key in kheap_internal.h):
-        ; (secret ^ K) * K1, the 128-bit product folded (low ^ high half); the lists are empty
+        ; 3. the link key derived from it, for the front-cache and the free-list links
+        ; (kh_quick_key in kheap_internal.h): (secret ^ K) * K1, the 128-bit product folded
+        ; (low ^ high half); the lists are empty
         mov     rcx, KH_QUICK_KEY_K
         xor     rax, rcx
         mov     rcx, KH_HASH_K1
@@ -1655,7 +1712,9 @@ heap_stats:
         and     rdx, r8
         cmp     rdx, rax
         cmova   rax, rdx
-        mov     rsi, [rsi + KH_FREE_NEXT]
+        mov     rdx, [rsi + KH_FREE_NEXT]
+        xor     rdx, CTL(KH_CTL_LINK_KEY)
+        xor     rsi, rdx                ; next, decoded
         sub     rcx, 1
         jnc     .largest_loop
 .largest_done:

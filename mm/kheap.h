@@ -42,8 +42,11 @@
  * - Poison: freed memory is filled with 0x6B and verified when it is handed out again (kmalloc,
  *   kcalloc, kmalloc_aligned, krealloc growing in place): a write after free is reported as
  *   KHEAP_E_USE_AFTER_FREE with the payload address of the free block it hit, the memory is
- *   poisoned again and the allocation goes on. A pointer whose header word is poison (a stale
- *   pointer into freed, merged memory) is reported as KHEAP_E_DOUBLE_FREE.
+ *   poisoned again and the allocation goes on. The first 16 payload bytes of a free block are
+ *   its (encoded) list links, not poison: a write there is found when the block heads its list
+ *   and is reported as KHEAP_E_USE_AFTER_FREE too; that block is then leaked (see "Corrupt free
+ *   lists") and the allocation is served from another block. A pointer whose header word is
+ *   poison (a stale pointer into freed, merged memory) is reported as KHEAP_E_DOUBLE_FREE.
  * - Canary: the bytes between the requested size and the trailer (at least one) hold 0xA5 and
  *   are verified by kfree and krealloc: an overflow past the requested size, even by one byte,
  *   is reported as KHEAP_E_OVERFLOW with the block's pointer (the block is still freed or
@@ -179,7 +182,11 @@ void *kcalloc(size_t n, size_t size);
  * block shrinks or its next neighbour is free and large enough (O(1); a cached neighbour is not
  * free: if no block fits the move, the cache is flushed and growing in place is tried once more),
  * else moves keeping min(old, n) bytes. Returns NULL on failure (or a bad p or corrupt
- * neighbour, which is reported) and leaves p valid and unchanged. */
+ * neighbour, which is reported) and leaves p valid and unchanged: before a move, both neighbours
+ * the free of the old block would merge with are checked, so a corrupt one fails the call before
+ * anything is allocated. In a KHEAP_DEBUG build, a move after an overflow into the canary or
+ * trailer (reported as KHEAP_E_OVERFLOW) keeps everything the old block could hold before its
+ * trailer, since the recorded size is no longer trusted. */
 void *krealloc(void *p, size_t n);
 
 /* NULL is a no-op. A pointer kheap did not hand out, a double free or an overwritten header is
@@ -206,14 +213,37 @@ void *kmalloc_aligned(size_t align, size_t n);
  * and gives 0. O(1). */
 size_t ksize(const void *p);
 
+/* ---------------------------------------------------------------------------------------------
+ * Corrupt free lists. Free-list links are stored encoded with a key derived from the per-heap
+ * secret (mm/kheap_layout.h), so an overwritten link (zeroed, a plain pointer, a flipped bit)
+ * never decodes to a plausible one, and every link is checked (a header address inside the heap
+ * whose own link points back) before it is followed. When kmalloc, kcalloc, kmalloc_aligned or a
+ * moving krealloc finds the head of a list corrupt, it reports it once (KHEAP_E_FREELIST with the
+ * head's payload address; KHEAP_E_USE_AFTER_FREE in a KHEAP_DEBUG build when the head is a valid
+ * free block whose own links were overwritten) and detaches that list: its head is forgotten, and
+ * the blocks that were on it are leaked, never followed nor handed out again. Their bytes stay
+ * in free_bytes (they are free blocks) but in no list, so largest_free does not count them, and
+ * kheap_check accepts free blocks of a detached class that are on no list (it still checks the
+ * lists such a class gets later). A kfree or krealloc whose neighbour is such a block reports
+ * KHEAP_E_FREELIST and leaks its own block, as for any corrupt neighbour. The allocation then
+ * goes on with the other lists and succeeds if another block fits (each detach is O(1) and a
+ * call detaches each list at most once: the bound stays constant). Detached classes are
+ * remembered until kheap_init; later frees of that class start a new list, which works as any.
+ * A front-cache list whose block or link fails its checks is dropped the same way (reported
+ * once, KHEAP_E_USE_AFTER_FREE in a KHEAP_DEBUG build when a valid cached block's own link was
+ * overwritten): its blocks stay cached for good (free_bytes counts them, kheap_check accepts
+ * them by their number and bytes), and kmalloc goes on with the free lists.
+ * ------------------------------------------------------------------------------------------- */
+
 /* Walk every region block by block and every free list, verify every invariant (sizes,
  * alignment, check bits, physical links, no adjacent free blocks, each free block on exactly the
  * list its size maps to, bitmaps, counters; each cached block on exactly the front-cache list of
  * its size, once, every list no longer than KHEAP_QUICK_DEPTH and as long as its count, every
  * link decoding to a cached block of that size; in a KHEAP_DEBUG build also every free and cached
- * block's poison and every live block's canary, reported last). 0, or a negative KHEAP_E_* code
- * (a cache list that kmalloc dropped for a bad link leaves its blocks behind: KHEAP_E_FREELIST
- * from then on). O(heap). */
+ * block's poison and every live block's canary, reported last). 0, or a negative KHEAP_E_* code.
+ * Blocks leaked by a detached free list or a dropped cache list (see "Corrupt free lists") are a
+ * known state, not an error: they are counted, and check passes if nothing else is wrong.
+ * O(heap). */
 int kheap_check(void);
 
 /* Fill *s. O(length of the highest non-empty free list) for largest_free, O(1) otherwise.
@@ -286,13 +316,13 @@ typedef void (*kheap_leak_fn)(void *site, size_t blocks, size_t bytes, void *ctx
 int kheap_leak_report(kheap_leak_fn fn, void *ctx);
 
 /* Replace the per-heap secret behind the header check bits and re-stamp every block header and
- * region sentinel, used, free and cached, and re-encode every front-cache link (its key derives
- * from the secret). First walks the whole heap and every cache list with the old secret: if any
- * header or link on the way is invalid it changes nothing and returns KHEAP_E_CORRUPT
- * (re-stamping would hide the corruption); else 0. Stale headers left inside merged free
- * blocks (release build; the debug build poisons them) are not re-stamped: a later kfree of such
- * a pointer is then KHEAP_E_BAD_HEADER instead of KHEAP_E_DOUBLE_FREE. kheap_init picks a fresh
- * secret itself. O(heap). */
+ * region sentinel, used, free and cached, and re-encode every link, front-cache and free-list
+ * (their key derives from the secret). First walks the whole heap and every cache list with the
+ * old secret: if any header or link on the way is invalid it changes nothing and returns
+ * KHEAP_E_CORRUPT (re-stamping would hide the corruption); else 0. Stale headers left inside
+ * merged free blocks (release build; the debug build poisons them) are not re-stamped: a later
+ * kfree of such a pointer is then KHEAP_E_BAD_HEADER instead of KHEAP_E_DOUBLE_FREE.
+ * kheap_init picks a fresh secret itself. O(heap). */
 int kheap_set_secret(uint64_t secret);
 
 /* Fault injection. kheap_fail_after(n): the next n allocation calls behave normally, every
@@ -314,7 +344,11 @@ void kheap_fail_rate(uint32_t per_million, uint64_t seed);
  * the allocation is retried once; if the memory is refused (overlap, too small) or still not
  * enough, the call returns NULL. The hook must not call kheap; it may map pages, take other
  * locks its caller allows, and must return memory that stays valid while the heap lives.
- * NULL removes the hook; kheap_init keeps it. */
+ * NULL removes the hook; kheap_init keeps it.
+ * Time: the growth path is outside the constant-time bound of kmalloc & co. It costs the hook's
+ * own time plus O(regions): the search for the region the new memory extends and the overlap
+ * test against every region. The O(1) bound holds for every call that needs no growth (a block
+ * fits, or no hook is installed). */
 typedef size_t (*kheap_grow_fn)(size_t need, void **start);
 void kheap_set_grow(kheap_grow_fn fn);
 

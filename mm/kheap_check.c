@@ -42,6 +42,7 @@ static void kh_class_range(unsigned fl, unsigned sl, uint64_t *lo, uint64_t *hi)
 
 struct kh_walk {
     uint64_t total, used, free, nfree, free_fp;
+    uint64_t nfree_all;                      /* free blocks, also those of detached lists */
     uint64_t quick, nquick, quick_fp;        /* cached blocks: bytes, count, fingerprints */
     int      debug_err;                      /* first poison/canary finding (debug build) */
 };
@@ -117,8 +118,11 @@ static int kh_walk_region(const struct kh_region *r, struct kh_walk *w)
             if (kh_word(h + size - KH_FOOTER_SIZE) != size)
                 return KHEAP_E_CORRUPT;
             w->free += size;
-            w->nfree++;
-            w->free_fp += kh_fingerprint(h);
+            w->nfree_all++;
+            if (!kh_detached(kh_class_of(size))) {   /* else maybe leaked: not cross-checked */
+                w->nfree++;
+                w->free_fp += kh_fingerprint(h);
+            }
         } else if (is_quick) {
             w->quick += size;
             w->nquick++;
@@ -165,12 +169,14 @@ static int kh_walk_regions(struct kh_walk *w)
     return 0;
 }
 
-/* Walk every free list: links both ways, each block valid, free and of its list's class,
- * bitmap bits exactly where lists are non-empty, and together exactly the free blocks. */
+/* Walk every free list: links (decoded) both ways, each block valid, free and of its list's
+ * class, bitmap bits exactly where lists are non-empty, and together exactly the free blocks.
+ * A list that was detached for a bad link (kheap.h, "Corrupt free lists") left free blocks that
+ * are on no list: for those classes the lists are checked but not matched against the walk. */
 static int kh_walk_lists(const struct kh_walk *w)
 {
     const struct kh_ctl *c = &kheap_ctl;
-    uint64_t nodes = 0, bytes = 0, fp = 0;
+    uint64_t nodes = 0, all = 0, bytes = 0, fp = 0;
 
     if (c->fl_map >> KH_FL_COUNT)
         return KHEAP_E_FREELIST;             /* bits for classes that do not exist */
@@ -183,19 +189,23 @@ static int kh_walk_lists(const struct kh_walk *w)
             if (((c->sl_map[fl] >> sl) & 1) != (b != 0))
                 return KHEAP_E_FREELIST;
             kh_class_range(fl, sl, &lo, &hi);
-            for (; b; prev = b, b = *(const uintptr_t *)(b + KH_FREE_NEXT)) {
-                if (++nodes > w->nfree || !kh_hdr_addr(b) || !kh_valid(b))
+            int counted = !kh_detached(fl * KH_SL_COUNT + sl);
+            for (; b; prev = b, b = kh_link(b, KH_FREE_NEXT)) {
+                if (++all > w->nfree_all || !kh_hdr_addr(b) || !kh_valid(b))
                     return KHEAP_E_FREELIST;
                 uint64_t word = kh_word(b), size = word & KH_SIZE_MASK;
                 if (!(word & KH_F_FREE) || size < lo || size >= hi ||
-                    *(const uintptr_t *)(b + KH_FREE_PREV) != prev)
+                    kh_link(b, KH_FREE_PREV) != prev)
                     return KHEAP_E_FREELIST;
-                bytes += size;
-                fp += kh_fingerprint(b);
+                if (counted) {
+                    nodes++;
+                    bytes += size;
+                    fp += kh_fingerprint(b);
+                }
             }
         }
     }
-    if (nodes != w->nfree || bytes != w->free || fp != w->free_fp)
+    if (nodes != w->nfree || fp != w->free_fp || (w->nfree == w->nfree_all && bytes != w->free))
         return KHEAP_E_FREELIST;             /* a free block missing from the lists */
     return 0;
 }
@@ -225,7 +235,9 @@ static int kh_walk_quick(const struct kh_walk *w)
         if (b != 0)
             return KHEAP_E_FREELIST;         /* the last link must end the list */
     }
-    if (nodes != w->nquick || bytes != w->quick || fp != w->quick_fp)
+    /* the blocks of dropped lists (quick_drop) are cached but on no list: counted, not named */
+    if (nodes + c->quick_lost != w->nquick || bytes + c->quick_lost_bytes != w->quick ||
+        (c->quick_lost == 0 && fp != w->quick_fp))
         return KHEAP_E_FREELIST;             /* a cached block missing from its list */
     return 0;
 }

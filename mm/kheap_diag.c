@@ -201,7 +201,7 @@ int kheap_restamp_locked(uint64_t secret)
     if (!kh_quick_lists_ok())
         return KHEAP_E_CORRUPT;
     /* 2. every cached block's link re-encoded under the new key (link = next ^ key ^ h: xor
-     * with old key ^ new key), then the new secret */
+     * with old key ^ new key), then the new secret; free blocks' links in step 3 */
     uint64_t rekey = kheap_ctl.quick_key ^ kh_quick_key(secret);
     for (unsigned q = 0; q < KH_QUICK_CLASSES; q++) {
         uintptr_t b = kheap_ctl.quick[q].head;
@@ -217,8 +217,13 @@ int kheap_restamp_locked(uint64_t secret)
     kheap_ctl.secret = secret;
     for (r = kh_region_after(0); r; r = kh_region_after(r->start)) {
         uintptr_t h = kh_first(r), sentinel = kh_sentinel(r);
-        for (; h < sentinel; h += kh_word(h) & KH_SIZE_MASK)
+        for (; h < sentinel; h += kh_word(h) & KH_SIZE_MASK) {
+            if (kh_word(h) & KH_F_FREE) {    /* both list links, as the cache links above */
+                *(volatile uint64_t *)(h + KH_FREE_NEXT) ^= rekey;
+                *(volatile uint64_t *)(h + KH_FREE_PREV) ^= rekey;
+            }
             kh_restamp(h);
+        }
         kh_restamp(sentinel);
     }
     return 0;

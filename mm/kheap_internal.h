@@ -55,6 +55,29 @@ static inline uintptr_t kh_quick_next(uintptr_t h)
     return *(const volatile uint64_t *)(h + KH_QUICK_LINK) ^ kheap_ctl.quick_key ^ h;
 }
 
+/* Free block h's link at `field` (KH_FREE_NEXT or KH_FREE_PREV), decoded: a block's H or 0
+ * (kheap_layout.h: the same key as the front-cache links). */
+static inline uintptr_t kh_link(uintptr_t h, unsigned field)
+{
+    return *(const volatile uint64_t *)(h + field) ^ kheap_ctl.quick_key ^ h;
+}
+
+/* The flat list index fl * KH_SL_COUNT + sl of a free block of `size` bytes (TLSF mapping). */
+static inline unsigned kh_class_of(uint64_t size)
+{
+    if (size < KH_SMALL_LIMIT)
+        return (unsigned)(size / KHEAP_ALIGN);
+    unsigned msb = 63 - (unsigned)__builtin_clzll(size);
+    return (msb - KHEAP_FL_SHIFT + 1) * KH_SL_COUNT +
+           (unsigned)((size >> (msb - KHEAP_SL_LOG2)) & (KH_SL_COUNT - 1));
+}
+
+/* Was list `idx` (flat index) detached for a bad link? */
+static inline int kh_detached(unsigned idx)
+{
+    return (kheap_ctl.detached[idx / KH_SL_COUNT] >> (idx % KH_SL_COUNT)) & 1;
+}
+
 /* Could h be a block header: inside the heap's bounds and 8 mod 16? */
 static inline int kh_hdr_addr(uintptr_t h)
 {

@@ -62,9 +62,17 @@
 #define KH_QUICK_ENTRY       16
 #define KH_QUICK_KEY_K       0xD6E8FEB86659FD93   /* quick_key = fold((secret ^ K) * K1) */
 
-/* Free-block fields, as offsets from H. */
-#define KH_FREE_NEXT         8     /* next block on the same free list, or 0 */
-#define KH_FREE_PREV         16    /* previous block on the list, or 0 if this is the head */
+/* Free-block fields, as offsets from H. Both links are stored encoded ("safe-linking"), like
+ * a cached block's link and with the same key:
+ *
+ *   stored = target ^ quick_key ^ H        (target: a block's H, or 0 for "none")
+ *
+ * So "none" is not 0 in memory: a zeroed or otherwise overwritten link decodes to a stray
+ * address, which fails the checks every link gets before it is followed (a header address
+ * inside the heap whose own link points back), for zero with certainty and for other values all
+ * but surely. kheap_set_secret re-encodes every link with the new key. */
+#define KH_FREE_NEXT         8     /* next block on the same free list (encoded), or none */
+#define KH_FREE_PREV         16    /* previous block on the list (encoded), none for the head */
 #define KH_FOOTER_SIZE       8     /* the footer is the last 8 bytes: at H + S - 8 */
 
 /* ---------------------------------------------------------------------------------------------
@@ -169,7 +177,16 @@
 #define KH_CTL_SPAN16        (KH_CTL_GROW + 32)   /* (max - min) >> 4: header-address check */
 #define KH_CTL_QUICK_KEY     (KH_CTL_GROW + 40)   /* front-cache link key (from the secret) */
 #define KH_CTL_QUICK         (KH_CTL_GROW + 48)   /* KH_QUICK_CLASSES entries: head, count */
-#define KH_CTL_BYTES         (KH_CTL_QUICK + KH_QUICK_CLASSES * KH_QUICK_ENTRY)
+/* The key of every encoded link, front-cache and free-list (see KH_FREE_NEXT). */
+#define KH_CTL_LINK_KEY      KH_CTL_QUICK_KEY
+/* uint32_t[KH_FL_COUNT]: bit sl of word fl set once list (fl, sl) was detached for a bad link
+ * (its blocks leaked, see kheap.h "Corrupt free lists"); cleared only by kheap_init. */
+#define KH_CTL_DETACHED      (KH_CTL_QUICK + KH_QUICK_CLASSES * KH_QUICK_ENTRY)
+/* Front-cache blocks left behind by dropped lists (quick_drop): how many, how many bytes. They
+ * stay cached (free to their user, never handed out, in free_bytes); kheap_check counts them. */
+#define KH_CTL_QUICK_LOST    (KH_CTL_DETACHED + ((KH_FL_COUNT * 4 + 7) / 8) * 8)
+#define KH_CTL_QUICK_LOST_BYTES (KH_CTL_QUICK_LOST + 8)
+#define KH_CTL_BYTES         (KH_CTL_QUICK_LOST + 16)
 
 /* struct kheap_stats (kheap.h) field offsets, for kheap_get_stats in NASM. */
 #define KH_ST_TOTAL          0
@@ -218,6 +235,8 @@ struct kh_ctl {
     uint64_t          span16;
     uint64_t          quick_key;
     struct kh_quick   quick[KH_QUICK_CLASSES];
+    uint32_t          detached[KH_FL_COUNT];
+    uint64_t          quick_lost, quick_lost_bytes;
 };
 
 #define KH_ASSERT_OFF(type, field, off) \
@@ -254,6 +273,10 @@ KH_ASSERT_OFF(struct kh_ctl, fail_rng, KH_CTL_FAIL_RNG);
 KH_ASSERT_OFF(struct kh_ctl, span16, KH_CTL_SPAN16);
 KH_ASSERT_OFF(struct kh_ctl, quick_key, KH_CTL_QUICK_KEY);
 KH_ASSERT_OFF(struct kh_ctl, quick, KH_CTL_QUICK);
+KH_ASSERT_OFF(struct kh_ctl, quick_key, KH_CTL_LINK_KEY);
+KH_ASSERT_OFF(struct kh_ctl, detached, KH_CTL_DETACHED);
+KH_ASSERT_OFF(struct kh_ctl, quick_lost, KH_CTL_QUICK_LOST);
+KH_ASSERT_OFF(struct kh_ctl, quick_lost_bytes, KH_CTL_QUICK_LOST_BYTES);
 KH_ASSERT_OFF(struct kh_quick, head, KH_QUICK_HEAD);
 KH_ASSERT_OFF(struct kh_quick, count, KH_QUICK_COUNT);
 _Static_assert(sizeof(struct kh_quick) == KH_QUICK_ENTRY && KH_QUICK_ENTRY == KHEAP_ALIGN,

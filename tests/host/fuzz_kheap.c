@@ -652,7 +652,9 @@ static void op_overflow(void)
     int hdr = kind != OV_SLACK;
     int canary = KHEAP_DEBUG && (kind == OV_RUN || kind == OV_SLACK);
     /* A debug build whose trailer was hit takes the requested size from it, clipped to what
-     * the block holds (mm/kheap.asm block_usable): ksize says so, a move copies that much. */
+     * the block holds (mm/kheap.asm block_usable): ksize says so. A move after the overflow
+     * distrusts it and copies all the block holds before its trailer (block_keep): the whole
+     * old payload. */
     int trailer = KHEAP_DEBUG && lo + len > next_hdr - KH_TRAILER_SIZE;
     size_t smashed = word_at(next_hdr - KH_TRAILER_SIZE + KH_TRAILER_REQ);
     smashed = !trailer ? a->usable : smashed < a->size - META ? smashed : a->size - META;
@@ -689,7 +691,7 @@ static void op_overflow(void)
             m_failed++;
             null_is_honest(m);
         } else {
-            resized(i, q, m, smashed);
+            resized(i, q, m, SIZE_MAX);
             gone = 1;
         }
         break;

@@ -977,6 +977,21 @@ static void test_misuse_write_after_free(void)
     EXPECT_REPORT(2, KHEAP_E_USE_AFTER_FREE, e, t_kcalloc_ret);
     TAP_CHECK(e2 && e2[KH_FREE_BODY] == 0 && e2[99] == 0);
     TAP_CHECK_EQ(kheap_check(), 0);
+    /* byte 0, the list link itself: reported as a write after free too; the block is then
+     * leaked (its list detached) and the call served from elsewhere, zeroed */
+    unsigned char *hl = kmalloc(100), *h = kmalloc(100), *hr = kmalloc(100);
+    kfree(h);                                   /* used on both sides: a free block of its own */
+    kheap_flush();                              /* on the free lists, not in the cache */
+    h[0] ^= 0x10;
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+    unsigned char *h2 = t_kcalloc(1, 100);
+    TAP_CHECK(h2 != NULL && h2 != h);
+    EXPECT_REPORT(3, KHEAP_E_USE_AFTER_FREE, h, t_kcalloc_ret);
+    TAP_CHECK(h2 && h2[0] == 0 && h2[99] == 0);
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(h2);
+    kfree(hl);
+    kfree(hr);
     kfree(e2);
     kfree(guard3);
     kfree(c2);
@@ -987,9 +1002,12 @@ static void test_misuse_write_after_free(void)
 #endif
 }
 
-/* A free block's list links overwritten: every path that would unlink it refuses and reports
- * KHEAP_E_FREELIST (kmalloc of its class, kfree of a neighbour, krealloc growing into it,
- * kmalloc_aligned); the heap stays as it was, check reports the corruption. */
+/* A free block's list links overwritten: every path that would unlink it as a neighbour refuses
+ * and reports KHEAP_E_FREELIST (kfree of a neighbour, krealloc growing into it); the heap stays
+ * as it was, check reports the corruption. Links are stored encoded (kheap_layout.h), so a
+ * plain pointer, a pointer outside the heap and 0 are all caught. kmalloc and kmalloc_aligned
+ * that find it heading their list report it, detach the list (the block is leaked) and are
+ * served from another list. */
 static void test_misuse_freelist_link(void)
 {
     reset(64 * 1024);
@@ -1001,35 +1019,124 @@ static void test_misuse_freelist_link(void)
     /* b is alone on its list: a wrong next link is caught by next->prev != b ... */
     uint64_t *next = (uint64_t *)b, *prev = (uint64_t *)(b + 8);
     uint64_t saved_next = *next, saved_prev = *prev;
-    *next = (uint64_t)(uintptr_t)(a - KHEAP_HEADER_SIZE);
-    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
-    TAP_CHECK(t_kmalloc(200) == NULL);
-    EXPECT_REPORT(0, KHEAP_E_FREELIST, b, t_kmalloc_ret);
-    t_kfree(a);                                 /* would merge with b */
-    EXPECT_REPORT(1, KHEAP_E_FREELIST, a, t_kfree_ret);
-    t_kfree(c);
-    EXPECT_REPORT(2, KHEAP_E_FREELIST, c, t_kfree_ret);
-    TAP_CHECK(t_krealloc(a, 300) == NULL);      /* would grow into b */
-    EXPECT_REPORT(3, KHEAP_E_FREELIST, a, t_krealloc_ret);
-    /* an aligned request whose block (n + align + 16) is exactly b's size takes b's list */
-    TAP_CHECK(t_kmalloc_aligned(64, block_of(200) - 64 - KHEAP_ALIGN - META) == NULL);
-    EXPECT_REPORT(4, KHEAP_E_FREELIST, b, t_kmalloc_aligned_ret);
-    *next = saved_next;
-    /* ... a prev link by prev->next != b */
-    *prev = (uint64_t)(uintptr_t)(c - KHEAP_HEADER_SIZE);
-    t_kfree(a);
-    EXPECT_REPORT(5, KHEAP_E_FREELIST, a, t_kfree_ret);
-    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
-    /* a link pointing outside the heap is never followed */
-    *prev = (uint64_t)(uintptr_t)a_global;
-    t_kfree(c);
-    EXPECT_REPORT(6, KHEAP_E_FREELIST, c, t_kfree_ret);
-    *prev = saved_prev;
+    uint64_t bad[] = { (uint64_t)(uintptr_t)(a - KHEAP_HEADER_SIZE), 0,
+                       (uint64_t)(uintptr_t)a_global, saved_next ^ 0x10 };
+    int n = 0;
+    for (unsigned i = 0; i < sizeof bad / sizeof *bad; i++) {
+        *next = bad[i];
+        TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+        t_kfree(a);                             /* would merge with b */
+        EXPECT_REPORT(n, KHEAP_E_FREELIST, a, t_kfree_ret);
+        n++;
+        t_kfree(c);
+        EXPECT_REPORT(n, KHEAP_E_FREELIST, c, t_kfree_ret);
+        n++;
+        TAP_CHECK(t_krealloc(a, 300) == NULL);  /* would grow into b */
+        EXPECT_REPORT(n, KHEAP_E_FREELIST, a, t_krealloc_ret);
+        n++;
+        *next = saved_next;
+        TAP_CHECK_EQ(kheap_check(), 0);
+        /* ... a prev link by prev->next != b */
+        *prev = bad[i] == saved_next ? saved_prev ^ 0x10 : bad[i];
+        t_kfree(a);
+        EXPECT_REPORT(n, KHEAP_E_FREELIST, a, t_kfree_ret);
+        n++;
+        TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+        *prev = saved_prev;
+        TAP_CHECK_EQ(kheap_check(), 0);
+    }
+    /* kmalloc_aligned whose block (n + align + 16) is exactly b's size takes b's list: b is
+     * reported (the debug build: its own link written after free), its list detached */
+    const int uaf = DEBUG_BUILD ? KHEAP_E_USE_AFTER_FREE : KHEAP_E_FREELIST;
+    *next = 0;
+    unsigned char *d = t_kmalloc_aligned(64, block_of(200) - 64 - KHEAP_ALIGN - META);
+    TAP_CHECK(d != NULL && d != b && (uintptr_t)d % 64 == 0);
+    EXPECT_REPORT(n, uaf, b, t_kmalloc_aligned_ret);
+    n++;
+    TAP_CHECK_EQ(kheap_check(), 0);             /* b is a leaked block of a detached list */
+    /* the same through kmalloc with another block of the same size, freed in c's place:
+     * kfree(c) is refused (c's left neighbour is b), so free a block elsewhere */
+    unsigned char *el = kmalloc(200), *e = kmalloc(200), *er = kmalloc(200);
+    kfree(e);                                   /* used on both sides: a free block of its own */
+    kheap_flush();                              /* on the free lists, not in the cache */
+    *(uint64_t *)(e + 8) ^= 0x10;               /* its prev link */
+    unsigned char *f = t_kmalloc(200);
+    TAP_CHECK(f != NULL && f != e);
+    EXPECT_REPORT(n, uaf, e, t_kmalloc_ret);
+    n++;
     TAP_CHECK_EQ(kheap_check(), 0);
-    kfree(a);
-    kfree(c);
+    struct kheap_stats s = stats();
+    TAP_CHECK_EQ(s.used_bytes + s.free_bytes, s.total_bytes);
+    TAP_CHECK_EQ(rec.n, n);
+    kfree(f);
+    kfree(d);
+    kfree(el);
+    kfree(er);
     kfree(guard);
+    misuse_epilogue();                          /* a and c stay live: their neighbour is b */
+}
+
+/* krealloc that must move while the left neighbour it would merge with on free is corrupt: the
+ * call reports KHEAP_E_BAD_HEADER and returns NULL before allocating anything; p stays live with
+ * its data, nothing is leaked, and once the header is repaired p can be moved and freed. */
+static void test_misuse_realloc_move_corrupt_neighbour(void)
+{
+    reset(64 * 1024);
+    live_make();
+    /* blocks above any front-cache size: kfree(a) really frees (and would merge) */
+    const size_t n = 600;
+    unsigned char *a = kmalloc(n), *b = kmalloc(n), *g = kmalloc(n);
+    fill(b, n, 7);
+    kfree(a);                                   /* b's left neighbour is free */
+    uint64_t *ah = (uint64_t *)(a - KHEAP_HEADER_SIZE), saved = *ah;
+    *ah ^= 0x20;                                /* a stray write into it */
+    struct kheap_stats s0 = stats();
+    TAP_CHECK(t_krealloc(b, 4000) == NULL);
+    EXPECT_REPORT(0, KHEAP_E_BAD_HEADER, b, t_krealloc_ret);
+    struct kheap_stats s1 = stats();
+    TAP_CHECK_EQ(s1.allocs, s0.allocs);         /* nothing allocated, nothing freed */
+    TAP_CHECK_EQ(s1.frees, s0.frees);
+    TAP_CHECK_EQ(s1.used_bytes, s0.used_bytes);
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_CORRUPT);
+    *ah = saved;
+    TAP_CHECK_EQ(kheap_check(), 0);
+    TAP_CHECK(intact(b, n, 7));
+    TAP_CHECK_EQ(ksize(b), usable_of(n));
+    unsigned char *q = krealloc(b, 4000);       /* repaired: the move goes through */
+    TAP_CHECK(q != NULL && q != b && intact(q, n, 7));
+    TAP_CHECK_EQ(rec.n, 1);
+    kfree(q);
+    kfree(g);
     misuse_epilogue();
+}
+
+/* Debug build: an overflow that smashes the canary and the trailer's recorded size, then a
+ * krealloc that moves: KHEAP_E_OVERFLOW, and the move keeps every byte the old block held
+ * before its trailer (the recorded size is not trusted), so none of the user's data is lost. */
+static void test_misuse_realloc_move_after_overflow(void)
+{
+#if DEBUG_BUILD
+    reset(64 * 1024);
+    live_make();
+    const size_t n = 200;
+    unsigned char *a = kmalloc(n), *g = kmalloc(16);
+    fill(a, n, 9);
+    size_t s = block_of(n), room = s - KHEAP_HEADER_SIZE - KH_TRAILER_SIZE;
+    unsigned char *trailer = a - KHEAP_HEADER_SIZE + s - KH_TRAILER_SIZE;
+    memset(a + n, 0x11, (size_t)(trailer - (a + n)) + 1);  /* canary and the size's low byte */
+    TAP_CHECK_EQ(kheap_check(), KHEAP_E_OVERFLOW);
+    unsigned char *q = t_krealloc(a, 4 * n);
+    EXPECT_REPORT(0, KHEAP_E_OVERFLOW, a, t_krealloc_ret);
+    TAP_CHECK(q != NULL && q != a);
+    TAP_CHECK(q && intact(q, n, 9));            /* all n bytes, not the smashed size */
+    for (size_t i = n; q && i < room; i++)      /* and the overflowing bytes up to the trailer */
+        if (q[i] != 0x11)
+            TAP_CHECK(!"overflowed byte not kept");
+    TAP_CHECK_EQ(kheap_check(), 0);
+    kfree(q);
+    kfree(g);
+    misuse_epilogue();
+#endif
 }
 
 static void test_misuse_calloc_overflow(void)
@@ -1110,6 +1217,8 @@ int main(void)
     TAP_RUN(test_misuse_overflow_past_block);
     TAP_RUN(test_misuse_write_after_free);
     TAP_RUN(test_misuse_freelist_link);
+    TAP_RUN(test_misuse_realloc_move_corrupt_neighbour);
+    TAP_RUN(test_misuse_realloc_move_after_overflow);
     TAP_RUN(test_misuse_calloc_overflow);
     TAP_RUN(test_misuse_size_max);
     TAP_RUN(test_misuse_bad_alignment);
