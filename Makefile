@@ -413,6 +413,19 @@ $(BUILD)/host/tests/bench_kernel_smoke: $(BENCH_KERNEL) $(BENCH_BIN)/bench tools
 	printf '#!/bin/sh\ncd "%s" && exec tools/bench-kernel --smoke\n' "$(CURDIR)" > $@
 	chmod +x $@
 
+# Cycles per kmalloc+kfree pair, release vs KHEAP_DEBUG=1 (the cost of the debug options).
+PAIRCOST := $(BENCH_BIN)/paircost
+$(PAIRCOST): $(BENCH_SRC)/paircost.c $(HOST_LIB) mm/kheap.h
+	@mkdir -p $(@D)
+	$(CC) $(HOST_CFLAGS) -DKHEAP_DEBUG_NAME='"release"' -o $@ $< $(HOST_LIB)
+$(PAIRCOST)-debug: $(BENCH_SRC)/paircost.c $(HOST_DEBUG_LIB) mm/kheap.h
+	@mkdir -p $(@D)
+	$(CC) $(HOST_CFLAGS) -DKHEAP_DEBUG=1 -DKHEAP_DEBUG_NAME='"debug"' -o $@ $< $(HOST_DEBUG_LIB)
+.PHONY: paircost
+paircost: $(PAIRCOST) $(PAIRCOST)-debug
+	$(PAIRCOST)
+	$(PAIRCOST)-debug
+
 .PHONY: bench bench-build bench-kernel
 bench-build: $(BENCH_RUNNERS) $(BENCH_BIN)/bench $(BENCH_KERNEL)
 bench: bench-build
