@@ -61,9 +61,16 @@ HARNESS_KERNELS = $(patsubst tests/harness/%.c,$(BUILD)/harness/%.elf,$(wildcard
 
 # Rebuild everything when a knob that changes the objects changes (KHEAP_DEBUG, HEAP_SIZE, ...).
 FLAGS_STAMP := $(BUILD)/.flags
-FLAGS_NOW   := $(KCFLAGS) | $(NASMFLAGS) | $(HOST_CFLAGS) | $(LDFLAGS) | $(CMDLINE)
+FLAGS_NOW   := $(KCFLAGS) | $(NASMFLAGS) | $(HOST_CFLAGS) | $(LDFLAGS) | $(CMDLINE) | \
+               $(KHEAP_QUICK_DEPTH)
 $(shell mkdir -p $(BUILD) && (echo '$(FLAGS_NOW)' | cmp -s - $(FLAGS_STAMP) || \
         echo '$(FLAGS_NOW)' > $(FLAGS_STAMP)))
+
+# $(call h2inc,PREFIX): the recipe that turns every `#define PREFIX... value` of its
+# prerequisites (C headers; trailing /* comments */ dropped) into a NASM `%define`, so a layout
+# shared by C and NASM has one source of truth.
+h2inc = sed -n '/^\#define[[:space:]]\+$(1)[A-Z0-9_]*[[:space:]]\+[^[:space:]]/{s@[[:space:]]*/\*.*$$@@;s@^\#define[[:space:]]\+\([A-Z0-9_]*\)[[:space:]]\+@%define \1 @;p}' \
+        $^ > $@.tmp && mv $@.tmp $@
 
 .PHONY: all iso run test debug clean deps kernel listing test-build harness-kernels host-tests
 all: $(KERNEL) $(ISO)
@@ -158,8 +165,7 @@ HOST_TESTS       += test_string test_spinlock
 SPINLOCK_INC := $(BUILD)/gen/spinlock.inc
 $(SPINLOCK_INC): asm/spinlock.h
 	@mkdir -p $(@D)
-	sed -n 's/^#define[[:space:]]\{1,\}\(KSPIN_[A-Z0-9_]*\)[[:space:]]\{1,\}\([^[:space:]]\{1,\}\)[[:space:]]*$$/%define \1 \2/p' \
-	  $< > $@.tmp && mv $@.tmp $@
+	$(call h2inc,KSPIN_)
 $(BUILD)/asm/spinlock.o $(BUILD)/host/asm/spinlock.o: $(SPINLOCK_INC)
 $(BUILD)/asm/spinlock.o: NASMFLAGS += -I$(BUILD)/gen/
 $(BUILD)/host/asm/spinlock.o: HOST_NASMFLAGS += -I$(BUILD)/gen/
@@ -186,7 +192,7 @@ HOST_TESTS       += $(KHEAP_HOST_TESTS)
 
 # KHEAP_QUICK_DEPTH=N: the front cache's depth per size (mm/kheap.h; 0 = no cache), for the
 # kernel, the host libraries and everything that includes mm/kheap.h. Changing it rebuilds
-# everything (the flags stamp is touched when it differs from the last build's).
+# everything (it is part of FLAGS_NOW, the flags stamp).
 ifneq ($(KHEAP_QUICK_DEPTH),)
 KHEAP_QUICK_DEF := -DKHEAP_QUICK_DEPTH=$(KHEAP_QUICK_DEPTH)
 NASMFLAGS       += $(KHEAP_QUICK_DEF)
@@ -194,13 +200,10 @@ KCFLAGS         += $(KHEAP_QUICK_DEF)
 HOST_NASMFLAGS  += $(KHEAP_QUICK_DEF)
 HOST_CFLAGS     += $(KHEAP_QUICK_DEF)
 endif
-$(shell echo '$(KHEAP_QUICK_DEPTH)' | cmp -s - $(BUILD)/.kheap_quick || \
-        { echo '$(KHEAP_QUICK_DEPTH)' > $(BUILD)/.kheap_quick; touch $(FLAGS_STAMP); })
 
 $(KHEAP_LAYOUT_INC): mm/kheap.h mm/kheap_layout.h
 	@mkdir -p $(@D)
-	sed -n '/^#define[[:space:]]\+KH[A-Z0-9_]*[[:space:]]\+[^[:space:]]/{s@[[:space:]]*/\*.*$$@@;s@^#define[[:space:]]\+\([A-Z0-9_]*\)[[:space:]]\+@%define \1 @;p}' \
-	  $^ > $@.tmp && mv $@.tmp $@
+	$(call h2inc,KH)
 
 $(BUILD)/mm/kheap.o $(BUILD)/host/mm/kheap.o: $(KHEAP_LAYOUT_INC) mm/kheap_block.inc \
   mm/kheap_debug.inc mm/kheap_quick.inc

@@ -2,7 +2,7 @@
  * kheap_set_lock hooks:  kheap_set_lock(kspin_lock_irqsave, kspin_unlock_irqrestore, &lock).
  * The KSPIN_* #defines are the one source of truth for the layout: the Makefile turns them into
  * NASM %defines (build/gen/spinlock.inc), the NASM struc is checked against them with %error,
- * and the C struct below with _Static_assert. Keep each #define's value plain (no comment). */
+ * and the C struct below with _Static_assert. */
 #ifndef KHEAP_ASM_SPINLOCK_H
 #define KHEAP_ASM_SPINLOCK_H
 

@@ -5,10 +5,6 @@
 #include "kernel.h"
 #include "mm/kheap.h"
 
-/* The diagnostics API may be missing while mm/ is being written: then the dump says so. */
-#pragma weak kheap_walk
-#pragma weak kheap_get_stats
-
 #define DUMP_REGIONS_MAX 64
 #define DUMP_LINE_MAX    160
 
@@ -115,14 +111,8 @@ int kheap_dump_to(void (*out)(const char *line, void *ctx), void *ctx)
 {
     static struct dump d;            /* one dump at a time; keeps ~1 KiB off the stack */
     d = (struct dump){ .out = out, .ctx = ctx };
-    if (!kheap_walk) {
-        emit(&d, "kheap-dump begin regions=0 used=0 free=0");
-        emit(&d, "kheap-dump end lines=2 error=no-kheap_walk");
-        return KHEAP_E_NOT_INIT;
-    }
     struct kheap_stats s = { 0 };
-    if (kheap_get_stats)
-        kheap_get_stats(&s);
+    kheap_get_stats(&s);
     int rc = kheap_walk(span_block, &d);
     unsigned long blocks = 0;
     emit(&d, "kheap-dump begin regions=%u used=%zu free=%zu", s.regions, s.used_bytes,

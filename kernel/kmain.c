@@ -8,14 +8,6 @@
 #include "mm/kheap.h"
 #include "asm/spinlock.h"
 
-/* The heap is optional while mm/ is being written: without it these are NULL. */
-#pragma weak kheap_init
-#pragma weak kheap_add_region
-#pragma weak kheap_set_lock
-#pragma weak kheap_set_error_handler
-#pragma weak kheap_strerror
-#pragma weak kheap_inspect
-
 #define FREE_RANGES_MAX 16
 #define PIC_ALL_MASKED  0xFF
 
@@ -62,11 +54,10 @@ void kernel_heap_error(int code, void *ptr, void *caller)
     size_t room = sizeof kernel_heap_last_report;
     int n = ksnprintf(out, room, "kheap: %s %p", report_verb(code), ptr);
     struct kheap_block_info b;
-    if (kheap_inspect && n > 0 && (size_t)n < room && kheap_inspect(ptr, &b))
+    if (n > 0 && (size_t)n < room && kheap_inspect(ptr, &b))
         n += ksnprintf(out + n, room - n, " (block %zu bytes)", b.size);
     if (n > 0 && (size_t)n < room)
-        ksnprintf(out + n, room - n, " called from %p [%s]", caller,
-                  kheap_strerror ? kheap_strerror(code) : "?");
+        ksnprintf(out + n, room - n, " called from %p [%s]", caller, kheap_strerror(code));
     kernel_heap_reports++;
     kprintf("%s\n", out);
 }
@@ -103,10 +94,6 @@ unsigned kernel_heap_setup(int verbose)
 /* Lock and error handler first: kheap_init keeps both. */
 static void heap_setup(void)
 {
-    if (!kheap_init) {
-        kprintf("heap: mm/ not linked in, no heap\n");
-        return;
-    }
     kheap_set_lock(kspin_lock_irqsave, kspin_unlock_irqrestore, &kernel_heap_lock);
     kheap_set_error_handler(kernel_heap_error);
     kernel_heap_setup(1);

@@ -1361,7 +1361,7 @@ block_next_ok:
         ret
 .end:
 
-; region_overlaps -- does [A, E) overlap a known region? (the only loop over regions)
+; region_overlaps -- does [A, E) overlap a known region? (O(regions), as is region_grow's search)
 ; C: int region_overlaps(uintptr_t a, uintptr_t e)   (KHEAP_E_OVERLAP or 0)
 ; IN rdi = A, rsi = E   OUT eax; clobbers rdx; stack: none
 static region_overlaps:function (region_overlaps.end - region_overlaps)
@@ -1503,7 +1503,7 @@ region_grow:
 ; region_add -- carve [start, start + size) into descriptor, one free block and a sentinel
 ; C: int region_add(void *start, size_t size)
 ; Aligns start up and the end down to 16; rejects NULL, wrap-around, too small, and overlap
-; with any known region (the only loop over regions; kheap_add_region is O(regions)).
+; with any known region (region_overlaps: kheap_add_region is O(regions)).
 ; IN rdi = start, rsi = size   OUT eax = 0 or KHEAP_E_*; clobbers caller-saved
 ; callee-saved: rbx, r12; stack: 32
 static region_add:function (region_add.end - region_add)

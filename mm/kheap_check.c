@@ -223,7 +223,7 @@ static int kh_walk_quick(const struct kh_walk *w)
         uintptr_t b = c->quick[q].head;
         if (n > KHEAP_QUICK_DEPTH || (n == 0) != (b == 0))
             return KHEAP_E_FREELIST;
-        for (uint64_t i = 0; i < n; i++, b = kh_quick_next(b)) {
+        for (uint64_t i = 0; i < n; i++, b = kh_link(b, KH_QUICK_LINK)) {
             if (++nodes > w->nquick || !kh_hdr_addr(b) || !kh_valid(b))
                 return KHEAP_E_FREELIST;
             uint64_t word = kh_word(b);

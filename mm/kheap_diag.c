@@ -171,7 +171,7 @@ static int kh_quick_lists_ok(void)
         uintptr_t b = kheap_ctl.quick[q].head;
         if (n > KHEAP_QUICK_DEPTH)
             return 0;
-        for (uint64_t i = 0; i < n; i++, b = kh_quick_next(b))
+        for (uint64_t i = 0; i < n; i++, b = kh_link(b, KH_QUICK_LINK))
             if (!kh_hdr_addr(b) || !kh_valid(b) ||
                 (kh_word(b) & (KH_LOW_MASK & ~(uint64_t)KH_F_PREV_FREE)) != (size | KH_F_QUICK))
                 return 0;
@@ -206,7 +206,7 @@ int kheap_restamp_locked(uint64_t secret)
     for (unsigned q = 0; q < KH_QUICK_CLASSES; q++) {
         uintptr_t b = kheap_ctl.quick[q].head;
         for (uint64_t i = 0; i < kheap_ctl.quick[q].count; i++) {
-            uintptr_t next = kh_quick_next(b);
+            uintptr_t next = kh_link(b, KH_QUICK_LINK);
             *(volatile uint64_t *)(b + KH_QUICK_LINK) ^= rekey;
             b = next;
         }

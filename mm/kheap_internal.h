@@ -49,14 +49,8 @@ static inline uint64_t kh_quick_key(uint64_t secret)
     return (uint64_t)m ^ (uint64_t)(m >> 64);
 }
 
-/* The next block on cached block h's list (0 at the end), decoded from h's link. */
-static inline uintptr_t kh_quick_next(uintptr_t h)
-{
-    return *(const volatile uint64_t *)(h + KH_QUICK_LINK) ^ kheap_ctl.quick_key ^ h;
-}
-
-/* Free block h's link at `field` (KH_FREE_NEXT or KH_FREE_PREV), decoded: a block's H or 0
- * (kheap_layout.h: the same key as the front-cache links). */
+/* Block h's link at `field` decoded: a block's H or 0. Free blocks: KH_FREE_NEXT, KH_FREE_PREV;
+ * cached blocks: KH_QUICK_LINK (kheap_layout.h: one key for both kinds of link). */
 static inline uintptr_t kh_link(uintptr_t h, unsigned field)
 {
     return *(const volatile uint64_t *)(h + field) ^ kheap_ctl.quick_key ^ h;

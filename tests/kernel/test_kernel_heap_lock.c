@@ -11,9 +11,6 @@
 #include "asm/spinlock.h"
 #include "mm/kheap.h"
 
-#pragma weak kheap_walk
-#pragma weak kheap_inspect
-
 #define MiB (1ull << 20)
 
 /* What the lock and CPU looked like from inside the heap (the error handler runs there). */
@@ -107,10 +104,6 @@ static int walk_probe(const struct kheap_block_info *b, void *ctx)
 
 KTEST(kernel_heap_lock_held_in_walk)
 {
-    if (!kheap_walk) {
-        ktest_note("kheap_walk not in mm/ yet: skipped");
-        return;
-    }
     uint32_t seen[2] = { 0, 1 };
     irq_enable();
     int rc = kheap_walk(walk_probe, seen);
@@ -159,10 +152,9 @@ KTEST(kernel_heap_error_handler_reports)
     KEXPECT(contains(kernel_heap_last_report, want));
     KEXPECT(contains(kernel_heap_last_report, kheap_strerror(KHEAP_E_DOUBLE_FREE)));
     struct kheap_block_info b;
-    if (kheap_inspect && kheap_inspect(p, &b)) {
-        ksnprintf(want, sizeof want, "(block %zu bytes)", b.size);
-        KEXPECT(contains(kernel_heap_last_report, want));
-    }
+    KEXPECT(kheap_inspect(p, &b));
+    ksnprintf(want, sizeof want, "(block %zu bytes)", b.size);
+    KEXPECT(contains(kernel_heap_last_report, want));
     ktest_note("handler printed: %s", kernel_heap_last_report);
     kfree(guard);
     struct kheap_stats s1;
@@ -228,10 +220,6 @@ KTEST(kernel_heap_regions_exclude_image_and_info)
     kheap_get_stats(&s);
     KEXPECT_EQ(s.regions, nfree + 1);
     KEXPECT(s.total_bytes >= 100 * MiB);
-    if (!kheap_walk) {
-        ktest_note("kheap_walk not in mm/ yet: region spans not checked");
-        return;
-    }
     static struct spans sp;
     sp.n = 0;
     KEXPECT_EQ(kheap_walk(span_of, &sp), 0);

@@ -8,8 +8,6 @@
 #include "kernel.h"
 #include "mm/kheap.h"
 
-#pragma weak kheap_walk
-
 #define KiB 1024u
 #define DEMO_REGION0 (160 * KiB)
 #define DEMO_REGION1 (64 * KiB)
@@ -233,10 +231,6 @@ static void check_dump(int printing, int compact)
 
 KTEST(heapmap_demo)
 {
-    if (!kheap_walk) {
-        ktest_note("kheap_walk not in mm/ yet: skipped");
-        return;
-    }
     char flag[8];
     int printing = boot_cmdline_get("heapdump", flag, sizeof flag) && flag[0] == '1';
     demo_workload();
@@ -253,10 +247,6 @@ KTEST(heapmap_demo)
 
 KTEST(heapmap_dump_of_kernel_heap)
 {
-    if (!kheap_walk) {
-        ktest_note("kheap_walk not in mm/ yet: skipped");
-        return;
-    }
     kernel_heap_setup(0);
     void *a = kmalloc(100), *b = kmalloc(100), *c = kmalloc(100);
     kfree(b);
