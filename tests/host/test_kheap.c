@@ -9,89 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mm/kheap.h"
-#include "mm/kheap_layout.h"
-#include "tap.h"
-
-extern struct kh_ctl kheap_ctl;   /* white-box access for the corruption tests */
-
 /* Built for the release library and, with -DKHEAP_DEBUG=1, for the debug one (test_kheap_debug):
  * the block layout differs by the debug trailer and canary, and ksize() is the requested size. */
-#if defined(KHEAP_DEBUG) && KHEAP_DEBUG
-#define DEBUG_BUILD 1
-#else
-#define DEBUG_BUILD 0
-#endif
-/* Metadata bytes per used block beyond the request: the largest request a free block of S
- * bytes satisfies is S - META. */
-#define META (KHEAP_HEADER_SIZE + (DEBUG_BUILD ? KHEAP_DEBUG_EXTRA : 0))
+#include "kheap_test.h"
 
 #define ARENA_SIZE (1u << 20)
 static unsigned char arena[ARENA_SIZE] __attribute__((aligned(4096)));
 
-/* ---- the real caller: trampolines whose return address is a known label ------------------ */
-#define TRAMPOLINE(name, fn)                                                                \
-    __asm__(".text\n.p2align 4\n.globl " #name "\n.type " #name ",@function\n" #name ":\n"   \
-            "\tsub $8, %rsp\n\tcall " #fn "@PLT\n.globl " #name "_ret\n" #name "_ret:\n"     \
-            "\tadd $8, %rsp\n\tret\n");                                                     \
-    extern const char name##_ret[];
-TRAMPOLINE(t_kfree, kfree)
-TRAMPOLINE(t_my_free, my_free)
-TRAMPOLINE(t_krealloc, krealloc)
-TRAMPOLINE(t_my_realloc, my_realloc)
-TRAMPOLINE(t_ksize, ksize)
-TRAMPOLINE(t_kmalloc, kmalloc)
-TRAMPOLINE(t_kmalloc_aligned, kmalloc_aligned)
-void  t_kfree(void *p);
-void  t_my_free(void *p);
-void *t_krealloc(void *p, size_t n);
-void *t_my_realloc(void *p, size_t n);
-size_t t_ksize(const void *p);
-void *t_kmalloc(size_t n);
-void *t_kmalloc_aligned(size_t align, size_t n);
-
-/* ---- recording error handler --------------------------------------------------------------- */
-static struct { int n, code; void *ptr, *caller; int lock_depth; } rec;
-static int lock_depth;
-
-static void record(int code, void *ptr, void *caller)
-{
-    rec.n++;
-    rec.code = code;
-    rec.ptr = ptr;
-    rec.caller = caller;
-    rec.lock_depth = lock_depth;
-}
-
-/* One new report since `before`, with this code, pointer and caller. */
-#define EXPECT_REPORT(before, code_, ptr_, caller_)                                         \
-    do {                                                                                    \
-        TAP_CHECK_EQ(rec.n, (before) + 1);                                                  \
-        TAP_CHECK_EQ(rec.code, code_);                                                      \
-        TAP_CHECK_EQ(rec.ptr, ptr_);                                                        \
-        TAP_CHECK_EQ(rec.caller, caller_);                                                  \
-    } while (0)
-
-static void reset_at(unsigned char *base, size_t size)
-{
-    TAP_CHECK_EQ(kheap_init(base, size), 0);
-    kheap_set_error_handler(record);
-    memset(&rec, 0, sizeof rec);
-}
-
-static void reset(size_t size)
-{
-    TAP_CHECK_EQ(kheap_init(arena, size), 0);
-    kheap_set_error_handler(record);
-    memset(&rec, 0, sizeof rec);
-}
-
-static struct kheap_stats stats(void)
-{
-    struct kheap_stats s;
-    kheap_get_stats(&s);
-    return s;
-}
+static void reset(size_t size) { reset_at(arena, size); }
 
 /* The whole heap is free and, once the front cache is flushed, in one block per region. */
 static void expect_all_free(unsigned regions)
@@ -109,11 +34,6 @@ static void expect_all_free(unsigned regions)
     TAP_CHECK_EQ(kheap_check(), 0);
 }
 
-static size_t block_of(size_t n)   /* the block size kmalloc(n) uses */
-{
-    size_t s = (n + META + KHEAP_ALIGN - 1) & ~(size_t)(KHEAP_ALIGN - 1);
-    return s < KHEAP_MIN_BLOCK ? KHEAP_MIN_BLOCK : s;
-}
 
 static size_t usable_of(size_t n)  /* ksize() of kmalloc(n) */
 {
