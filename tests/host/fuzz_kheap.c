@@ -323,15 +323,34 @@ static size_t get_size(void)
     }
 }
 
+/* An allocation of n bytes returned p: an absurd n must have given NULL and one KHEAP_E_SIZE
+ * report naming `ret`, the return address in the fz_* trampoline that made the call. */
+static void absurd_is_reported(const void *p, size_t n, const void *ret)
+{
+    if (n > KHEAP_MAX_ALLOC) {
+        REQUIRE(p == NULL);
+        expect_one(KHEAP_E_SIZE, NULL, ret);
+    }
+}
+
+/* A new, checked block p of n bytes joins the model; when the model is full it goes straight
+ * back. seed < 0: the pattern seed is the next input byte (read only when the block is kept). */
+static void keep_new(uint8_t *p, size_t n, int seed)
+{
+    if (nlive == SLOTS) {
+        kfree(p);
+        m_frees++;
+        return;
+    }
+    add_live(p, n, seed < 0 ? get8() : (uint8_t)seed);
+}
+
 /* ---- operations ----------------------------------------------------------------------------- */
 static void op_malloc(void)
 {
     size_t n = get_size();
     uint8_t *p = fz_kmalloc(n);
-    if (n > KHEAP_MAX_ALLOC) {                  /* absurd: NULL, reported (KHEAP_E_SIZE) */
-        REQUIRE(p == NULL);
-        expect_one(KHEAP_E_SIZE, NULL, fz_kmalloc_ret);
-    }
+    absurd_is_reported(p, n, fz_kmalloc_ret);
     if (!p) {
         m_failed++;
         null_is_honest(n);
@@ -339,12 +358,7 @@ static void op_malloc(void)
     }
     m_allocs++;
     check_new(p, n, 1, SLOTS);
-    if (nlive == SLOTS) {                       /* the model is full: give it straight back */
-        kfree(p);
-        m_frees++;
-        return;
-    }
-    add_live(p, n, get8());
+    keep_new(p, n, -1);
 }
 
 static void op_calloc(void)
@@ -361,10 +375,7 @@ static void op_calloc(void)
     }
     uint8_t *p = fz_kcalloc(count, size);
     size_t n = count * size;
-    if (n > KHEAP_MAX_ALLOC) {
-        REQUIRE(p == NULL);
-        expect_one(KHEAP_E_SIZE, NULL, fz_kcalloc_ret);
-    }
+    absurd_is_reported(p, n, fz_kcalloc_ret);
     if (!p) {
         m_failed++;
         null_is_honest(n);
@@ -374,12 +385,7 @@ static void op_calloc(void)
     check_new(p, n, 1, SLOTS);
     for (size_t i = 0; i < n; i += 1 + (i >= FILL_EDGE) * 61)
         REQUIRE(p[i] == 0);
-    if (nlive == SLOTS) {
-        kfree(p);
-        m_frees++;
-        return;
-    }
-    add_live(p, n, get8());
+    keep_new(p, n, -1);
 }
 
 static void op_aligned(void)
@@ -395,10 +401,7 @@ static void op_aligned(void)
     }
     size_t align = (size_t)1 << (a % 14);
     uint8_t *p = fz_kmalloc_aligned(align, n);
-    if (n > KHEAP_MAX_ALLOC) {
-        REQUIRE(p == NULL);
-        expect_one(KHEAP_E_SIZE, NULL, fz_kmalloc_aligned_ret);
-    }
+    absurd_is_reported(p, n, fz_kmalloc_aligned_ret);
     if (!p) {
         m_failed++;
         if (n <= KHEAP_MAX_ALLOC)               /* needs about n + align: a loose bound */
@@ -407,12 +410,7 @@ static void op_aligned(void)
     }
     m_allocs++;
     check_new(p, n, align, SLOTS);
-    if (nlive == SLOTS) {
-        kfree(p);
-        m_frees++;
-        return;
-    }
-    add_live(p, n, get8());
+    keep_new(p, n, -1);
 }
 
 /* Slot i was resized by krealloc to q, n bytes (in place or moved; a move copies at most
@@ -441,10 +439,7 @@ static void op_realloc(void)
     size_t n = get_size();
     if (nlive == 0 || pick == 0xFF) {           /* krealloc(NULL, n) is kmalloc(n) */
         uint8_t *p = fz_krealloc(NULL, n);
-        if (n > KHEAP_MAX_ALLOC) {
-            REQUIRE(p == NULL);
-            expect_one(KHEAP_E_SIZE, NULL, fz_krealloc_ret);
-        }
+        absurd_is_reported(p, n, fz_krealloc_ret);
         if (!p) {
             m_failed++;
             null_is_honest(n);
@@ -452,12 +447,7 @@ static void op_realloc(void)
         }
         m_allocs++;
         check_new(p, n, 1, SLOTS);
-        if (nlive == SLOTS) {
-            kfree(p);
-            m_frees++;
-        } else {
-            add_live(p, n, pick);
-        }
+        keep_new(p, n, pick);
         return;
     }
     unsigned i = pick % nlive;
