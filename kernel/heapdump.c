@@ -4,6 +4,7 @@
  * Built on kheap_walk; the walk callback runs with the heap lock held and only formats text. */
 #include "kernel.h"
 #include "mm/kheap.h"
+#include "mm/kheap_diag.h"
 
 #define DUMP_REGIONS_MAX 64
 #define DUMP_LINE_MAX    160

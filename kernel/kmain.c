@@ -6,6 +6,7 @@
 #include "cpu.h"
 #include "ktest.h"
 #include "mm/kheap.h"
+#include "mm/kheap_diag.h"
 #include "asm/spinlock.h"
 
 #define FREE_RANGES_MAX 16

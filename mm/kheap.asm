@@ -1,14 +1,16 @@
-; kheap.asm -- kheap, a constant-time (TLSF) kernel heap: the public API of mm/kheap.h.
-; Internal routines heap_* do the work under the lock; public entries only take the lock, note
-; the caller's return address for error reports and call them. Block and list helpers live in
-; kheap_block.inc, the front cache in kheap_quick.inc, the layout in kheap_layout.h (via the
-; generated kheap_layout.inc). Used by the test kernel and, assembled without -DKERNEL, by
-; build/host/libkheap.a.
+; kheap.asm -- kheap, a constant-time (TLSF) kernel heap: the API of mm/kheap.h and kheap_diag.h.
+; Internal routines heap_* do the work for the heap in rbp, under its lock; public entries find
+; the heap (the default one, or a checked kheap_t *), take the lock, note the caller's return
+; address for error reports and call them. Block and list helpers live in kheap_block.inc, the
+; front cache in kheap_quick.inc, the layout in kheap_layout.h (via the generated
+; kheap_layout.inc and kheap_offsets.inc). Used by the test kernel and, assembled without
+; -DKERNEL, by build/host/libkheap.a.
 
 default rel
 bits 64
 
 %include "kheap_layout.inc"
+%include "kheap_offsets.inc"
 
 ; KHEAP_DEBUG=1 (make KHEAP_DEBUG=1): poison, canary, trailer; see kheap_debug.inc.
 %ifndef KHEAP_DEBUG
@@ -41,97 +43,32 @@ bits 64
   %define KH_META KHEAP_HEADER_SIZE
 %endif
 
-; ---- layout cross-check: these strucs must match kheap_layout.h, or the build fails ----------
-%macro ASSERT_LAYOUT 2
-  %if (%1) != (%2)
-    %error layout mismatch: %1 is not %2
-  %endif
-%endmacro
+; Design constraints the code below relies on (the offsets themselves are generated from the C
+; structures in kheap_layout.h, which checks the rest with _Static_assert).
+%if KH_QUICK_ENTRY != KHEAP_ALIGN
+  %error a front-cache entry per 16-byte size: the block size indexes the entries
+%endif
+%if KH_FREE_PREV != KH_FREE_NEXT + 8 || KH_QUICK_LINK != KHEAP_HEADER_SIZE
+  %error free-block links: next, then prev; a cached block's link is its first payload word
+%endif
 
-struc kh_region
-  .next:        resq 1
-  .start:       resq 1
-  .end:         resq 1
-endstruc
-
-struc kh_ctl
-  .secret:      resq 1
-  .min:         resq 1
-  .max:         resq 1
-  .regions:     resq 1
-  .nregions:    resq 1
-  .caller:      resq 1
-  .err_fn:      resq 1
-  .lock_acq:    resq 1
-  .lock_rel:    resq 1
-  .lock_ctx:    resq 1
-  .total:       resq 1
-  .used:        resq 1
-  .peak:        resq 1
-  .allocs:      resq 1
-  .frees:       resq 1
-  .failed:      resq 1
-  .errors:      resq 1
-  .fl_map:      resq 1
-  .sl_map:      resd KH_FL_COUNT
-  .heads:       resq 1                  ; aligned by hand below
-endstruc
-
-ASSERT_LAYOUT kh_region.next, KH_RGN_NEXT
-ASSERT_LAYOUT kh_region.start, KH_RGN_START
-ASSERT_LAYOUT kh_region.end, KH_RGN_END
-ASSERT_LAYOUT kh_region_size, KH_RGN_SIZE
-ASSERT_LAYOUT kh_ctl.secret, KH_CTL_SECRET
-ASSERT_LAYOUT kh_ctl.min, KH_CTL_MIN
-ASSERT_LAYOUT kh_ctl.max, KH_CTL_MAX
-ASSERT_LAYOUT kh_ctl.regions, KH_CTL_REGIONS
-ASSERT_LAYOUT kh_ctl.nregions, KH_CTL_NREGIONS
-ASSERT_LAYOUT kh_ctl.caller, KH_CTL_CALLER
-ASSERT_LAYOUT kh_ctl.err_fn, KH_CTL_ERR_FN
-ASSERT_LAYOUT kh_ctl.lock_acq, KH_CTL_LOCK_ACQ
-ASSERT_LAYOUT kh_ctl.lock_rel, KH_CTL_LOCK_REL
-ASSERT_LAYOUT kh_ctl.lock_ctx, KH_CTL_LOCK_CTX
-ASSERT_LAYOUT kh_ctl.total, KH_CTL_TOTAL
-ASSERT_LAYOUT kh_ctl.used, KH_CTL_USED
-ASSERT_LAYOUT kh_ctl.peak, KH_CTL_PEAK
-ASSERT_LAYOUT kh_ctl.allocs, KH_CTL_ALLOCS
-ASSERT_LAYOUT kh_ctl.frees, KH_CTL_FREES
-ASSERT_LAYOUT kh_ctl.failed, KH_CTL_FAILED
-ASSERT_LAYOUT kh_ctl.errors, KH_CTL_ERRORS
-ASSERT_LAYOUT kh_ctl.fl_map, KH_CTL_FL_MAP
-ASSERT_LAYOUT kh_ctl.sl_map, KH_CTL_SL_MAP
-ASSERT_LAYOUT ((kh_ctl.heads + 7) / 8) * 8, KH_CTL_HEADS
-ASSERT_LAYOUT KH_CTL_HEADS + KH_FL_COUNT * KH_SL_COUNT * 8, KH_CTL_GROW
-ASSERT_LAYOUT KH_CTL_GROW + 4 * 8, KH_CTL_SPAN16
-ASSERT_LAYOUT KH_CTL_SPAN16 + 8, KH_CTL_QUICK_KEY
-ASSERT_LAYOUT KH_CTL_QUICK_KEY + 8, KH_CTL_QUICK
-ASSERT_LAYOUT KH_CTL_QUICK + KH_QUICK_CLASSES * KH_QUICK_ENTRY, KH_CTL_DETACHED
-ASSERT_LAYOUT KH_CTL_DETACHED + ((KH_FL_COUNT * 4 + 7) / 8) * 8, KH_CTL_QUICK_LOST
-ASSERT_LAYOUT KH_CTL_QUICK_LOST + 16, KH_CTL_BYTES
-ASSERT_LAYOUT KH_CTL_LINK_KEY, KH_CTL_QUICK_KEY
-ASSERT_LAYOUT KH_FREE_PREV, KH_FREE_NEXT + 8
-ASSERT_LAYOUT KH_QUICK_ENTRY, KHEAP_ALIGN               ; the block size indexes the entries
-ASSERT_LAYOUT KHEAP_QUICK_MAX % KHEAP_ALIGN, 0
-ASSERT_LAYOUT KHEAP_QUICK_MAX >= KHEAP_MIN_BLOCK, 1
-ASSERT_LAYOUT KHEAP_QUICK_DEPTH < 0x7FFFFFFF, 1         ; compared as an imm32
-ASSERT_LAYOUT 1 << KH_ALIGN_LOG2, KHEAP_ALIGN
-ASSERT_LAYOUT KH_QUICK_LINK, KHEAP_HEADER_SIZE
-ASSERT_LAYOUT KH_FLAG_MASK, KH_F_FREE | KH_F_PREV_FREE | KH_F_RESERVED | KH_F_QUICK
-ASSERT_LAYOUT (KH_RGN_SIZE + KHEAP_HEADER_SIZE) % KHEAP_ALIGN, 0  ; first payload 16-aligned
-ASSERT_LAYOUT KH_RGN_MIN, KHEAP_REGION_MIN
-ASSERT_LAYOUT 1 << KH_MIN_BLOCK_LOG2, KHEAP_MIN_BLOCK
-ASSERT_LAYOUT KHEAP_MIN_BLOCK, KHEAP_HEADER_SIZE + KH_FREE_PREV + KH_FOOTER_SIZE
-
-; ---- the control block: one global heap ------------------------------------------------------
+; ---- the empty default heap ------------------------------------------------------------------
+; kmalloc & co. use the heap kheap_default_heap points at: before kheap_init (and after a failed
+; one) kheap_none, an empty control block with no region, so that they fail cleanly (NULL,
+; KHEAP_E_BAD_PTR, KHEAP_E_NOT_INIT). Its hooks are always the default heap's: kheap_init gives
+; them to each new default heap, whatever became of the old one's memory.
 section .bss
 alignb 64
-global kheap_ctl:data hidden
-kheap_ctl:      resb KH_CTL_BYTES
+kheap_none:     resb KH_CTL_BYTES
+section .data
+align 8
+kheap_default_heap: dq kheap_none
 
 section .text
 
-; Read (%1 = reg) or name (CTL(x)) a control-block field.
-%define CTL(f) [rel kheap_ctl + (f)]
+; Every internal routine runs with rbp = the heap's control block (struct kh_ctl), set by the
+; public entry and never changed below it (C callees and hooks preserve it: it is callee-saved).
+%define CTL(f) [rbp + (f)]
 
 %include "kheap_block.inc"
 %if KHEAP_DEBUG
@@ -166,6 +103,34 @@ heap_report:
         jmp     rax                     ; handler(code, ptr, caller) returns to our caller
 .default:
         ret
+.end:
+
+; heap_report_user -- heap_report for a pointer that came from the caller (kfree, krealloc,
+; ksize): if its header address p - 8 lies in no region of this heap (another heap's block,
+; the control block, a gap) the report is KHEAP_E_BAD_PTR, whatever check failed.
+; O(regions): only misuse gets here.
+; C: void heap_report_user(int code, const void *p)
+; IN edi = KHEAP_E_* code, rsi = p   OUT none; clobbers caller-saved; stack: the handler's
+static heap_report_user:function (heap_report_user.end - heap_report_user)
+heap_report_user:
+        mov     rdx, CTL(KH_CTL_REGIONS)
+        mov     rcx, CTL(KH_CTL_NREGIONS)       ; (a bound, should the list be corrupt)
+.next:
+        test    rdx, rdx
+        jz      .foreign
+        sub     rcx, 1
+        jc      .foreign
+        lea     rax, [rsi - KHEAP_HEADER_SIZE]  ; p's header address
+        cmp     rax, rdx
+        jb      .skip
+        cmp     rax, [rdx + KH_RGN_END]
+        jb      heap_report                     ; inside one of ours: report as found
+.skip:
+        mov     rdx, [rdx + KH_RGN_NEXT]
+        jmp     .next
+.foreign:
+        mov     edi, KHEAP_E_BAD_PTR
+        jmp     heap_report
 .end:
 
 ; heap_lock / heap_unlock -- run the acquire / release hook, if any, with its context
@@ -267,13 +232,14 @@ block_from_user:
         sub     rsp, 8
         mov     rsi, rdi
         mov     edi, eax
-        call    heap_report
+        call    heap_report_user
         add     rsp, 8
         xor     eax, eax
         ret
 .end:
 
 ; heap_grow -- no block fits S bytes: ask the growth hook for memory and add it to the heap
+; (not the empty default heap: kheap_init comes first)
 ; C: int heap_grow(uint64_t s)   (1 memory was added; 0 no hook, no memory, or it was refused)
 ; IN rdi = S   OUT eax; clobbers caller-saved (the hook may); stack: 32 + the hook's
 static heap_grow:function (heap_grow.end - heap_grow)
@@ -281,6 +247,8 @@ heap_grow:
         mov     rax, CTL(KH_CTL_GROW)
         test    rax, rax
         jz      .none
+        cmp     qword CTL(KH_CTL_NREGIONS), 0
+        je      .none                   ; the empty default heap does not grow
         sub     rsp, 24                 ; [rsp] = start, filled by the hook
         mov     qword [rsp], 0
         mov     rsi, rsp
@@ -492,7 +460,7 @@ block_trim:
 .report:
         mov     edi, edx
         lea     rsi, [rbx + KHEAP_HEADER_SIZE]
-        call    heap_report
+        call    heap_report_user
 .out:
         pop     r15
         pop     r14
@@ -643,7 +611,6 @@ block_free:
         and     rcx, -KHEAP_ALIGN
         cmp     rcx, KHEAP_QUICK_MAX
         ja      .merge
-        lea     r8, [rel kheap_ctl]
         cmp     qword QUICK_ENTRY(rcx, KH_QUICK_COUNT), KHEAP_QUICK_DEPTH
         jae     .merge
         mov     rdi, rbx
@@ -662,7 +629,7 @@ block_free:
 .report:
         mov     edi, edx
         lea     rsi, [rbx + KHEAP_HEADER_SIZE]
-        call    heap_report
+        call    heap_report_user
         xor     eax, eax
 .out:
         pop     r13
@@ -738,7 +705,7 @@ block_grow:
 .report:
         mov     edi, edx
         lea     rsi, [rbx + KHEAP_HEADER_SIZE]
-        call    heap_report
+        call    heap_report_user
         mov     eax, -1
 .out:
         pop     r15
@@ -919,7 +886,6 @@ heap_free:
         ; 2. small, and room on its list?
         cmp     rcx, KHEAP_QUICK_MAX
         ja      .free
-        lea     r8, [rel kheap_ctl]
         cmp     qword QUICK_ENTRY(rcx, KH_QUICK_COUNT), KHEAP_QUICK_DEPTH
         jae     .free
         ; 3. neighbours, as block_neighbours checks them: N's header valid and, if N is free,
@@ -951,7 +917,6 @@ heap_free:
         je      .free
         mov     rcx, rsi
         and     rcx, -KHEAP_ALIGN
-        lea     r8, [rel kheap_ctl]
         jmp     .push
 .from_user:
 %endif
@@ -1148,7 +1113,7 @@ heap_realloc:
 .bad_neighbour:                         ; ecx = the code
         mov     edi, ecx
         mov     rsi, rbx
-        call    heap_report
+        call    heap_report_user
         jmp     .null
 .absurd:
         mov     edi, KHEAP_E_SIZE
@@ -1334,7 +1299,7 @@ heap_ksize:
         mov     edi, KHEAP_E_BAD_HEADER
         mov     rsi, r8
         sub     rsp, 8
-        call    heap_report
+        call    heap_report_user
         add     rsp, 8
 .zero:
         xor     eax, eax
@@ -1361,12 +1326,19 @@ block_next_ok:
         ret
 .end:
 
-; region_overlaps -- does [A, E) overlap a known region? (O(regions), as is region_grow's search)
+; region_overlaps -- does [A, E) overlap a known region or the control block? (O(regions), as
+; is region_grow's search)
 ; C: int region_overlaps(uintptr_t a, uintptr_t e)   (KHEAP_E_OVERLAP or 0)
 ; IN rdi = A, rsi = E   OUT eax; clobbers rdx; stack: none
 static region_overlaps:function (region_overlaps.end - region_overlaps)
 region_overlaps:
         mov     eax, KHEAP_E_OVERLAP
+        lea     rdx, [rbp + KHEAP_CTL_SIZE] ; the control block is not free memory either:
+        cmp     rdi, rdx                ; A < its end and E > its start overlap it
+        jae     .walk
+        cmp     rsi, rbp
+        ja      .done
+.walk:
         mov     rdx, CTL(KH_CTL_REGIONS)
 .next:
         test    rdx, rdx
@@ -1591,69 +1563,129 @@ region_add:
         ret
 .end:
 
-; heap_init -- kheap_init without the lock: forget everything, start over on one region
-; C: int heap_init(void *start, size_t size)
-; Keeps the error handler, lock and growth hooks; a new secret makes every old header invalid.
-; Fault injection is turned off and the front cache emptied (cleared with the rest).
-; IN rdi = start, rsi = size   OUT eax; clobbers caller-saved; callee-saved: rbx, r12-r15
-; stack: 48
-static heap_init:function (heap_init.end - heap_init)
-heap_init:
+; heap_create_at -- make a heap over [mem, mem + size): control block at mem aligned up to 64,
+; its first region after KHEAP_CTL_SIZE bytes. No hooks, counters zero, a fresh secret.
+; C: kheap_t *heap_create_at(void *mem, size_t size)
+; Runs with rbp = the new control block while it builds it; rbp is restored.
+; IN rdi = mem, rsi = size   OUT rax = the heap, or 0 and edx = KHEAP_E_INVAL (NULL, wraps) or
+; KHEAP_E_TOO_SMALL; clobbers caller-saved; callee-saved: rbx, r12, rbp; stack: 32
+static heap_create_at:function (heap_create_at.end - heap_create_at)
+heap_create_at:
+        push    rbp
         push    rbx
         push    r12
-        push    r13
-        push    r14
-        push    r15
-        mov     rbx, rdi
-        mov     r12, rsi
-        ; 1. save the hooks, clear the control block, restore the hooks
-        mov     r13, CTL(KH_CTL_ERR_FN)
-        mov     r14, CTL(KH_CTL_LOCK_ACQ)
-        mov     r15, CTL(KH_CTL_LOCK_REL)
-        mov     r8, CTL(KH_CTL_LOCK_CTX)
-        mov     r9, CTL(KH_CTL_CALLER)
-        mov     r10, CTL(KH_CTL_GROW)
-        lea     rdi, [rel kheap_ctl]
+        ; 1. [C, E): C = mem aligned up to 64; room for the control block and one region
+        mov     edx, KHEAP_E_INVAL
+        test    rdi, rdi
+        jz      .fail
+        mov     r12, rdi
+        add     r12, rsi
+        jc      .fail                   ; wraps (region_add rejects an end at 2^64 the same way)
+        mov     edx, KHEAP_E_TOO_SMALL
+        lea     rbx, [rdi + 63]
+        cmp     rbx, rdi
+        jb      .fail
+        and     rbx, -64                ; C
+        cmp     r12, rbx
+        jb      .fail
+        mov     rax, r12
+        sub     rax, rbx
+        cmp     rax, KHEAP_CREATE_MIN
+        jb      .fail
+        ; 2. a clean control block: no region, no hooks, a fresh secret
+        mov     rdi, rbx
         mov     ecx, KH_CTL_BYTES / 8
         xor     eax, eax
         rep stosq
-        mov     CTL(KH_CTL_ERR_FN), r13
-        mov     CTL(KH_CTL_LOCK_ACQ), r14
-        mov     CTL(KH_CTL_LOCK_REL), r15
-        mov     CTL(KH_CTL_LOCK_CTX), r8
-        mov     CTL(KH_CTL_CALLER), r9
-        mov     CTL(KH_CTL_GROW), r10
+        mov     rbp, rbx
         mov     qword CTL(KH_CTL_MIN), -1
-        ; 2. a fresh secret: time stamp and address, mixed
-        rdtsc
+        rdtsc                           ; the secret: time stamp and address, mixed
         shl     rdx, 32
         or      rax, rdx
         xor     rax, rbx
         mov     rcx, KH_HASH_K2
         imul    rax, rcx
         mov     CTL(KH_CTL_SECRET), rax
-        ; 3. the link key derived from it, for the front-cache and the free-list links
-        ; (kh_quick_key in kheap_internal.h): (secret ^ K) * K1, the 128-bit product folded
-        ; (low ^ high half); the lists are empty
+        ; the link key derived from it (kh_link_key in kheap_internal.h): (secret ^ K) * K1,
+        ; the 128-bit product folded (low ^ high half)
         mov     rcx, KH_QUICK_KEY_K
         xor     rax, rcx
         mov     rcx, KH_HASH_K1
         mul     rcx
         xor     rax, rdx
-        mov     CTL(KH_CTL_QUICK_KEY), rax
-        ; 4. the one region (on failure the heap stays empty: nregions == 0)
-        mov     rdi, rbx
+        mov     CTL(KH_CTL_LINK_KEY), rax
+        ; 3. the first region; then the heap is a heap (magic)
+        lea     rdi, [rbx + KHEAP_CTL_SIZE]
         mov     rsi, r12
+        sub     rsi, rdi
         call    region_add
-        pop     r15
-        pop     r14
-        pop     r13
+        mov     edx, eax
+        test    eax, eax
+        jnz     .fail
+        mov     rax, KH_HEAP_MAGIC
+        xor     rax, rbx
+        mov     CTL(KH_CTL_MAGIC), rax
+        mov     rax, rbx
+        jmp     .out
+.fail:
+        xor     eax, eax
+.out:
         pop     r12
+        pop     rbx
+        pop     rbp
+        ret
+.end:
+
+; heap_init -- kheap_init under the default heap's lock: make a new default heap over [start,
+; start + size) with the default heap's hooks, kept in kheap_none (rbp) so that they survive
+; whatever happened to the old heap's memory. On failure the default heap is the empty one
+; (kheap_none, cleared but for its hooks).
+; C: int heap_init(void *start, size_t size)
+; IN rdi = start, rsi = size   OUT eax = 0 or KHEAP_E_*; clobbers caller-saved
+; callee-saved: rbx; stack: 16 + KH_HOOKS_BYTES rounded + heap_create_at's
+HOOKS_FRAME equ (KH_HOOKS_BYTES + 15) / 16 * 16
+static heap_init:function (heap_init.end - heap_init)
+heap_init:
+        push    rbx
+        sub     rsp, HOOKS_FRAME
+        call    heap_create_at
+        mov     ebx, edx
+        test    rax, rax
+        jz      .empty
+        ; 1. made: it gets the hooks and the caller, and is the default heap
+        mov     [rel kheap_default_heap], rax
+        mov     rcx, CTL(KH_CTL_CALLER)
+        mov     [rax + KH_CTL_CALLER], rcx
+        lea     rdi, [rax + KH_CTL_HOOKS]
+        lea     rsi, CTL(KH_CTL_HOOKS)
+        mov     ecx, KH_HOOKS_BYTES / 8
+        rep movsq
+        xor     eax, eax
+        jmp     .out
+.empty:
+        ; 2. failed: the empty heap again, counters cleared, hooks kept
+        mov     rdi, rsp
+        lea     rsi, CTL(KH_CTL_HOOKS)
+        mov     ecx, KH_HOOKS_BYTES / 8
+        rep movsq
+        mov     rdi, rbp
+        mov     ecx, KH_CTL_BYTES / 8
+        xor     eax, eax
+        rep stosq
+        lea     rdi, CTL(KH_CTL_HOOKS)
+        mov     rsi, rsp
+        mov     ecx, KH_HOOKS_BYTES / 8
+        rep movsq
+        mov     [rel kheap_default_heap], rbp
+        mov     eax, ebx
+.out:
+        add     rsp, HOOKS_FRAME
         pop     rbx
         ret
 .end:
 
-; heap_add_region -- kheap_add_region without the lock
+; heap_add_region -- kheap_extend / kheap_add_region under the lock (KHEAP_E_NOT_INIT for the
+; empty default heap)
 ; C: int heap_add_region(void *start, size_t size)
 ; IN rdi, rsi   OUT eax; clobbers caller-saved; stack: see region_add
 static heap_add_region:function (heap_add_region.end - heap_add_region)
@@ -1664,14 +1696,23 @@ heap_add_region:
         ret
 .end:
 
-; heap_stats -- kheap_get_stats without the lock
+; heap_stats -- kheap_stats under the lock
 ; C: void heap_stats(struct kheap_stats *s)
-; largest_free walks the highest non-empty list (bounded by the number of blocks that fit in
-; the heap, in case it is corrupt); free_bytes is total - used; everything else is a copy.
+; First the front cache goes back to the free lists (quick_flush, bounded), so that
+; largest_free is what one allocation can get now: the head of the highest non-empty list (good
+; fit takes only heads, and every block of a higher list is larger than any of a lower one). A
+; head whose header fails its checks is passed over for the next list down (at most every list:
+; a constant); nothing is reported here, an allocation will. free_bytes is total - used.
 ; fragmentation_ppm is (1 - largest / free) in parts per million.
-; IN rdi = s   OUT none; clobbers rax, rcx, rdx, rsi, r8; stack: none
+; IN rdi = s   OUT none; clobbers caller-saved; callee-saved: rbx; stack: 16 + quick_flush
 static heap_stats:function (heap_stats.end - heap_stats)
 heap_stats:
+        push    rbx
+        mov     rbx, rdi
+%if KH_QUICK
+        call    quick_flush
+%endif
+        mov     rdi, rbx
         mov     rax, CTL(KH_CTL_TOTAL)
         mov     [rdi + KH_ST_TOTAL], rax
         mov     rcx, CTL(KH_CTL_USED)
@@ -1690,32 +1731,29 @@ heap_stats:
         mov     [rdi + KH_ST_ERRORS], rax
         mov     rax, CTL(KH_CTL_NREGIONS)
         mov     [rdi + KH_ST_REGIONS], eax
-        ; largest free block: the largest on the highest non-empty list
+        ; largest free block: the first valid head from the highest non-empty list down
         xor     eax, eax
         mov     rdx, CTL(KH_CTL_FL_MAP)
         test    rdx, rdx
         jz      .largest_done
         bsr     rdx, rdx
-        lea     rcx, [rel kheap_ctl]
-        bsr     esi, dword [rcx + KH_CTL_SL_MAP + rdx*4]
+        bsr     r8d, dword CTL(KH_CTL_SL_MAP + rdx*4)
         shl     edx, KHEAP_SL_LOG2
-        add     edx, esi
-        mov     rsi, [rcx + KH_CTL_HEADS + rdx*8]
-        mov     rcx, CTL(KH_CTL_TOTAL)
-        shr     rcx, KH_MIN_BLOCK_LOG2  ; at most total / KHEAP_MIN_BLOCK blocks
-        mov     r8, KH_SIZE_MASK
+        add     edx, r8d                ; flat index of the highest non-empty list
 .largest_loop:
+        mov     rsi, CTL(KH_CTL_HEADS + rdx*8)
         test    rsi, rsi
-        jz      .largest_done
-        HDR_ADDR_OK rsi, rdx, .largest_done
-        mov     rdx, [rsi]
-        and     rdx, r8
-        cmp     rdx, rax
-        cmova   rax, rdx
-        mov     rdx, [rsi + KH_FREE_NEXT]
-        xor     rdx, CTL(KH_CTL_LINK_KEY)
-        xor     rsi, rdx                ; next, decoded
-        sub     rcx, 1
+        jz      .largest_next
+        HDR_ADDR_OK rsi, rcx, .largest_next
+        mov     r8, [rsi]
+        BLOCK_CHECK r8, rsi, r9, rcx, .largest_next
+        test    r9b, KH_F_FREE
+        jz      .largest_next
+        and     r9, -KHEAP_ALIGN
+        mov     rax, r9
+        jmp     .largest_done
+.largest_next:
+        sub     edx, 1
         jnc     .largest_loop
 .largest_done:
         mov     [rdi + KH_ST_LARGEST], rax
@@ -1732,20 +1770,11 @@ heap_stats:
         mov     esi, eax
 .frag_done:
         mov     [rdi + KH_ST_FRAG], esi
+        pop     rbx
         ret
 .end:
 
-; heap_set_handler -- kheap_set_error_handler without the lock
-; C: kheap_error_fn heap_set_handler(kheap_error_fn fn)   (NULL = the default)
-; IN rdi = fn   OUT rax = previous handler (NULL if it was the default); stack: none
-static heap_set_handler:function (heap_set_handler.end - heap_set_handler)
-heap_set_handler:
-        mov     rax, CTL(KH_CTL_ERR_FN)
-        mov     CTL(KH_CTL_ERR_FN), rdi
-        ret
-.end:
-
-; heap_flush -- kheap_flush without the lock: every front-cache block back to the free lists
+; heap_flush -- kheap_flush under the lock: every front-cache block back to the free lists
 ; C: void heap_flush(void)
 ; IN none   OUT none; clobbers caller-saved; stack: see quick_flush
 static heap_flush:function (heap_flush.end - heap_flush)
@@ -1757,9 +1786,9 @@ heap_flush:
 %endif
 .end:
 
-; heap_fail_after / heap_fail_rate / heap_set_grow -- the setters, without the lock
+; heap_fail_after / heap_fail_rate -- the fault-injection setters, under the lock
 ; C: void heap_fail_after(long n)  (stores n + 1, 0 = off for any n < 0)
-;    void heap_fail_rate(uint32_t ppm, uint64_t seed), void heap_set_grow(kheap_grow_fn fn)
+;    void heap_fail_rate(uint32_t ppm, uint64_t seed)
 ; IN rdi (, rsi)   OUT none; clobbers rax; stack: none
 static heap_fail_after:function (heap_fail_after.end - heap_fail_after)
 heap_fail_after:
@@ -1778,30 +1807,93 @@ heap_fail_rate:
         mov     CTL(KH_CTL_FAIL_RNG), rsi
         ret
 .end:
-static heap_set_grow:function (heap_set_grow.end - heap_set_grow)
-heap_set_grow:
-        mov     CTL(KH_CTL_GROW), rdi
+
+; heap_verify, heap_walk, heap_leaks, heap_restamp -- the C diagnostics of mm/kheap_check.c and
+; mm/kheap_diag.c, under the lock: the heap (rbp) becomes their first argument
+; C: int heap_verify(void), heap_walk(fn, ctx), heap_leaks(fn, ctx), heap_restamp(secret)
+; IN rdi (, rsi)   OUT eax; clobbers caller-saved; stack: the callee's (tail calls)
+static heap_verify:function (heap_verify.end - heap_verify)
+heap_verify:
+        mov     rdi, rbp
+        jmp     kheap_check_walk wrt ..plt
+.end:
+static heap_walk:function (heap_walk.end - heap_walk)
+heap_walk:
+        mov     rdx, rsi
+        mov     rsi, rdi
+        mov     rdi, rbp
+        jmp     kheap_walk_locked wrt ..plt
+.end:
+static heap_leaks:function (heap_leaks.end - heap_leaks)
+heap_leaks:
+        mov     rdx, rsi
+        mov     rsi, rdi
+        mov     rdi, rbp
+        jmp     kheap_leak_locked wrt ..plt
+.end:
+static heap_restamp:function (heap_restamp.end - heap_restamp)
+heap_restamp:
+        mov     rsi, rdi
+        mov     rdi, rbp
+        jmp     kheap_restamp_locked wrt ..plt
+.end:
+
+; heap_set_hooks -- replace every hook of the heap (no lock: nobody may be inside the heap)
+; C: int heap_set_hooks(const struct kheap_hooks *hooks)   (NULL: none)
+; A lock without unlock, or the reverse, is KHEAP_E_INVAL and changes nothing.
+; IN rdi = hooks   OUT eax = 0 or KHEAP_E_INVAL; clobbers rcx, rdx, rsi, rdi; stack: none
+static heap_set_hooks:function (heap_set_hooks.end - heap_set_hooks)
+heap_set_hooks:
+        lea     rdx, CTL(KH_CTL_HOOKS)
+        test    rdi, rdi
+        jz      .clear
+        xor     eax, eax
+        cmp     qword [rdi + KH_HOOKS_LOCK], 0
+        sete    al
+        xor     ecx, ecx
+        cmp     qword [rdi + KH_HOOKS_UNLOCK], 0
+        sete    cl
+        cmp     eax, ecx
+        jne     .half
+        mov     rsi, rdi
+        mov     rdi, rdx
+        mov     ecx, KH_HOOKS_BYTES / 8
+        rep movsq
+        xor     eax, eax
         ret
+.clear:
+        mov     rdi, rdx
+        mov     ecx, KH_HOOKS_BYTES / 8
+        xor     eax, eax
+        rep stosq
+        ret
+.half:
+        mov     eax, KHEAP_E_INVAL
+        ret
+.end:
 
 ; =============================================================================================
-; Public entries: lock, remember the caller's return address for error reports, work, unlock.
+; Public entries: find the heap (the default one, or a checked h), lock, note the caller's
+; return address for error reports, call the internal routine with rbp = the heap, unlock.
 ; =============================================================================================
 
-; PUBLIC_BODY internal -- the common body of a public entry with up to two arguments.
-; At entry [rsp] is the caller's return address (also when entered through a my_* alias).
-; IN rdi, rsi as the public function   OUT rax = the internal routine's result
-; callee-saved: rbx, r12, r13 (saved); stack: 32 plus the internal routine's and the hooks'
-%macro PUBLIC_BODY 1
-        mov     rax, CTL(KH_CTL_LOCK_ACQ)
-        or      rax, CTL(KH_CTL_LOCK_REL)
-        jnz     %%locked                ; no hooks: one predictable branch, then a tail call
-        mov     rax, [rsp]              ; our caller's return address
+; ENTRY_BODY internal -- the common body of a public entry: rax = the heap, rdi and rsi its
+; internal routine's arguments. At entry [rsp] is the caller's return address (also when
+; entered through a my_* alias). OUT rax = the internal routine's result.
+; callee-saved: rbp, rbx, r12 (saved); stack: 32 plus the internal routine's and the hooks'
+%macro ENTRY_BODY 1
+        push    rbp
+        mov     rbp, rax
+        cmp     qword CTL(KH_CTL_LOCK_ACQ), 0
+        jne     %%locked                ; no lock: one predictable branch
+        mov     rax, [rsp + 8]          ; our caller's return address
         mov     CTL(KH_CTL_CALLER), rax
-        jmp     %1                      ; (the stack is as a call would leave it)
+        call    %1
+        pop     rbp
+        ret
 %%locked:
         push    rbx
-        push    r12
-        push    r13                     ; three pushes: the stack is 16-aligned for calls
+        push    r12                     ; three pushes: the stack is 16-aligned for calls
         mov     rbx, rdi
         mov     r12, rsi
         call    heap_lock
@@ -1813,11 +1905,49 @@ heap_set_grow:
         mov     rbx, rax
         call    heap_unlock
         mov     rax, rbx
-        pop     r13
         pop     r12
         pop     rbx
+        pop     rbp
         ret
 %endmacro
+
+; DEFAULT_ENTRY internal -- a k* call of the default heap: arguments as the internal routine's
+%macro DEFAULT_ENTRY 1
+        mov     rax, [rel kheap_default_heap]
+        ENTRY_BODY %1
+%endmacro
+
+; HEAP_CHECK bad -- jump to `bad` unless rdi is a heap of kheap_create (its magic); rax clobbered
+%macro HEAP_CHECK 1
+        test    rdi, rdi
+        jz      %1
+        mov     rax, KH_HEAP_MAGIC
+        xor     rax, rdi
+        cmp     rax, [rdi + KH_CTL_MAGIC]
+        jne     %1
+%endmacro
+
+; HEAP_ENTRY internal, bad -- a call of heap h = rdi with up to two more arguments (rsi, rdx);
+; a bad h jumps to `bad` (the result a bad heap gives)
+%macro HEAP_ENTRY 2
+        HEAP_CHECK %2
+        mov     rax, rdi
+        mov     rdi, rsi
+        mov     rsi, rdx
+        ENTRY_BODY %1
+%endmacro
+
+; What a call with a bad heap returns.
+static bad_heap_null:function (bad_heap_null.end - bad_heap_null)
+bad_heap_null:
+        xor     eax, eax
+        ret
+.end:
+static bad_heap_inval:function (bad_heap_inval.end - bad_heap_inval)
+bad_heap_inval:
+        mov     eax, KHEAP_E_INVAL
+        ret
+.end:
 
 global kheap_init:function (kheap_init.end - kheap_init)
 global kheap_add_region:function (kheap_add_region.end - kheap_add_region)
@@ -1829,33 +1959,56 @@ global kmalloc_aligned:function (kmalloc_aligned.end - kmalloc_aligned)
 global ksize:function (ksize.end - ksize)
 global kheap_check:function (kheap_check.end - kheap_check)
 global kheap_get_stats:function (kheap_get_stats.end - kheap_get_stats)
+global kheap_flush:function (kheap_flush.end - kheap_flush)
 global kheap_set_error_handler:function (kheap_set_error_handler.end - kheap_set_error_handler)
 global kheap_set_lock:function (kheap_set_lock.end - kheap_set_lock)
+global kheap_set_grow:function (kheap_set_grow.end - kheap_set_grow)
 global kheap_walk:function (kheap_walk.end - kheap_walk)
 global kheap_leak_report:function (kheap_leak_report.end - kheap_leak_report)
 global kheap_set_secret:function (kheap_set_secret.end - kheap_set_secret)
 global kheap_fail_after:function (kheap_fail_after.end - kheap_fail_after)
 global kheap_fail_rate:function (kheap_fail_rate.end - kheap_fail_rate)
-global kheap_set_grow:function (kheap_set_grow.end - kheap_set_grow)
-global kheap_flush:function (kheap_flush.end - kheap_flush)
 global my_malloc:function (my_malloc.end - my_malloc)
 global my_calloc:function (my_calloc.end - my_calloc)
 global my_realloc:function (my_realloc.end - my_realloc)
 global my_free:function (my_free.end - my_free)
-.end:
+global kheap_create:function (kheap_create.end - kheap_create)
+global kheap_default:function (kheap_default.end - kheap_default)
+global kheap_extend:function (kheap_extend.end - kheap_extend)
+global kheap_alloc:function (kheap_alloc.end - kheap_alloc)
+global kheap_calloc:function (kheap_calloc.end - kheap_calloc)
+global kheap_realloc:function (kheap_realloc.end - kheap_realloc)
+global kheap_alloc_aligned:function (kheap_alloc_aligned.end - kheap_alloc_aligned)
+global kheap_free:function (kheap_free.end - kheap_free)
+global kheap_usable:function (kheap_usable.end - kheap_usable)
+global kheap_verify:function (kheap_verify.end - kheap_verify)
+global kheap_stats:function (kheap_stats.end - kheap_stats)
+global kheap_flush_in:function (kheap_flush_in.end - kheap_flush_in)
+global kheap_set_hooks:function (kheap_set_hooks.end - kheap_set_hooks)
+global kheap_get_hooks:function (kheap_get_hooks.end - kheap_get_hooks)
+global kheap_walk_in:function (kheap_walk_in.end - kheap_walk_in)
+global kheap_leak_report_in:function (kheap_leak_report_in.end - kheap_leak_report_in)
+global kheap_set_secret_in:function (kheap_set_secret_in.end - kheap_set_secret_in)
+global kheap_fail_after_in:function (kheap_fail_after_in.end - kheap_fail_after_in)
+global kheap_fail_rate_in:function (kheap_fail_rate_in.end - kheap_fail_rate_in)
+global kheap_default_heap:data hidden
+
+; ---- the default heap ------------------------------------------------------------------------
 
 align 16
-; kheap_init -- (re)initialise the heap over one region
+; kheap_init -- (re)make the default heap over one region, with the default heap's hooks. The
+; lock taken is theirs (kept in kheap_none, which the new heap never overwrites).
 ; C: int kheap_init(void *start, size_t size)   IN rdi, rsi   OUT eax
 kheap_init:
-        PUBLIC_BODY heap_init
+        lea     rax, [rel kheap_none]
+        ENTRY_BODY heap_init
 .end:
 
 align 16
-; kheap_add_region -- give the heap another disjoint region
+; kheap_add_region -- another disjoint region for the default heap
 ; C: int kheap_add_region(void *start, size_t size)   IN rdi, rsi   OUT eax
 kheap_add_region:
-        PUBLIC_BODY heap_add_region
+        DEFAULT_ENTRY heap_add_region
 .end:
 
 align 16
@@ -1863,7 +2016,7 @@ align 16
 ; C: void *kmalloc(size_t n)   IN rdi   OUT rax
 kmalloc:
 my_malloc:
-        PUBLIC_BODY heap_malloc
+        DEFAULT_ENTRY heap_malloc
 .end:
 
 align 16
@@ -1871,7 +2024,7 @@ align 16
 ; C: void *kcalloc(size_t n, size_t size)   IN rdi, rsi   OUT rax
 kcalloc:
 my_calloc:
-        PUBLIC_BODY heap_calloc
+        DEFAULT_ENTRY heap_calloc
 .end:
 
 align 16
@@ -1879,7 +2032,7 @@ align 16
 ; C: void *krealloc(void *p, size_t n)   IN rdi, rsi   OUT rax
 krealloc:
 my_realloc:
-        PUBLIC_BODY heap_realloc
+        DEFAULT_ENTRY heap_realloc
 .end:
 
 align 16
@@ -1887,103 +2040,298 @@ align 16
 ; C: void kfree(void *p)   IN rdi   OUT none
 kfree:
 my_free:
-        PUBLIC_BODY heap_free
+        DEFAULT_ENTRY heap_free
 .end:
 
 align 16
 ; kmalloc_aligned -- n bytes at a multiple of align (a power of two). O(1)
 ; C: void *kmalloc_aligned(size_t align, size_t n)   IN rdi, rsi   OUT rax
 kmalloc_aligned:
-        PUBLIC_BODY heap_aligned
+        DEFAULT_ENTRY heap_aligned
 .end:
 
 align 16
 ; ksize -- usable bytes of a live block. O(1)
 ; C: size_t ksize(const void *p)   IN rdi   OUT rax
 ksize:
-        PUBLIC_BODY heap_ksize
+        DEFAULT_ENTRY heap_ksize
 .end:
 
 align 16
-; kheap_check -- verify every invariant (mm/kheap_check.c does the walk). O(heap)
+; kheap_check -- verify every invariant of the default heap. O(heap)
 ; C: int kheap_check(void)   OUT eax
 kheap_check:
-        PUBLIC_BODY kheap_check_walk wrt ..plt
+        DEFAULT_ENTRY heap_verify
 .end:
 
 align 16
-; kheap_get_stats -- fill *s
+; kheap_get_stats -- fill *s for the default heap
 ; C: void kheap_get_stats(struct kheap_stats *s)   IN rdi
 kheap_get_stats:
-        PUBLIC_BODY heap_stats
+        DEFAULT_ENTRY heap_stats
 .end:
 
 align 16
-; kheap_set_error_handler -- install the misuse handler, return the previous one
-; C: kheap_error_fn kheap_set_error_handler(kheap_error_fn fn)   IN rdi   OUT rax
-kheap_set_error_handler:
-        PUBLIC_BODY heap_set_handler
-.end:
-
-align 16
-; kheap_walk -- visit every block in address order (mm/kheap_diag.c does the walk). O(heap)
-; C: int kheap_walk(kheap_walk_fn fn, void *ctx)   IN rdi, rsi   OUT eax
-kheap_walk:
-        PUBLIC_BODY kheap_walk_locked wrt ..plt
-.end:
-
-align 16
-; kheap_leak_report -- live blocks grouped by allocation site (mm/kheap_diag.c). O(heap)
-; C: int kheap_leak_report(kheap_leak_fn fn, void *ctx)   IN rdi, rsi   OUT eax
-kheap_leak_report:
-        PUBLIC_BODY kheap_leak_locked wrt ..plt
-.end:
-
-align 16
-; kheap_set_secret -- new check-bit secret, every header re-stamped (mm/kheap_diag.c). O(heap)
-; C: int kheap_set_secret(uint64_t secret)   IN rdi   OUT eax
-kheap_set_secret:
-        PUBLIC_BODY kheap_restamp_locked wrt ..plt
-.end:
-
-align 16
-; kheap_fail_after -- let n more allocation calls through, fail the later ones; n < 0: off
-; C: void kheap_fail_after(long n)   IN rdi
-kheap_fail_after:
-        PUBLIC_BODY heap_fail_after
-.end:
-
-align 16
-; kheap_fail_rate -- fail allocation calls with probability ppm / 10^6 (seeded PRNG); 0: off
-; C: void kheap_fail_rate(uint32_t per_million, uint64_t seed)   IN edi, rsi
-kheap_fail_rate:
-        PUBLIC_BODY heap_fail_rate
-.end:
-
-align 16
-; kheap_set_grow -- install the growth hook (NULL: none)
-; C: void kheap_set_grow(kheap_grow_fn fn)   IN rdi
-kheap_set_grow:
-        PUBLIC_BODY heap_set_grow
-.end:
-
-align 16
-; kheap_flush -- return every front-cache block to the free lists (merged). O(1): bounded by
-; KH_QUICK_CLASSES * KHEAP_QUICK_DEPTH blocks
+; kheap_flush -- the default heap's front cache back to the free lists. O(1), bounded
 ; C: void kheap_flush(void)
 kheap_flush:
-        PUBLIC_BODY heap_flush
+        DEFAULT_ENTRY heap_flush
 .end:
 
 align 16
-; kheap_set_lock -- install lock hooks (no lock taken: nobody may be inside the heap)
-; C: void kheap_set_lock(void (*acquire)(void *), void (*release)(void *), void *ctx)
-; IN rdi, rsi, rdx   OUT none; clobbers nothing else; stack: none
-kheap_set_lock:
-        mov     CTL(KH_CTL_LOCK_ACQ), rdi
-        mov     CTL(KH_CTL_LOCK_REL), rsi
-        mov     CTL(KH_CTL_LOCK_CTX), rdx
+; kheap_walk -- visit every block of the default heap in address order. O(heap)
+; C: int kheap_walk(kheap_walk_fn fn, void *ctx)   IN rdi, rsi   OUT eax
+kheap_walk:
+        DEFAULT_ENTRY heap_walk
+.end:
+
+align 16
+; kheap_leak_report -- the default heap's live blocks grouped by allocation site. O(heap)
+; C: int kheap_leak_report(kheap_leak_fn fn, void *ctx)   IN rdi, rsi   OUT eax
+kheap_leak_report:
+        DEFAULT_ENTRY heap_leaks
+.end:
+
+align 16
+; kheap_set_secret -- new check-bit secret for the default heap, every header re-stamped
+; C: int kheap_set_secret(uint64_t secret)   IN rdi   OUT eax
+kheap_set_secret:
+        DEFAULT_ENTRY heap_restamp
+.end:
+
+align 16
+; kheap_fail_after / kheap_fail_rate -- fault injection in the default heap
+; C: void kheap_fail_after(long n)   IN rdi
+;    void kheap_fail_rate(uint32_t per_million, uint64_t seed)   IN edi, rsi
+kheap_fail_after:
+        DEFAULT_ENTRY heap_fail_after
+.end:
+align 16
+kheap_fail_rate:
+        DEFAULT_ENTRY heap_fail_rate
+.end:
+
+; The default heap's hooks one at a time (no lock taken: nobody may be inside the heap). Each
+; is written to the default heap and to kheap_none, where kheap_init finds them.
+; kheap_set_error_handler -- C: kheap_error_fn kheap_set_error_handler(kheap_error_fn fn)
+;   IN rdi   OUT rax = the previous handler (NULL: the default)
+; kheap_set_lock -- C: int kheap_set_lock(void (*)(void *), void (*)(void *), void *ctx)
+;   IN rdi, rsi, rdx   OUT eax = 0, or KHEAP_E_INVAL for half a pair (nothing changes)
+; kheap_set_grow -- C: void kheap_set_grow(kheap_grow_fn fn)   IN rdi
+; clobbers rax, rcx, r8; stack: none
+align 16
+kheap_set_error_handler:
+        mov     rcx, [rel kheap_default_heap]
+        lea     r8, [rel kheap_none]
+        mov     rax, [r8 + KH_CTL_ERR_FN]
+        mov     [rcx + KH_CTL_ERR_FN], rdi
+        mov     [r8 + KH_CTL_ERR_FN], rdi
         ret
 .end:
+align 16
+kheap_set_lock:
+        xor     eax, eax
+        test    rdi, rdi
+        setz    al
+        xor     ecx, ecx
+        test    rsi, rsi
+        setz    cl
+        cmp     eax, ecx
+        jne     .half
+        mov     rcx, [rel kheap_default_heap]
+        lea     r8, [rel kheap_none]
+        mov     [rcx + KH_CTL_LOCK_ACQ], rdi
+        mov     [rcx + KH_CTL_LOCK_REL], rsi
+        mov     [rcx + KH_CTL_LOCK_CTX], rdx
+        mov     [r8 + KH_CTL_LOCK_ACQ], rdi
+        mov     [r8 + KH_CTL_LOCK_REL], rsi
+        mov     [r8 + KH_CTL_LOCK_CTX], rdx
+        xor     eax, eax
+        ret
+.half:
+        mov     eax, KHEAP_E_INVAL
+        ret
+.end:
+align 16
+kheap_set_grow:
+        mov     rcx, [rel kheap_default_heap]
+        lea     r8, [rel kheap_none]
+        mov     [rcx + KH_CTL_GROW], rdi
+        mov     [r8 + KH_CTL_GROW], rdi
+        ret
+.end:
+
+align 16
+; kheap_default -- the default heap, or NULL while it is the empty one
+; C: kheap_t *kheap_default(void)   OUT rax; clobbers rcx; stack: none
+kheap_default:
+        mov     rax, [rel kheap_default_heap]
+        lea     rcx, [rel kheap_none]
+        cmp     rax, rcx
+        jne     .out
+        xor     eax, eax
+.out:
+        ret
+.end:
+
+; ---- heap instances --------------------------------------------------------------------------
+
+align 16
+; kheap_create -- a heap over [mem, mem + size), control block first. O(1)
+; C: kheap_t *kheap_create(void *mem, size_t size)   IN rdi, rsi   OUT rax (NULL on failure)
+; clobbers caller-saved; stack: see heap_create_at
+kheap_create:
+        jmp     heap_create_at
+.end:
+
+align 16
+; kheap_extend -- C: int kheap_extend(kheap_t *h, void *mem, size_t size)
+kheap_extend:
+        HEAP_ENTRY heap_add_region, bad_heap_inval
+.end:
+
+align 16
+; kheap_alloc -- C: void *kheap_alloc(kheap_t *h, size_t n)
+kheap_alloc:
+        HEAP_ENTRY heap_malloc, bad_heap_null
+.end:
+
+align 16
+; kheap_calloc -- C: void *kheap_calloc(kheap_t *h, size_t n, size_t size)
+kheap_calloc:
+        HEAP_ENTRY heap_calloc, bad_heap_null
+.end:
+
+align 16
+; kheap_realloc -- C: void *kheap_realloc(kheap_t *h, void *p, size_t n)
+kheap_realloc:
+        HEAP_ENTRY heap_realloc, bad_heap_null
+.end:
+
+align 16
+; kheap_alloc_aligned -- C: void *kheap_alloc_aligned(kheap_t *h, size_t align, size_t n)
+kheap_alloc_aligned:
+        HEAP_ENTRY heap_aligned, bad_heap_null
+.end:
+
+align 16
+; kheap_free -- C: void kheap_free(kheap_t *h, void *p)
+kheap_free:
+        HEAP_ENTRY heap_free, bad_heap_null
+.end:
+
+align 16
+; kheap_usable -- C: size_t kheap_usable(kheap_t *h, const void *p)
+kheap_usable:
+        HEAP_ENTRY heap_ksize, bad_heap_null
+.end:
+
+align 16
+; kheap_verify -- C: int kheap_verify(kheap_t *h)
+kheap_verify:
+        HEAP_ENTRY heap_verify, bad_heap_inval
+.end:
+
+align 16
+; kheap_stats -- C: void kheap_stats(kheap_t *h, struct kheap_stats *s); a bad h: *s zeroed
+kheap_stats:
+        HEAP_ENTRY heap_stats, .bad
+.bad:
+        test    rsi, rsi
+        jz      .out
+        mov     rdi, rsi
+        mov     ecx, KH_ST_BYTES / 8
+        xor     eax, eax
+        rep stosq
+.out:
+        ret
+.end:
+
+align 16
+; kheap_flush_in -- C: void kheap_flush_in(kheap_t *h)
+kheap_flush_in:
+        HEAP_ENTRY heap_flush, bad_heap_null
+.end:
+
+align 16
+; kheap_walk_in -- C: int kheap_walk_in(kheap_t *h, kheap_walk_fn fn, void *ctx)
+kheap_walk_in:
+        HEAP_ENTRY heap_walk, bad_heap_inval
+.end:
+
+align 16
+; kheap_leak_report_in -- C: int kheap_leak_report_in(kheap_t *h, kheap_leak_fn fn, void *ctx)
+kheap_leak_report_in:
+        HEAP_ENTRY heap_leaks, bad_heap_inval
+.end:
+
+align 16
+; kheap_set_secret_in -- C: int kheap_set_secret_in(kheap_t *h, uint64_t secret)
+kheap_set_secret_in:
+        HEAP_ENTRY heap_restamp, bad_heap_inval
+.end:
+
+align 16
+; kheap_fail_after_in -- C: void kheap_fail_after_in(kheap_t *h, long n)
+kheap_fail_after_in:
+        HEAP_ENTRY heap_fail_after, bad_heap_null
+.end:
+
+align 16
+; kheap_fail_rate_in -- C: void kheap_fail_rate_in(kheap_t *h, uint32_t per_million, uint64_t seed)
+kheap_fail_rate_in:
+        HEAP_ENTRY heap_fail_rate, bad_heap_null
+.end:
+
+align 16
+; kheap_set_hooks -- C: int kheap_set_hooks(kheap_t *h, const struct kheap_hooks *hooks)
+; No lock taken (see kheap.h). For the default heap the hooks go to kheap_none too, so that
+; kheap_init keeps them. IN rdi, rsi   OUT eax; clobbers rcx, rdx, rsi, rdi; stack: 24
+kheap_set_hooks:
+        HEAP_CHECK bad_heap_inval
+        push    rbp
+        push    rbx
+        sub     rsp, 8
+        mov     rbp, rdi
+        mov     rbx, rsi
+        mov     rdi, rsi
+        call    heap_set_hooks
+        test    eax, eax
+        jnz     .out
+        cmp     rbp, [rel kheap_default_heap]
+        jne     .out
+        lea     rbp, [rel kheap_none]   ; the default heap's: kheap_init keeps them
+        mov     rdi, rbx
+        call    heap_set_hooks
+.out:
+        add     rsp, 8
+        pop     rbx
+        pop     rbp
+        ret
+.end:
+
+align 16
+; kheap_get_hooks -- C: int kheap_get_hooks(kheap_t *h, struct kheap_hooks *hooks)
+; IN rdi, rsi   OUT eax = 0 or KHEAP_E_INVAL; clobbers rcx, rsi, rdi; stack: none
+kheap_get_hooks:
+        HEAP_CHECK bad_heap_inval
+        test    rsi, rsi
+        jz      bad_heap_inval
+        lea     rax, [rdi + KH_CTL_HOOKS]
+        mov     rdi, rsi
+        mov     rsi, rax
+        mov     ecx, KH_HOOKS_BYTES / 8
+        rep movsq
+        xor     eax, eax
+        ret
+.end:
+
+; ---- build check: the symbol kheap.h refers to for this build's KHEAP_DEBUG and depth --------
+section .rodata
+%defstr KH_DEPTH_STR KHEAP_QUICK_DEPTH
+%strcat KH_BUILD_NAME "kheap_build_debug", %str(KHEAP_DEBUG), "_quick", KH_DEPTH_STR
+%deftok KH_BUILD_SYM KH_BUILD_NAME
+global KH_BUILD_SYM:data
+KH_BUILD_SYM: db 1
 
 section .note.GNU-stack noalloc noexec nowrite progbits

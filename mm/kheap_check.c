@@ -1,13 +1,14 @@
 /*
  * kheap_check.c -- kheap's invariant checker and error names, in freestanding C (no libc).
- * A second, independent reading of the layout in kheap_layout.h: kheap_check (mm/kheap.asm)
- * takes the lock and calls kheap_check_walk, which walks every region block by block, every
- * free list and every front-cache list and compares what it finds with the bitmaps and the
- * counters. O(heap).
+ * A second, independent reading of the layout in kheap_layout.h: kheap_verify (mm/kheap.asm)
+ * takes the heap's lock and calls kheap_check_walk, which walks every region block by block,
+ * every free list and every front-cache list and compares what it finds with the bitmaps and
+ * the counters; if the heap is sound but blocks were left on no list by a corrupt list, it
+ * gives them back (kh_readopt). O(heap).
  */
 #include "kheap_internal.h"
 
-int kheap_check_walk(void) KH_HIDDEN;
+int kheap_check_walk(struct kh_ctl *c) KH_HIDDEN;
 
 /* ---- block helpers ------------------------------------------------------------------------- */
 
@@ -91,14 +92,14 @@ static void kh_check_content(uintptr_t h, uint64_t size, uint64_t word, struct k
 
 /* Walk one region's blocks: sizes, check bits, boundary tags, no two free blocks adjacent. A
  * cached block counts as free in the bytes but is used to its neighbours (PREV_FREE, merging). */
-static int kh_walk_region(const struct kh_region *r, struct kh_walk *w)
+static int kh_walk_region(const struct kh_ctl *c, const struct kh_region *r, struct kh_walk *w)
 {
     uintptr_t end = r->end, h = r->start + KH_RGN_SIZE;
     uintptr_t sentinel = end - KH_SENTINEL_SIZE;
     int prev_free = 0;                       /* the first block has nothing free on its left */
 
     for (;;) {
-        if (h > sentinel || !kh_valid(h))
+        if (h > sentinel || !kh_valid(c, h))
             return KHEAP_E_CORRUPT;
         uint64_t word = kh_word(h), size = word & KH_SIZE_MASK;
         int is_free = (word & KH_F_FREE) != 0, is_quick = (word & KH_F_QUICK) != 0;
@@ -119,7 +120,7 @@ static int kh_walk_region(const struct kh_region *r, struct kh_walk *w)
                 return KHEAP_E_CORRUPT;
             w->free += size;
             w->nfree_all++;
-            if (!kh_detached(kh_class_of(size))) {   /* else maybe leaked: not cross-checked */
+            if (!kh_detached(c, kh_class_of(size))) {   /* else maybe leaked: not cross-checked */
                 w->nfree++;
                 w->free_fp += kh_fingerprint(h);
             }
@@ -138,9 +139,8 @@ static int kh_walk_region(const struct kh_region *r, struct kh_walk *w)
 }
 
 /* Walk the region list: descriptors sane, bounds right, regions disjoint. */
-static int kh_walk_regions(struct kh_walk *w)
+static int kh_walk_regions(const struct kh_ctl *c, struct kh_walk *w)
 {
-    const struct kh_ctl *c = &kheap_ctl;
     uintptr_t lo = UINTPTR_MAX, hi = 0;
     uint64_t n = 0;
 
@@ -158,7 +158,7 @@ static int kh_walk_regions(struct kh_walk *w)
             if (a < q->end && q->start < r->end)
                 return KHEAP_E_CORRUPT;      /* overlapping regions */
         }
-        int err = kh_walk_region(r, w);
+        int err = kh_walk_region(c, r, w);
         if (err)
             return err;
         lo = a < lo ? a : lo;
@@ -173,9 +173,8 @@ static int kh_walk_regions(struct kh_walk *w)
  * class, bitmap bits exactly where lists are non-empty, and together exactly the free blocks.
  * A list that was detached for a bad link (kheap.h, "Corrupt free lists") left free blocks that
  * are on no list: for those classes the lists are checked but not matched against the walk. */
-static int kh_walk_lists(const struct kh_walk *w)
+static int kh_walk_lists(const struct kh_ctl *c, const struct kh_walk *w)
 {
-    const struct kh_ctl *c = &kheap_ctl;
     uint64_t nodes = 0, all = 0, bytes = 0, fp = 0;
 
     if (c->fl_map >> KH_FL_COUNT)
@@ -189,13 +188,13 @@ static int kh_walk_lists(const struct kh_walk *w)
             if (((c->sl_map[fl] >> sl) & 1) != (b != 0))
                 return KHEAP_E_FREELIST;
             kh_class_range(fl, sl, &lo, &hi);
-            int counted = !kh_detached(fl * KH_SL_COUNT + sl);
-            for (; b; prev = b, b = kh_link(b, KH_FREE_NEXT)) {
-                if (++all > w->nfree_all || !kh_hdr_addr(b) || !kh_valid(b))
+            int counted = !kh_detached(c, fl * KH_SL_COUNT + sl);
+            for (; b; prev = b, b = kh_link(c, b, KH_FREE_NEXT)) {
+                if (++all > w->nfree_all || !kh_hdr_addr(c, b) || !kh_valid(c, b))
                     return KHEAP_E_FREELIST;
                 uint64_t word = kh_word(b), size = word & KH_SIZE_MASK;
                 if (!(word & KH_F_FREE) || size < lo || size >= hi ||
-                    kh_link(b, KH_FREE_PREV) != prev)
+                    kh_link(c, b, KH_FREE_PREV) != prev)
                     return KHEAP_E_FREELIST;
                 if (counted) {
                     nodes++;
@@ -213,9 +212,8 @@ static int kh_walk_lists(const struct kh_walk *w)
 /* Walk every front-cache list: at most KHEAP_QUICK_DEPTH blocks and exactly `count` of them,
  * each link decoding to a header address with valid check bits, cached (QUICK, not FREE) and of
  * the list's size, the last link decoding to 0; together exactly the cached blocks. */
-static int kh_walk_quick(const struct kh_walk *w)
+static int kh_walk_quick(const struct kh_ctl *c, const struct kh_walk *w)
 {
-    const struct kh_ctl *c = &kheap_ctl;
     uint64_t nodes = 0, bytes = 0, fp = 0;
 
     for (unsigned q = 0; q < KH_QUICK_CLASSES; q++) {
@@ -223,8 +221,8 @@ static int kh_walk_quick(const struct kh_walk *w)
         uintptr_t b = c->quick[q].head;
         if (n > KHEAP_QUICK_DEPTH || (n == 0) != (b == 0))
             return KHEAP_E_FREELIST;
-        for (uint64_t i = 0; i < n; i++, b = kh_link(b, KH_QUICK_LINK)) {
-            if (++nodes > w->nquick || !kh_hdr_addr(b) || !kh_valid(b))
+        for (uint64_t i = 0; i < n; i++, b = kh_link(c, b, KH_QUICK_LINK)) {
+            if (++nodes > w->nquick || !kh_hdr_addr(c, b) || !kh_valid(c, b))
                 return KHEAP_E_FREELIST;
             uint64_t word = kh_word(b);
             if ((word & (KH_F_QUICK | KH_F_FREE)) != KH_F_QUICK || (word & KH_SIZE_MASK) != size)
@@ -242,22 +240,116 @@ static int kh_walk_quick(const struct kh_walk *w)
     return 0;
 }
 
-/* Called by kheap_check (mm/kheap.asm) with the lock held. */
-int kheap_check_walk(void)
+/* ---- re-adoption of blocks left on no list ---------------------------------------------- */
+
+/* Write header word `low` (size and flags) at h with its check bits. */
+static void kh_stamp(const struct kh_ctl *c, uintptr_t h, uint64_t low)
 {
-    const struct kh_ctl *c = &kheap_ctl;
+    *(volatile uint64_t *)h = kh_hash(c, h, low) | low;
+}
+
+/* File free block h of `size` bytes at the head of its list (as BIN_INSERT in kheap_block.inc:
+ * links encoded, bitmap bits set). */
+static void kh_bin_insert(struct kh_ctl *c, uintptr_t h, uint64_t size)
+{
+    unsigned idx = kh_class_of(size), fl = idx / KH_SL_COUNT, sl = idx % KH_SL_COUNT;
+    uintptr_t old = c->heads[fl][sl];
+    *(volatile uint64_t *)(h + KH_FREE_PREV) = c->link_key ^ h;           /* none */
+    *(volatile uint64_t *)(h + KH_FREE_NEXT) = old ^ c->link_key ^ h;
+    if (old)
+        *(volatile uint64_t *)(old + KH_FREE_PREV) = h ^ c->link_key ^ old;
+    c->heads[fl][sl] = h;
+    c->sl_map[fl] |= 1u << sl;
+    c->fl_map |= 1ull << fl;
+}
+
+/* [t, e) is a run of free and cached blocks between used ones: make it one free block, filed,
+ * and tell the block at e (used, or the sentinel) that its left neighbour is free. */
+static void kh_make_free(struct kh_ctl *c, uintptr_t t, uintptr_t e)
+{
+    uint64_t size = e - t;
+#if KH_DEBUG
+    for (uintptr_t a = t + KH_FREE_BODY; a < e - KH_FOOTER_SIZE; a += 8)
+        *(volatile uint64_t *)a = KH_POISON_WORD;       /* the run's old headers and links */
+#endif
+    kh_stamp(c, t, size | KH_F_FREE);
+    *(volatile uint64_t *)(e - KH_FOOTER_SIZE) = size;
+    kh_bin_insert(c, t, size);
+    kh_stamp(c, e, (kh_word(e) & KH_LOW_MASK) | KH_F_PREV_FREE);
+}
+
+/* A corrupt list left blocks on no list: free blocks of detached lists, cached blocks of
+ * dropped cache lists (docs/heap.md, "Corrupt lists"). The heap walked cleanly, so every header
+ * is sound: rebuild every free list from the walk, every run of free and cached blocks merged
+ * into one free block (the whole front cache goes back, as kheap_flush would give it), and
+ * forget the detached state. Free bytes and used bytes do not change. O(heap). */
+static void kh_readopt(struct kh_ctl *c)
+{
+    for (unsigned fl = 0; fl < KH_FL_COUNT; fl++) {
+        c->sl_map[fl] = 0;
+        c->detached[fl] = 0;
+        for (unsigned sl = 0; sl < KH_SL_COUNT; sl++)
+            c->heads[fl][sl] = 0;
+    }
+    c->fl_map = 0;
+    for (unsigned q = 0; q < KH_QUICK_CLASSES; q++)
+        c->quick[q] = (struct kh_quick){ 0, 0 };
+    c->quick_lost = c->quick_lost_bytes = 0;
+    for (const struct kh_region *r = c->regions; r; r = r->next) {
+        uintptr_t h = kh_first(r), sentinel = kh_sentinel(r), run = 0;
+        for (;;) {
+            uint64_t word = kh_word(h) & KH_LOW_MASK;
+            if (h < sentinel && kh_is_unused(word)) {
+                if (!run)
+                    run = h;
+            } else if (run) {
+                kh_make_free(c, run, h);
+                run = 0;
+            }
+            if (h == sentinel)
+                break;
+            h += word & KH_SIZE_MASK;
+        }
+    }
+}
+
+/* Does the heap carry blocks that a corrupt list left on no list? */
+static int kh_has_orphans(const struct kh_ctl *c)
+{
+    if (c->quick_lost)
+        return 1;
+    for (unsigned fl = 0; fl < KH_FL_COUNT; fl++)
+        if (c->detached[fl])
+            return 1;
+    return 0;
+}
+
+/* One full check: regions, lists, cache, counters; content findings last. */
+static int kh_check_once(const struct kh_ctl *c)
+{
     struct kh_walk w = { 0 };
     int err;
 
-    if (c->nregions == 0)
-        return KHEAP_E_NOT_INIT;
-    if ((err = kh_walk_regions(&w)) != 0 || (err = kh_walk_lists(&w)) != 0 ||
-        (err = kh_walk_quick(&w)) != 0)
+    if ((err = kh_walk_regions(c, &w)) != 0 || (err = kh_walk_lists(c, &w)) != 0 ||
+        (err = kh_walk_quick(c, &w)) != 0)
         return err;
     if (w.total != c->total || w.used != c->used || w.free + w.quick != c->total - c->used ||
         c->peak < c->used)
         return KHEAP_E_STATS;
     return w.debug_err;                      /* structure first: content findings come last */
+}
+
+/* Called by kheap_verify (mm/kheap.asm) with the heap's lock held. A sound heap that has
+ * orphaned blocks gets them back (kh_readopt), then is checked again. */
+int kheap_check_walk(struct kh_ctl *c)
+{
+    if (c->nregions == 0)
+        return KHEAP_E_NOT_INIT;
+    int err = kh_check_once(c);
+    if (err || !kh_has_orphans(c))
+        return err;
+    kh_readopt(c);
+    return kh_check_once(c);
 }
 
 const char *kheap_strerror(int code)

@@ -1,22 +1,23 @@
 /*
- * kheap_diag.c -- kheap's diagnostics in freestanding C: kheap_walk, kheap_inspect, the leak
- * report and the re-stamping behind kheap_set_secret. The *_locked entries are called by the
- * public wrappers in mm/kheap.asm with the lock held; kheap_inspect takes no lock.
+ * kheap_diag.c -- kheap's diagnostics in freestanding C: the walk, inspect, the leak report
+ * and the re-stamping behind kheap_set_secret, each for the heap c. The *_locked entries are
+ * called by the public wrappers in mm/kheap.asm with the heap's lock held; inspect takes no
+ * lock.
  */
 #include "kheap_internal.h"
 
-int kheap_walk_locked(kheap_walk_fn fn, void *ctx) KH_HIDDEN;
-int kheap_leak_locked(kheap_leak_fn fn, void *ctx) KH_HIDDEN;
-int kheap_restamp_locked(uint64_t secret) KH_HIDDEN;
+int kheap_walk_locked(const struct kh_ctl *c, kheap_walk_fn fn, void *ctx) KH_HIDDEN;
+int kheap_leak_locked(struct kh_ctl *c, kheap_leak_fn fn, void *ctx) KH_HIDDEN;
+int kheap_restamp_locked(struct kh_ctl *c, uint64_t secret) KH_HIDDEN;
 
 /* ---- regions in address order -------------------------------------------------------------- */
 
 /* The region with the lowest start above `after` (0: the lowest), or NULL. O(regions); the
  * list is followed at most nregions steps, so a corrupt cycle cannot hang us. */
-static const struct kh_region *kh_region_after(uintptr_t after)
+static const struct kh_region *kh_region_after(const struct kh_ctl *c, uintptr_t after)
 {
-    const struct kh_region *best = NULL, *r = kheap_ctl.regions;
-    for (uint64_t n = 0; r && n < kheap_ctl.nregions; r = r->next, n++)
+    const struct kh_region *best = NULL, *r = c->regions;
+    for (uint64_t n = 0; r && n < c->nregions; r = r->next, n++)
         if (r->start > after && (!best || r->start < best->start))
             best = r;
     return best;
@@ -62,13 +63,13 @@ static int kh_walk_block(uintptr_t h, uint64_t word, void *arg)
     return w->fn(&b, w->ctx);
 }
 
-int kheap_walk_locked(kheap_walk_fn fn, void *ctx)
+int kheap_walk_locked(const struct kh_ctl *c, kheap_walk_fn fn, void *ctx)
 {
     struct kh_walk_ctx w = { fn, ctx, 0 };
-    if (kheap_ctl.nregions == 0)
+    if (c->nregions == 0)
         return KHEAP_E_NOT_INIT;
-    for (const struct kh_region *r = kh_region_after(0); r; r = kh_region_after(r->start)) {
-        int rc = kh_region_walk(r, kh_walk_block, &w);
+    for (const struct kh_region *r = kh_region_after(c, 0); r; r = kh_region_after(c, r->start)) {
+        int rc = kh_region_walk(c, r, kh_walk_block, &w);
         if (rc)
             return rc;
         w.region++;
@@ -92,15 +93,15 @@ static int kh_find_block(uintptr_t h, uint64_t word, void *arg)
     return h == f->h ? 1 : -1;      /* found, or walked past it: p is not a block's payload */
 }
 
-int kheap_inspect(const void *p, struct kheap_block_info *out)
+static int kh_inspect(const struct kh_ctl *c, const void *p, struct kheap_block_info *out)
 {
     uintptr_t h = (uintptr_t)p - KHEAP_HEADER_SIZE;
     unsigned region = 0;
     const struct kh_region *home = NULL;
 
-    if ((uintptr_t)p % KHEAP_ALIGN || kheap_ctl.nregions == 0)
+    if ((uintptr_t)p % KHEAP_ALIGN || c->nregions == 0)
         return 0;
-    for (const struct kh_region *r = kh_region_after(0); r; r = kh_region_after(r->start)) {
+    for (const struct kh_region *r = kh_region_after(c, 0); r; r = kh_region_after(c, r->start)) {
         if (h >= kh_first(r) && h < kh_sentinel(r)) {
             home = r;
             break;
@@ -108,55 +109,65 @@ int kheap_inspect(const void *p, struct kheap_block_info *out)
         region++;
     }
     struct kh_find_ctx f = { h, 0 };
-    if (!home || kh_region_walk(home, kh_find_block, &f) != 1)
+    if (!home || kh_region_walk(c, home, kh_find_block, &f) != 1)
         return 0;
     kh_describe(h, f.word, region, out);
     return 1;
 }
 
+int kheap_inspect(const void *p, struct kheap_block_info *out)
+{
+    return kh_inspect(kheap_default_heap, p, out);
+}
+
+int kheap_inspect_in(kheap_t *h, const void *p, struct kheap_block_info *out)
+{
+    return kh_is_heap(h) ? kh_inspect((const struct kh_ctl *)h, p, out) : 0;
+}
+
 /* ---- leak report --------------------------------------------------------------------------- */
 
-struct kh_site {
-    void  *site;
-    size_t blocks, bytes;
+/* The scratch table lives in the heap's control block (under its lock: one table per heap,
+ * no stack-hungry array in a kernel). */
+struct kh_leak_ctx {
+    struct kh_ctl *c;
 };
 
-/* Under the lock, so one static table serves every call (no stack-hungry array in a kernel). */
-static struct kh_site kh_sites[KHEAP_LEAK_SITES + 1];
-static unsigned       kh_nsites;
-
-static int kh_leak_block(const struct kheap_block_info *b, void *ctx)
+static int kh_leak_block(const struct kheap_block_info *b, void *arg)
 {
-    (void)ctx;
+    struct kh_ctl *c = ((struct kh_leak_ctx *)arg)->c;
+    struct kh_site *sites = c->sites;
     if (!b->used)
         return 0;
     unsigned i = 0;
-    while (i < kh_nsites && kh_sites[i].site != b->site)
+    while (i < c->nsites && sites[i].site != b->site)
         i++;
-    if (i == kh_nsites) {
-        if (kh_nsites == KHEAP_LEAK_SITES) {        /* full: count it among the others */
+    if (i == c->nsites) {
+        if (c->nsites == KHEAP_LEAK_SITES) {        /* full: count it among the others */
             i = KHEAP_LEAK_SITES;
-            kh_sites[i].site = KHEAP_LEAK_OTHER;
+            sites[i].site = KHEAP_LEAK_OTHER;
         } else {
-            kh_sites[kh_nsites++] = (struct kh_site){ b->site, 0, 0 };
+            sites[c->nsites++] = (struct kh_site){ b->site, 0, 0 };
         }
     }
-    kh_sites[i].blocks++;
-    kh_sites[i].bytes += b->size;
+    sites[i].blocks++;
+    sites[i].bytes += b->size;
     return 0;
 }
 
-int kheap_leak_locked(kheap_leak_fn fn, void *ctx)
+int kheap_leak_locked(struct kh_ctl *c, kheap_leak_fn fn, void *ctx)
 {
-    kh_nsites = 0;
-    kh_sites[KHEAP_LEAK_SITES] = (struct kh_site){ KHEAP_LEAK_OTHER, 0, 0 };
-    int rc = kheap_walk_locked(kh_leak_block, NULL);
+    struct kh_leak_ctx l = { c };
+    struct kh_site *sites = c->sites;
+    c->nsites = 0;
+    sites[KHEAP_LEAK_SITES] = (struct kh_site){ KHEAP_LEAK_OTHER, 0, 0 };
+    int rc = kheap_walk_locked(c, kh_leak_block, &l);
     if (rc)
         return rc;
-    unsigned groups = kh_nsites + (kh_sites[KHEAP_LEAK_SITES].blocks != 0);
+    unsigned groups = c->nsites + (sites[KHEAP_LEAK_SITES].blocks != 0);
     for (unsigned i = 0; i <= KHEAP_LEAK_SITES; i++)
-        if (i < kh_nsites || (i == KHEAP_LEAK_SITES && kh_sites[i].blocks))
-            fn(kh_sites[i].site, kh_sites[i].blocks, kh_sites[i].bytes, ctx);
+        if (i < c->nsites || (i == KHEAP_LEAK_SITES && sites[i].blocks))
+            fn(sites[i].site, sites[i].blocks, sites[i].bytes, ctx);
     return (int)groups;
 }
 
@@ -164,15 +175,15 @@ int kheap_leak_locked(kheap_leak_fn fn, void *ctx)
 
 /* Does every front-cache list walk cleanly (the checks of kheap_check's list walk, without
  * the counting)? Bounded by KHEAP_QUICK_DEPTH per list. */
-static int kh_quick_lists_ok(void)
+static int kh_quick_lists_ok(const struct kh_ctl *c)
 {
     for (unsigned q = 0; q < KH_QUICK_CLASSES; q++) {
-        uint64_t size = KHEAP_MIN_BLOCK + (uint64_t)q * KHEAP_ALIGN, n = kheap_ctl.quick[q].count;
-        uintptr_t b = kheap_ctl.quick[q].head;
+        uint64_t size = KHEAP_MIN_BLOCK + (uint64_t)q * KHEAP_ALIGN, n = c->quick[q].count;
+        uintptr_t b = c->quick[q].head;
         if (n > KHEAP_QUICK_DEPTH)
             return 0;
-        for (uint64_t i = 0; i < n; i++, b = kh_link(b, KH_QUICK_LINK))
-            if (!kh_hdr_addr(b) || !kh_valid(b) ||
+        for (uint64_t i = 0; i < n; i++, b = kh_link(c, b, KH_QUICK_LINK))
+            if (!kh_hdr_addr(c, b) || !kh_valid(c, b) ||
                 (kh_word(b) & (KH_LOW_MASK & ~(uint64_t)KH_F_PREV_FREE)) != (size | KH_F_QUICK))
                 return 0;
         if (b != 0)
@@ -182,49 +193,49 @@ static int kh_quick_lists_ok(void)
 }
 
 /* Write h's header word again, with check bits under the current secret. */
-static void kh_restamp(uintptr_t h)
+static void kh_restamp(const struct kh_ctl *c, uintptr_t h)
 {
     uint64_t word = kh_word(h) & KH_LOW_MASK;
-    *(volatile uint64_t *)h = kh_hash(h, word) | word;
+    *(volatile uint64_t *)h = kh_hash(c, h, word) | word;
 }
 
-int kheap_restamp_locked(uint64_t secret)
+int kheap_restamp_locked(struct kh_ctl *c, uint64_t secret)
 {
     const struct kh_region *r;
-    if (kheap_ctl.nregions == 0)
+    if (c->nregions == 0)
         return KHEAP_E_NOT_INIT;
     /* 1. every region and every front-cache list must walk cleanly under the old secret:
      * nothing is written before */
-    for (r = kh_region_after(0); r; r = kh_region_after(r->start))
-        if (kh_region_walk(r, NULL, NULL))
+    for (r = kh_region_after(c, 0); r; r = kh_region_after(c, r->start))
+        if (kh_region_walk(c, r, NULL, NULL))
             return KHEAP_E_CORRUPT;
-    if (!kh_quick_lists_ok())
+    if (!kh_quick_lists_ok(c))
         return KHEAP_E_CORRUPT;
     /* 2. every cached block's link re-encoded under the new key (link = next ^ key ^ h: xor
      * with old key ^ new key), then the new secret; free blocks' links in step 3 */
-    uint64_t rekey = kheap_ctl.quick_key ^ kh_quick_key(secret);
+    uint64_t rekey = c->link_key ^ kh_link_key(secret);
     for (unsigned q = 0; q < KH_QUICK_CLASSES; q++) {
-        uintptr_t b = kheap_ctl.quick[q].head;
-        for (uint64_t i = 0; i < kheap_ctl.quick[q].count; i++) {
-            uintptr_t next = kh_link(b, KH_QUICK_LINK);
+        uintptr_t b = c->quick[q].head;
+        for (uint64_t i = 0; i < c->quick[q].count; i++) {
+            uintptr_t next = kh_link(c, b, KH_QUICK_LINK);
             *(volatile uint64_t *)(b + KH_QUICK_LINK) ^= rekey;
             b = next;
         }
     }
-    kheap_ctl.quick_key ^= rekey;
+    c->link_key ^= rekey;
     /* 3. every header (cached ones too) and the sentinel stamped again (sizes, read from the
      * low bits, lead from one header to the next as in step 1) */
-    kheap_ctl.secret = secret;
-    for (r = kh_region_after(0); r; r = kh_region_after(r->start)) {
+    c->secret = secret;
+    for (r = kh_region_after(c, 0); r; r = kh_region_after(c, r->start)) {
         uintptr_t h = kh_first(r), sentinel = kh_sentinel(r);
         for (; h < sentinel; h += kh_word(h) & KH_SIZE_MASK) {
             if (kh_word(h) & KH_F_FREE) {    /* both list links, as the cache links above */
                 *(volatile uint64_t *)(h + KH_FREE_NEXT) ^= rekey;
                 *(volatile uint64_t *)(h + KH_FREE_PREV) ^= rekey;
             }
-            kh_restamp(h);
+            kh_restamp(c, h);
         }
-        kh_restamp(sentinel);
+        kh_restamp(c, sentinel);
     }
     return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * kheap_internal.h -- block helpers shared by kheap's C files (kheap_check.c, kheap_diag.c):
- * the C reading of the header word and its check bits, and a block-by-block region walker.
- * The NASM side has its own reading (kheap_block.inc); both follow kheap_layout.h.
+ * the C reading of the header word and its check bits, and a block-by-block region walker,
+ * each for the heap c. The NASM side has its own reading (kheap_block.inc); both follow
+ * kheap_layout.h.
  */
 #ifndef KHEAP_INTERNAL_H
 #define KHEAP_INTERNAL_H
@@ -16,34 +17,41 @@
 
 #define KH_HIDDEN __attribute__((visibility("hidden")))
 
-extern struct kh_ctl kheap_ctl KH_HIDDEN;
+/* The heap behind kmalloc & co. (mm/kheap.asm): a heap, or the empty control block. */
+extern struct kh_ctl *kheap_default_heap KH_HIDDEN;
+
+/* Is h a heap of kheap_create (its magic)? */
+static inline int kh_is_heap(const void *h)
+{
+    return h && ((const struct kh_ctl *)h)->magic == ((uintptr_t)h ^ KH_HEAP_MAGIC);
+}
 
 static inline uint64_t kh_word(uintptr_t h) { return *(const volatile uint64_t *)h; }
 
 /* The check bits a header word must carry at address h (see kheap_layout.h). */
-static inline uint64_t kh_hash(uintptr_t h, uint64_t word)
+static inline uint64_t kh_hash(const struct kh_ctl *c, uintptr_t h, uint64_t word)
 {
     uint64_t x = (uint64_t)h * KH_HASH_KA;
     x ^= word & KH_LOW_MASK;
-    x ^= kheap_ctl.secret;
+    x ^= c->secret;
     x *= KH_HASH_K2;
     return (x >> KH_CHECK_SHIFT) << KH_CHECK_SHIFT;
 }
 
 /* Does h hold a header word with the right check bits and no reserved flags? */
-static inline int kh_valid(uintptr_t h)
+static inline int kh_valid(const struct kh_ctl *c, uintptr_t h)
 {
     uint64_t w = kh_word(h);
-    return (w & ~(uint64_t)KH_LOW_MASK) == kh_hash(h, w) && (w & KH_F_RESERVED) == 0;
+    return (w & ~(uint64_t)KH_LOW_MASK) == kh_hash(c, h, w) && (w & KH_F_RESERVED) == 0;
 }
 
 /* Is header word w (check bits stripped or not) free to its user: free or cached? */
 static inline int kh_is_unused(uint64_t w) { return (w & (KH_F_FREE | KH_F_QUICK)) != 0; }
 
-/* The front-cache link key for a secret: (secret ^ K) * K1 folded (low ^ high half of the
- * 128-bit product), so that a leaked key does not give the secret away. kheap.asm's QUICK_KEY
+/* The link key for a secret: (secret ^ K) * K1 folded (low ^ high half of the 128-bit
+ * product), so that a leaked key does not give the secret away. kheap.asm's heap_create_at
  * computes the same. */
-static inline uint64_t kh_quick_key(uint64_t secret)
+static inline uint64_t kh_link_key(uint64_t secret)
 {
     unsigned __int128 m = (unsigned __int128)(secret ^ KH_QUICK_KEY_K) * KH_HASH_K1;
     return (uint64_t)m ^ (uint64_t)(m >> 64);
@@ -51,9 +59,9 @@ static inline uint64_t kh_quick_key(uint64_t secret)
 
 /* Block h's link at `field` decoded: a block's H or 0. Free blocks: KH_FREE_NEXT, KH_FREE_PREV;
  * cached blocks: KH_QUICK_LINK (kheap_layout.h: one key for both kinds of link). */
-static inline uintptr_t kh_link(uintptr_t h, unsigned field)
+static inline uintptr_t kh_link(const struct kh_ctl *c, uintptr_t h, unsigned field)
 {
-    return *(const volatile uint64_t *)(h + field) ^ kheap_ctl.quick_key ^ h;
+    return *(const volatile uint64_t *)(h + field) ^ c->link_key ^ h;
 }
 
 /* The flat list index fl * KH_SL_COUNT + sl of a free block of `size` bytes (TLSF mapping). */
@@ -67,15 +75,15 @@ static inline unsigned kh_class_of(uint64_t size)
 }
 
 /* Was list `idx` (flat index) detached for a bad link? */
-static inline int kh_detached(unsigned idx)
+static inline int kh_detached(const struct kh_ctl *c, unsigned idx)
 {
-    return (kheap_ctl.detached[idx / KH_SL_COUNT] >> (idx % KH_SL_COUNT)) & 1;
+    return (c->detached[idx / KH_SL_COUNT] >> (idx % KH_SL_COUNT)) & 1;
 }
 
 /* Could h be a block header: inside the heap's bounds and 8 mod 16? */
-static inline int kh_hdr_addr(uintptr_t h)
+static inline int kh_hdr_addr(const struct kh_ctl *c, uintptr_t h)
 {
-    return h >= kheap_ctl.min_addr && h < kheap_ctl.max_addr && h % KHEAP_ALIGN == 8;
+    return h >= c->min_addr && h < c->max_addr && h % KHEAP_ALIGN == 8;
 }
 
 static inline uintptr_t kh_first(const struct kh_region *r) { return r->start + KH_RGN_SIZE; }
@@ -88,11 +96,12 @@ typedef int (*kh_block_fn)(uintptr_t h, uint64_t word, void *ctx);
 /* Walk region r block by block up to its sentinel, calling fn (may be NULL) for each block.
  * 0 when the walk reached a valid sentinel, fn's non-zero value, or KHEAP_E_CORRUPT at the
  * first header that is invalid or whose size leaves the region. Reads only inside r. */
-static inline int kh_region_walk(const struct kh_region *r, kh_block_fn fn, void *ctx)
+static inline int kh_region_walk(const struct kh_ctl *c, const struct kh_region *r,
+                                 kh_block_fn fn, void *ctx)
 {
     uintptr_t h = kh_first(r), sentinel = kh_sentinel(r);
     for (;;) {
-        if (h > sentinel || !kh_valid(h))
+        if (h > sentinel || !kh_valid(c, h))
             return KHEAP_E_CORRUPT;
         uint64_t word = kh_word(h) & KH_LOW_MASK, size = word & KH_SIZE_MASK;
         if (h == sentinel)

@@ -1,13 +1,23 @@
 /*
  * kheap_layout.h -- kheap's internal layout: block header bits, free-block links, region
- * descriptor, size classes and the control block. The one source of truth for mm/kheap.asm (the
- * Makefile turns every `#define NAME value` line here and in kheap.h into kheap_layout.inc) and
- * for the C checker mm/kheap_check.c. Values must stay plain integer expressions NASM understands.
+ * descriptor, size classes and the control block. Not for users (kheap.h is their contract);
+ * the one source of truth for mm/kheap.asm and the C files of mm/. The Makefile turns every
+ * `#define KH... value` line here and in kheap.h into build/mm/kheap_layout.inc (values stay
+ * plain integer expressions NASM understands) and the structures at the end, through
+ * mm/kheap_offsets.c, into build/mm/kheap_offsets.inc. docs/heap.md explains the design.
  */
 #ifndef KHEAP_LAYOUT_H
 #define KHEAP_LAYOUT_H
 
 #include "kheap.h"
+#include "kheap_diag.h"
+
+/* Segregated-fit classes: 2^KHEAP_SL_LOG2 second-level lists per power of two (TLSF). */
+#define KHEAP_SL_LOG2          4
+/* Blocks below 2^KHEAP_FL_SHIFT bytes are classed linearly in steps of KHEAP_ALIGN. */
+#define KHEAP_FL_SHIFT         8
+/* Largest block: below 2^KHEAP_MAX_LOG2 bytes (256 TiB); a longer region is used up to that. */
+#define KHEAP_MAX_LOG2         48
 
 /* ---------------------------------------------------------------------------------------------
  * Blocks. A block starts with its header word at H, H = 8 (mod 16), payload at H + 8, and ends
@@ -51,15 +61,12 @@
 #define KH_HASH_K1           0x9E3779B97F4A7C15
 #define KH_HASH_K2           0xBF58476D1CE4E5B9
 
-/* Cached-block field, as an offset from H, and the front-cache lists: the list of block size S
- * is entry (S - KHEAP_MIN_BLOCK) / 16, i.e. at byte KH_CTL_QUICK + S - KHEAP_MIN_BLOCK of the
- * control block (entries are KHEAP_ALIGN bytes: the size indexes them directly). */
+/* Cached-block fields, as offsets from H. The front-cache list of block size S is
+ * quick[(S - KHEAP_MIN_BLOCK) / 16] of the control block, i.e. at byte KH_CTL_QUICK + S -
+ * KHEAP_MIN_BLOCK (entries are KHEAP_ALIGN bytes: the size indexes them directly). */
 #define KH_QUICK_LINK        8     /* encoded link to the next cached block of this size */
 #define KH_QUICK_BODY        16    /* KHEAP_DEBUG: the poison of a cached block starts here */
 #define KH_QUICK_CLASSES     ((KHEAP_QUICK_MAX - KHEAP_MIN_BLOCK) / KHEAP_ALIGN + 1)
-#define KH_QUICK_HEAD        0     /* in an entry: first cached block (H), 0 if none */
-#define KH_QUICK_COUNT       8     /* in an entry: blocks on the list, <= KHEAP_QUICK_DEPTH */
-#define KH_QUICK_ENTRY       16
 #define KH_QUICK_KEY_K       0xD6E8FEB86659FD93   /* quick_key = fold((secret ^ K) * K1) */
 
 /* Free-block fields, as offsets from H. Both links are stored encoded ("safe-linking"), like
@@ -113,10 +120,7 @@
  *   [next|start|end][ first block ... blocks ... last block ][sentinel]
  *   A               A+24                                      E-8      E
  * ------------------------------------------------------------------------------------------- */
-#define KH_RGN_NEXT          0     /* next region descriptor, or 0 */
-#define KH_RGN_START         8     /* A */
-#define KH_RGN_END           16    /* E */
-#define KH_RGN_SIZE          24    /* descriptor bytes; the first header is at A + KH_RGN_SIZE */
+#define KH_RGN_SIZE          24    /* descriptor bytes (struct kh_region); first header at A + 24 */
 #define KH_SENTINEL_SIZE     8     /* the end sentinel header */
 /* log2(KHEAP_ALIGN), for the header-address check (HDR_ADDR_OK in kheap_block.inc). */
 #define KH_ALIGN_LOG2        4
@@ -148,157 +152,76 @@
 #define KH_PPM               1000000
 
 /* ---------------------------------------------------------------------------------------------
- * Control block (one global heap, kheap_ctl in the module's .bss). Offsets in bytes.
+ * The control block of a heap: the first KHEAP_CTL_SIZE bytes of kheap_create's memory (64-byte
+ * aligned); kheap_t * points at it. Hot fields first (every call touches them), then the
+ * front cache, then the TLSF bitmaps and list heads. NASM reads these structures through
+ * build/mm/kheap_offsets.inc, generated from them by mm/kheap_offsets.c (KH_CTL_*, KH_RGN_*,
+ * KH_ST_*, ...): no offset is written twice.
  * ------------------------------------------------------------------------------------------- */
-#define KH_CTL_SECRET        0     /* per-heap secret mixed into check bits (set by kheap_init) */
-#define KH_CTL_MIN           8     /* lowest region start (all ones while there is none) */
-#define KH_CTL_MAX           16    /* highest region end (0 while there is none) */
-#define KH_CTL_REGIONS       24    /* first region descriptor */
-#define KH_CTL_NREGIONS      32    /* number of regions; 0 = not initialised */
-#define KH_CTL_CALLER        40    /* return address of the public call in progress */
-#define KH_CTL_ERR_FN        48    /* error handler, 0 = default (count only) */
-#define KH_CTL_LOCK_ACQ      56
-#define KH_CTL_LOCK_REL      64
-#define KH_CTL_LOCK_CTX      72
-#define KH_CTL_TOTAL         80    /* bytes in blocks (used + free) */
-#define KH_CTL_USED          88    /* bytes in used blocks; free bytes are total - used */
-#define KH_CTL_PEAK          96
-#define KH_CTL_ALLOCS        104
-#define KH_CTL_FREES         112
-#define KH_CTL_FAILED        120
-#define KH_CTL_ERRORS        128
-#define KH_CTL_FL_MAP        136   /* bit fl set iff sl_map[fl] != 0 */
-#define KH_CTL_SL_MAP        144   /* uint32_t[KH_FL_COUNT]: bit sl set iff heads[fl][sl] != 0 */
-#define KH_CTL_HEADS         (KH_CTL_SL_MAP + ((KH_FL_COUNT * 4 + 7) / 8) * 8)
-#define KH_CTL_GROW          (KH_CTL_HEADS + KH_FL_COUNT * KH_SL_COUNT * 8)  /* grow hook or 0 */
-#define KH_CTL_FAIL_AFTER    (KH_CTL_GROW + 8)    /* kheap_fail_after(n) stores n + 1; 0 = off */
-#define KH_CTL_FAIL_PPM      (KH_CTL_GROW + 16)   /* kheap_fail_rate: failures per 10^6; 0 = off */
-#define KH_CTL_FAIL_RNG      (KH_CTL_GROW + 24)   /* its PRNG state (splitmix64) */
-#define KH_CTL_SPAN16        (KH_CTL_GROW + 32)   /* (max - min) >> 4: header-address check */
-#define KH_CTL_QUICK_KEY     (KH_CTL_GROW + 40)   /* front-cache link key (from the secret) */
-#define KH_CTL_QUICK         (KH_CTL_GROW + 48)   /* KH_QUICK_CLASSES entries: head, count */
-/* The key of every encoded link, front-cache and free-list (see KH_FREE_NEXT). */
-#define KH_CTL_LINK_KEY      KH_CTL_QUICK_KEY
-/* uint32_t[KH_FL_COUNT]: bit sl of word fl set once list (fl, sl) was detached for a bad link
- * (its blocks leaked, see kheap.h "Corrupt free lists"); cleared only by kheap_init. */
-#define KH_CTL_DETACHED      (KH_CTL_QUICK + KH_QUICK_CLASSES * KH_QUICK_ENTRY)
-/* Front-cache blocks left behind by dropped lists (quick_drop): how many, how many bytes. They
- * stay cached (free to their user, never handed out, in free_bytes); kheap_check counts them. */
-#define KH_CTL_QUICK_LOST    (KH_CTL_DETACHED + ((KH_FL_COUNT * 4 + 7) / 8) * 8)
-#define KH_CTL_QUICK_LOST_BYTES (KH_CTL_QUICK_LOST + 8)
-#define KH_CTL_BYTES         (KH_CTL_QUICK_LOST + 16)
+/* magic = (uintptr_t)h ^ KH_HEAP_MAGIC: what tells a heap from any other pointer. */
+#define KH_HEAP_MAGIC        0x6B686561705F6374   /* "kheap_ct" */
+#define KH_LEAK_SLOTS        (KHEAP_LEAK_SITES + 1)  /* the leak report's sites, "other" last */
 
-/* struct kheap_stats (kheap.h) field offsets, for kheap_get_stats in NASM. */
-#define KH_ST_TOTAL          0
-#define KH_ST_USED           8
-#define KH_ST_FREE           16
-#define KH_ST_LARGEST        24
-#define KH_ST_PEAK           32
-#define KH_ST_ALLOCS         40
-#define KH_ST_FREES          48
-#define KH_ST_FAILED         56
-#define KH_ST_ERRORS         64
-#define KH_ST_REGIONS        72
-#define KH_ST_FRAG           76
-
-/* ---------------------------------------------------------------------------------------------
- * C view of the same layout (mm/kheap_check.c). NASM never sees this part: the Makefile only
- * extracts #define lines.
- * ------------------------------------------------------------------------------------------- */
 #ifndef __ASSEMBLER__
 struct kh_region {
-    struct kh_region *next;
-    uintptr_t         start, end;
+    struct kh_region *next;          /* next region descriptor, or NULL */
+    uintptr_t         start, end;    /* A (the descriptor's own address) and E */
 };
 
 struct kh_quick {
     uintptr_t         head;          /* first cached block (H), 0 if none */
-    uint64_t          count;         /* blocks on the list */
+    uint64_t          count;         /* blocks on the list, <= KHEAP_QUICK_DEPTH */
+};
+
+struct kh_site {                     /* one line of the leak report (scratch, under the lock) */
+    void             *site;
+    size_t            blocks, bytes;
 };
 
 struct kh_ctl {
-    uint64_t          secret;
-    uintptr_t         min_addr, max_addr;
-    struct kh_region *regions;
-    uint64_t          nregions;
-    void             *caller;
-    kheap_error_fn    err_fn;
-    void            (*lock_acquire)(void *);
-    void            (*lock_release)(void *);
-    void             *lock_ctx;
-    uint64_t          total, used, peak, allocs, frees, failed, errors;
-    uint64_t          fl_map;
-    uint32_t          sl_map[KH_FL_COUNT];
+    uint64_t          magic;         /* this ^ KH_HEAP_MAGIC; 0 once the heap is unmade */
+    uint64_t          secret;        /* mixed into every header's check bits */
+    uint64_t          link_key;      /* key of every encoded link (from the secret) */
+    uintptr_t         min_addr;      /* lowest region start (all ones while there is none) */
+    uintptr_t         max_addr;      /* highest region end (0 while there is none) */
+    uint64_t          span16;        /* (max - min) >> 4: the header-address check */
+    void             *caller;        /* return address of the public call in progress */
+    struct kheap_hooks hooks;
+    uint64_t          used;          /* bytes in used blocks; free bytes are total - used */
+    uint64_t          peak, allocs, frees;
+    uint64_t          fail_after;    /* kheap_fail_after(n) stores n + 1; 0 = off */
+    uint64_t          fail_ppm;      /* kheap_fail_rate: failures per 10^6; 0 = off */
+    uint64_t          fail_rng;      /* its PRNG state (splitmix64) */
+    uint64_t          total;         /* bytes in blocks (used + free) */
+    uint64_t          failed, errors;
+    struct kh_region *regions;       /* region descriptors, newest first */
+    uint64_t          nregions;      /* 0: not initialised (the empty default heap) */
+    struct kh_quick   quick[KH_QUICK_CLASSES];   /* the front cache, by block size */
+    uint64_t          fl_map;        /* bit fl set iff sl_map[fl] != 0 */
+    uint32_t          sl_map[KH_FL_COUNT];       /* bit sl set iff heads[fl][sl] != 0 */
     uintptr_t         heads[KH_FL_COUNT][KH_SL_COUNT];
-    kheap_grow_fn     grow;
-    uint64_t          fail_after, fail_ppm, fail_rng;
-    uint64_t          span16;
-    uint64_t          quick_key;
-    struct kh_quick   quick[KH_QUICK_CLASSES];
+    /* bit sl of word fl: list (fl, sl) was detached for a bad link (its blocks left on no
+     * list, see docs/heap.md "Corrupt lists"); cleared when kheap_verify re-adopts them */
     uint32_t          detached[KH_FL_COUNT];
-    uint64_t          quick_lost, quick_lost_bytes;
+    uint64_t          quick_lost;    /* cached blocks of dropped cache lists: how many, */
+    uint64_t          quick_lost_bytes;          /* how many bytes (kheap_verify counts them) */
+    struct kh_site    sites[KH_LEAK_SLOTS];      /* leak report scratch */
+    unsigned          nsites;
 };
 
-#define KH_ASSERT_OFF(type, field, off) \
-    _Static_assert(offsetof(type, field) == (off), #type "." #field " != " #off)
-KH_ASSERT_OFF(struct kh_region, next, KH_RGN_NEXT);
-KH_ASSERT_OFF(struct kh_region, start, KH_RGN_START);
-KH_ASSERT_OFF(struct kh_region, end, KH_RGN_END);
 _Static_assert(sizeof(struct kh_region) == KH_RGN_SIZE, "region descriptor size");
 _Static_assert((KH_RGN_SIZE + KHEAP_HEADER_SIZE) % KHEAP_ALIGN == 0, "first payload aligned");
-KH_ASSERT_OFF(struct kh_ctl, secret, KH_CTL_SECRET);
-KH_ASSERT_OFF(struct kh_ctl, min_addr, KH_CTL_MIN);
-KH_ASSERT_OFF(struct kh_ctl, max_addr, KH_CTL_MAX);
-KH_ASSERT_OFF(struct kh_ctl, regions, KH_CTL_REGIONS);
-KH_ASSERT_OFF(struct kh_ctl, nregions, KH_CTL_NREGIONS);
-KH_ASSERT_OFF(struct kh_ctl, caller, KH_CTL_CALLER);
-KH_ASSERT_OFF(struct kh_ctl, err_fn, KH_CTL_ERR_FN);
-KH_ASSERT_OFF(struct kh_ctl, lock_acquire, KH_CTL_LOCK_ACQ);
-KH_ASSERT_OFF(struct kh_ctl, lock_release, KH_CTL_LOCK_REL);
-KH_ASSERT_OFF(struct kh_ctl, lock_ctx, KH_CTL_LOCK_CTX);
-KH_ASSERT_OFF(struct kh_ctl, total, KH_CTL_TOTAL);
-KH_ASSERT_OFF(struct kh_ctl, used, KH_CTL_USED);
-KH_ASSERT_OFF(struct kh_ctl, peak, KH_CTL_PEAK);
-KH_ASSERT_OFF(struct kh_ctl, allocs, KH_CTL_ALLOCS);
-KH_ASSERT_OFF(struct kh_ctl, frees, KH_CTL_FREES);
-KH_ASSERT_OFF(struct kh_ctl, failed, KH_CTL_FAILED);
-KH_ASSERT_OFF(struct kh_ctl, errors, KH_CTL_ERRORS);
-KH_ASSERT_OFF(struct kh_ctl, fl_map, KH_CTL_FL_MAP);
-KH_ASSERT_OFF(struct kh_ctl, sl_map, KH_CTL_SL_MAP);
-KH_ASSERT_OFF(struct kh_ctl, heads, KH_CTL_HEADS);
-KH_ASSERT_OFF(struct kh_ctl, grow, KH_CTL_GROW);
-KH_ASSERT_OFF(struct kh_ctl, fail_after, KH_CTL_FAIL_AFTER);
-KH_ASSERT_OFF(struct kh_ctl, fail_ppm, KH_CTL_FAIL_PPM);
-KH_ASSERT_OFF(struct kh_ctl, fail_rng, KH_CTL_FAIL_RNG);
-KH_ASSERT_OFF(struct kh_ctl, span16, KH_CTL_SPAN16);
-KH_ASSERT_OFF(struct kh_ctl, quick_key, KH_CTL_QUICK_KEY);
-KH_ASSERT_OFF(struct kh_ctl, quick, KH_CTL_QUICK);
-KH_ASSERT_OFF(struct kh_ctl, quick_key, KH_CTL_LINK_KEY);
-KH_ASSERT_OFF(struct kh_ctl, detached, KH_CTL_DETACHED);
-KH_ASSERT_OFF(struct kh_ctl, quick_lost, KH_CTL_QUICK_LOST);
-KH_ASSERT_OFF(struct kh_ctl, quick_lost_bytes, KH_CTL_QUICK_LOST_BYTES);
-KH_ASSERT_OFF(struct kh_quick, head, KH_QUICK_HEAD);
-KH_ASSERT_OFF(struct kh_quick, count, KH_QUICK_COUNT);
-_Static_assert(sizeof(struct kh_quick) == KH_QUICK_ENTRY && KH_QUICK_ENTRY == KHEAP_ALIGN,
+_Static_assert(sizeof(struct kh_ctl) <= KHEAP_CTL_SIZE, "the control block fits KHEAP_CTL_SIZE");
+_Static_assert(KHEAP_CTL_SIZE % 64 == 0, "regions after the control block stay aligned");
+_Static_assert(sizeof(struct kh_quick) == KHEAP_ALIGN,
                "a cache entry per 16-byte size: the block size indexes the entries");
 _Static_assert(KHEAP_QUICK_MAX % KHEAP_ALIGN == 0 && KHEAP_QUICK_MAX >= KHEAP_MIN_BLOCK,
                "KHEAP_QUICK_MAX: a block size");
-_Static_assert(KHEAP_QUICK_DEPTH >= 0, "KHEAP_QUICK_DEPTH: 0 (no cache) or more");
+_Static_assert(KHEAP_QUICK_DEPTH >= 0 && KHEAP_QUICK_DEPTH < 0x7FFFFFFF,
+               "KHEAP_QUICK_DEPTH: 0 (no cache) or more, an imm32");
 _Static_assert(KH_QUICK_LINK == KHEAP_HEADER_SIZE && KH_QUICK_BODY == KH_QUICK_LINK + 8,
                "the link is the first payload word, the debug poison follows it");
 _Static_assert(1 << KH_ALIGN_LOG2 == KHEAP_ALIGN, "align log2");
-_Static_assert(sizeof(struct kh_ctl) == KH_CTL_BYTES, "control block size");
-KH_ASSERT_OFF(struct kheap_stats, total_bytes, KH_ST_TOTAL);
-KH_ASSERT_OFF(struct kheap_stats, used_bytes, KH_ST_USED);
-KH_ASSERT_OFF(struct kheap_stats, free_bytes, KH_ST_FREE);
-KH_ASSERT_OFF(struct kheap_stats, largest_free, KH_ST_LARGEST);
-KH_ASSERT_OFF(struct kheap_stats, peak_used, KH_ST_PEAK);
-KH_ASSERT_OFF(struct kheap_stats, allocs, KH_ST_ALLOCS);
-KH_ASSERT_OFF(struct kheap_stats, frees, KH_ST_FREES);
-KH_ASSERT_OFF(struct kheap_stats, failed_allocs, KH_ST_FAILED);
-KH_ASSERT_OFF(struct kheap_stats, errors, KH_ST_ERRORS);
-KH_ASSERT_OFF(struct kheap_stats, regions, KH_ST_REGIONS);
-KH_ASSERT_OFF(struct kheap_stats, fragmentation_ppm, KH_ST_FRAG);
 _Static_assert(KH_SIZE_MASK == (((1ull << KHEAP_MAX_LOG2) - 1) & ~(uint64_t)KH_FLAG_MASK),
                "size mask covers bits 4..KHEAP_MAX_LOG2-1");
 _Static_assert(KH_LOW_MASK == (1ull << KH_CHECK_SHIFT) - 1, "check bits above the size");

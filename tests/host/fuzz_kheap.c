@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "mm/kheap.h"
+#include "mm/kheap_diag.h"
 #include "mm/kheap_layout.h"    /* header bits and check hash, canary and trailer layout */
 
 #ifndef KHEAP_DEBUG
@@ -570,13 +571,14 @@ static void op_free_wild(void)
     case 1:                                     /* the stack */
         misuse(get8(), stack_var, KHEAP_E_BAD_PTR);
         break;
-    default: {                                  /* the gap between the regions: 0x0C bytes */
+    default: {                /* the gap between the regions (0x0C bytes): in no region */
         size_t j = ((size_t)get8() << 3 | (w >> 5)) % ((REGION1_OFF - GAP_OFF) / KHEAP_ALIGN);
         uint8_t *x = arena + GAP_OFF + j * KHEAP_ALIGN;
         int forged = j > 0 && (w & 0x10);      /* j = 0: region 0's end sentinel precedes x */
         if (forged)                             /* a header one bit off, as in op_free_interior */
             forge(x - KHEAP_HEADER_SIZE, KHEAP_MIN_BLOCK + (size_t)get8() * KHEAP_ALIGN, get16());
-        misuse(get8(), x, KHEAP_E_BAD_HEADER);
+        misuse(get8(), x, j == 0 ? KHEAP_E_BAD_HEADER : KHEAP_E_BAD_PTR);  /* j = 0: x - 8 is
+                                                          the sentinel, in region 0 */
         if (forged)
             memset(x - KHEAP_HEADER_SIZE, NEVER_A_HEADER, KHEAP_HEADER_SIZE);
         break;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mm/kheap.h"
+#include "mm/kheap_diag.h"
 #include "mm/kheap_layout.h"
 #include "tap.h"
 
@@ -22,7 +23,10 @@
  * bytes satisfies is S - META. */
 #define META (KHEAP_HEADER_SIZE + (DEBUG_BUILD ? KHEAP_DEBUG_EXTRA : 0))
 
-extern struct kh_ctl kheap_ctl;   /* white-box access for the corruption tests */
+/* White-box access to the default heap's control block, for the corruption tests. */
+#define kheap_ctl (*(struct kh_ctl *)kheap_default())
+/* Bytes of the first region kheap_init keeps for the control block (total_bytes excludes it). */
+#define INIT_OVERHEAD (KHEAP_CTL_SIZE + KH_RGN_SIZE + KH_SENTINEL_SIZE)
 
 /* ---- the real caller: trampolines whose return address is a known label ------------------ */
 #define TRAMPOLINE(name, fn)                                                                \

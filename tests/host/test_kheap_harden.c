@@ -107,7 +107,8 @@ static void test_walk(void)
     for (int i = 0; i < 3 && i < w.n; i++) {
         TAP_CHECK_EQ(w.b[i].region, i);
         TAP_CHECK_EQ(w.b[i].used, 0);
-        TAP_CHECK_EQ(w.b[i].size, 32 * 1024 - KH_RGN_SIZE - KH_SENTINEL_SIZE);
+        TAP_CHECK_EQ(w.b[i].size, i == 1 ? 32 * 1024 - INIT_OVERHEAD   /* the control block's */
+                                          : 32 * 1024 - KH_RGN_SIZE - KH_SENTINEL_SIZE);
         TAP_CHECK_EQ(w.b[i].requested, 0);
         TAP_CHECK(w.b[i].site == NULL);
     }
@@ -523,7 +524,7 @@ static void test_grow_merge(void)
     TAP_CHECK(p >= arena2 - KH_SENTINEL_SIZE && p < arena2 + 32 * 1024);
     struct kheap_stats s = stats();
     TAP_CHECK_EQ(s.regions, 1);
-    TAP_CHECK_EQ(s.total_bytes, 48 * 1024 - KH_RGN_SIZE - KH_SENTINEL_SIZE);
+    TAP_CHECK_EQ(s.total_bytes, 48 * 1024 - INIT_OVERHEAD);
     TAP_CHECK_EQ(kheap_check(), 0);
     /* case 2: the last block is free: the new memory merges with it */
     size_t free_before = s.free_bytes;
@@ -534,7 +535,7 @@ static void test_grow_merge(void)
     TAP_CHECK(q == p + block_of(20000));                          /* it starts at the old block */
     s = stats();
     TAP_CHECK_EQ(s.regions, 1);
-    TAP_CHECK_EQ(s.total_bytes, 80 * 1024 - KH_RGN_SIZE - KH_SENTINEL_SIZE);
+    TAP_CHECK_EQ(s.total_bytes, 80 * 1024 - INIT_OVERHEAD);
     TAP_CHECK_EQ(kheap_check(), 0);
     fill(p, 20000, 1);
     fill(q, free_before + 1000, 2);
@@ -616,7 +617,7 @@ static void test_grow_after_flush(void)
     TAP_CHECK(q == p[0]);
     TAP_CHECK_EQ(grow_calls, 0);
     TAP_CHECK_EQ(stats().regions, 1);
-    TAP_CHECK_EQ(stats().total_bytes, 16 * 1024 - KH_RGN_SIZE - KH_SENTINEL_SIZE);
+    TAP_CHECK_EQ(stats().total_bytes, 16 * 1024 - INIT_OVERHEAD);
     TAP_CHECK_EQ(kheap_check(), 0);
     kfree(q);
     kfree(fill_up);
@@ -624,14 +625,14 @@ static void test_grow_after_flush(void)
     kheap_set_grow(NULL);
 }
 
-/* A randomized run through growth and fault injection together: the heap starts at 8 KiB and
+/* A randomized run through growth and fault injection together: the heap starts at 16 KiB and
  * grows in 4 KiB slices (or what a request needs) (every slice extends the one region), 5 % of allocation calls fail;
  * patterns, ksize, counters and kheap_check are verified after every operation. */
 static void test_grow_and_faults_random(void)
 {
     enum { SLOTS = 64, OPS = 4000 };
     static struct { unsigned char *p; size_t n; } slot[SLOTS];
-    reset_at(arena + ARENA_SIZE - 8 * 1024, 8 * 1024);
+    reset_at(arena + ARENA_SIZE - 16 * 1024, 16 * 1024);
     grow_setup(4 * 1024);
     kheap_set_grow(grow_consecutive);
     kheap_fail_rate(50000, 12345);

@@ -19,6 +19,7 @@
 
 #include "asm/spinlock.h"
 #include "mm/kheap.h"
+#include "mm/kheap_diag.h"
 #include "tap.h"
 
 enum {

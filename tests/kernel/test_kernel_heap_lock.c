@@ -10,6 +10,7 @@
 #include "cpu.h"
 #include "asm/spinlock.h"
 #include "mm/kheap.h"
+#include "mm/kheap_diag.h"
 
 #define MiB (1ull << 20)
 

@@ -7,6 +7,7 @@
 #include "ktest.h"
 #include "kernel.h"
 #include "mm/kheap.h"
+#include "mm/kheap_diag.h"
 
 #define KiB 1024u
 #define DEMO_REGION0 (160 * KiB)

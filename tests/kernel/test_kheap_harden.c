@@ -4,6 +4,7 @@
  * what it allocated and leaves the heap as it found it (with a new secret). */
 #include "ktest.h"
 #include "mm/kheap.h"
+#include "mm/kheap_diag.h"
 
 struct walk_sum {
     size_t   blocks, used, free, largest;
