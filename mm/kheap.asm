@@ -68,7 +68,10 @@ section .text
 
 ; Every internal routine runs with rbp = the heap's control block (struct kh_ctl), set by the
 ; public entry and never changed below it (C callees and hooks preserve it: it is callee-saved).
-%define CTL(f) [rbp + (f)]
+; The macros of the .inc files name it KHB, so that the inline fast paths of kmalloc and kfree
+; (MALLOC_FAST, FREE_FAST) can use them with the heap in r11 instead.
+%define KHB rbp
+%define CTL(f) [KHB + (f)]
 
 %include "kheap_block.inc"
 %if KHEAP_DEBUG
@@ -270,22 +273,27 @@ heap_grow:
         ret
 .end:
 
-; heap_alloc's r15: which fallbacks of the search were tried (each at most once)
+; heap_alloc's [rsp]: which fallbacks of the search were tried (each at most once), and how
+; many bad list heads were set aside (at most KH_ALLOC_RETRIES per call)
 SEARCH_FLUSHED  equ 1                   ; the front cache went back to the lists
 SEARCH_GROWN    equ 2                   ; the growth hook was asked
+SEARCH_RETRY    equ 4                   ; one more bad head detached or set aside
 
 ; heap_alloc -- take a block of at least S bytes off the free lists, split off the surplus
 ; C: uintptr_t heap_alloc(uint64_t s)   (S from block_request; 0 if nothing fits)
 ; The list head is not trusted: its header, size and links are checked first. A head that fails
 ; is reported once (KHEAP_E_FREELIST; in the debug build KHEAP_E_USE_AFTER_FREE when the head is
 ; a valid free block whose own links were overwritten) and its list is detached (bin_detach:
-; never followed again, its blocks leaked); the search then goes on with the other lists (at
-; most one detach per list: bounded by a constant). Each header is hashed once to check it and
-; once to write it. When no list has a block that fits, the front cache is flushed into the
-; lists and the search retried, then the growth hook is asked (heap_grow) and the search
-; retried: each once, so the call stays O(1).
+; never followed again, its blocks left on no list). A sound head whose right neighbour's
+; header is bad (it would be rewritten) is reported (KHEAP_E_BAD_HEADER, the neighbour) and set
+; aside: off its list, still free, on no list (its class marked detached), never handed out.
+; Either way the search goes on with the other blocks, at most KH_ALLOC_RETRIES times per call
+; (a constant), and kheap_verify gives such blocks back once the heap is sound again. Each
+; header is hashed once to check it and once to write it. When no list has a block that fits,
+; the front cache is flushed into the lists and the search retried, then the growth hook is
+; asked (heap_grow) and the search retried: each once, so the call stays O(1).
 ; IN rdi = S   OUT rax = H of a used block of S .. S + KHEAP_MIN_BLOCK - 16 bytes, or 0
-; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
+; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 64
 static heap_alloc:function (heap_alloc.end - heap_alloc)
 heap_alloc:
         push    rbx
@@ -293,8 +301,9 @@ heap_alloc:
         push    r13
         push    r14
         push    r15
+        sub     rsp, 16
         mov     rbx, rdi
-        xor     r15d, r15d              ; what was tried: SEARCH_FLUSHED, SEARCH_GROWN
+        mov     qword [rsp], 0          ; what was tried: SEARCH_*
         ; 1. a list head that should fit (good fit, see bin_search); else flush the front
         ; cache, retry once; else grow, retry once
 .search:
@@ -303,17 +312,17 @@ heap_alloc:
         test    rax, rax
         jnz     .found
 %if KH_QUICK
-        test    r15d, SEARCH_FLUSHED
+        test    byte [rsp], SEARCH_FLUSHED
         jnz     .grow
-        or      r15d, SEARCH_FLUSHED
+        or      byte [rsp], SEARCH_FLUSHED
         call    quick_flush
         test    rax, rax
         jnz     .search
 .grow:
 %endif
-        test    r15d, SEARCH_GROWN
+        test    byte [rsp], SEARCH_GROWN
         jnz     .fail
-        or      r15d, SEARCH_GROWN
+        or      byte [rsp], SEARCH_GROWN
         mov     rdi, rbx
         call    heap_grow
         test    eax, eax
@@ -376,14 +385,23 @@ heap_alloc:
         call    heap_report
         mov     edi, r14d
         call    bin_detach
-        jmp     .search
+        jmp     .retry
 .bad_next:
+        ; a sound head with a bad neighbour: off its list, set aside (free, on no list)
+        BIN_POP r12, r10
+        mov     edi, r10d
+        call    bin_mark_detached
         mov     edi, KHEAP_E_BAD_HEADER
         lea     rsi, [r14 + KHEAP_HEADER_SIZE]
         call    heap_report
+.retry:
+        add     qword [rsp], SEARCH_RETRY
+        cmp     qword [rsp], SEARCH_RETRY * KH_ALLOC_RETRIES
+        jb      .search
 .fail:
         xor     eax, eax
 .out:
+        add     rsp, 16
         pop     r15
         pop     r14
         pop     r13
@@ -853,71 +871,64 @@ heap_malloc_nf:
         ret
 .end:
 
-; heap_free -- kfree without the lock
+; FREE_FAST slow, validated, prev_free -- kfree's fast path (release build with the front
+; cache), for heap_free and, with KHB = r11, inline in the kfree entries. p = rdi (not NULL)
+; passes block_from_user's checks (made inline; any doubt jumps to `slow`, where block_from_user
+; decides and reports), its block is at most KHEAP_QUICK_MAX bytes, its list has room and its
+; right neighbour passes block_neighbours' checks (N's header valid and, if N is free, its list
+; links): then the block goes on its list (frees counted) and the macro falls through. A valid
+; block that is not for the cache, or whose neighbour fails a check, jumps to `validated`; one
+; whose left neighbour is free jumps to `prev_free` (block_read_prev must check P); both with
+; rsi = its header word without check bits. rdi is kept on every path.
+; clobbers rax, rcx, rdx, rsi, r8, r9, r10
+%macro FREE_FAST 3
+        lea     rdx, [rdi - KHEAP_HEADER_SIZE]  ; H
+        HDR_ADDR_OK rdx, rcx, %1
+        mov     r8, [rdx]
+        BLOCK_CHECK r8, rdx, rsi, rcx, %1
+        test    sil, KH_F_FREE | KH_F_QUICK
+        jnz     %1
+        mov     rcx, rsi
+        and     rcx, -KHEAP_ALIGN       ; S
+        cmp     rcx, KHEAP_MIN_BLOCK
+        jb      %1                      ; a sentinel or garbage
+        mov     rax, [KHB + KH_CTL_MAX]
+        sub     rax, rdx
+        cmp     rcx, rax
+        jae     %1                      ; the next header would lie at or past the heap's end
+        cmp     rcx, KHEAP_QUICK_MAX
+        ja      %2
+        cmp     qword QUICK_ENTRY(rcx, KH_QUICK_COUNT), KHEAP_QUICK_DEPTH
+        jae     %2
+        lea     r9, [rdx + rcx]         ; N
+        mov     r10, [r9]
+        BLOCK_CHECK r10, r9, r8, rax, %2
+        test    r8b, KH_F_FREE
+        jz      %%next_ok
+        and     r8, -KHEAP_ALIGN
+        BIN_LINKS_OK r9, r8, %2         ; (clobbers rax, rcx, rdx)
+        lea     rdx, [rdi - KHEAP_HEADER_SIZE]
+        mov     rcx, rsi
+        and     rcx, -KHEAP_ALIGN
+%%next_ok:
+        test    sil, KH_F_PREV_FREE
+        jnz     %3
+        QUICK_PUSH rdx, rsi, rcx
+        inc     qword [KHB + KH_CTL_FREES]
+%endmacro
+
+; heap_free -- kfree under the lock
 ; C: void heap_free(void *p)
-; Release build fast path (the common case of a churning kernel): p passes block_from_user's
-; checks (made inline here; any doubt goes to block_from_user itself, which decides and
-; reports), its block is at most KHEAP_QUICK_MAX bytes and its list has room: then its
-; neighbours pass block_neighbours' checks (made inline; any failure goes to block_free, which
-; checks again and reports) and the block goes on its list. Everything else, and the debug
-; build, goes through block_free (checks, then cache or merge).
+; Release build: FREE_FAST first (the common case of a churning kernel). Everything else, and
+; the debug build, goes through block_from_user and block_free (checks, then cache or merge).
 ; IN rdi = p   OUT none; clobbers caller-saved; stack: 16 + callees'
 static heap_free:function (heap_free.end - heap_free)
 heap_free:
         test    rdi, rdi
         jz      .done                   ; kfree(NULL) is a no-op
 %if KH_QUICK_FAST
-        ; 1. p: a header address - 8, valid check bits, used, not a sentinel, inside the heap
-        lea     rdx, [rdi - KHEAP_HEADER_SIZE]  ; H
-        HDR_ADDR_OK rdx, rcx, .from_user
-        mov     r8, [rdx]
-        BLOCK_CHECK r8, rdx, rsi, rcx, .from_user
-        test    sil, KH_F_FREE | KH_F_QUICK
-        jnz     .from_user
-        mov     rcx, rsi
-        and     rcx, -KHEAP_ALIGN       ; S
-        cmp     rcx, KHEAP_MIN_BLOCK
-        jb      .from_user
-        mov     rax, CTL(KH_CTL_MAX)
-        sub     rax, rdx
-        cmp     rcx, rax
-        jae     .from_user
-        mov     rdi, rdx                ; H, as block_from_user leaves it (p is done with)
-        ; 2. small, and room on its list?
-        cmp     rcx, KHEAP_QUICK_MAX
-        ja      .free
-        cmp     qword QUICK_ENTRY(rcx, KH_QUICK_COUNT), KHEAP_QUICK_DEPTH
-        jae     .free
-        ; 3. neighbours, as block_neighbours checks them: N's header valid and, if N is free,
-        ; its list links; if P is free, P (block_read_prev). Corrupt: block_free reports it.
-        lea     r9, [rdi + rcx]         ; N
-        mov     r10, [r9]
-        BLOCK_CHECK r10, r9, r11, rax, .free
-        test    r11b, KH_F_FREE
-        jnz     .next_free
-.next_ok:
-        test    sil, KH_F_PREV_FREE
-        jnz     .prev_free
-.push:
-        ; 4. onto the list
-        QUICK_PUSH rdi, rsi, rcx
-        inc     qword CTL(KH_CTL_FREES)
+        FREE_FAST .from_user, heap_free_valid, heap_free_prev
         ret
-.next_free:
-        and     r11, -KHEAP_ALIGN
-        BIN_LINKS_OK r9, r11, .free     ; (clobbers rax, rcx, rdx)
-        mov     rcx, rsi
-        and     rcx, -KHEAP_ALIGN
-        jmp     .next_ok
-.prev_free:
-        push    rsi
-        call    block_read_prev         ; P, 0, or -1: rdi kept
-        pop     rsi
-        cmp     rax, -1
-        je      .free
-        mov     rcx, rsi
-        and     rcx, -KHEAP_ALIGN
-        jmp     .push
 .from_user:
 %endif
         sub     rsp, 8
@@ -936,13 +947,54 @@ heap_free:
         pop     rdi
         pop     rsi
 %endif
-.free:
+        jmp     heap_free_block
+.done:
+        ret
+.end:
+
+%if KH_QUICK_FAST
+; heap_free_prev -- FREE_FAST found p's block fit for the cache but its left neighbour free:
+; block_read_prev checks P (as block_neighbours would), then the block is cached, or, if P is
+; corrupt, block_free checks again and reports
+; C: void heap_free_prev(void *p, uint64_t word)
+; IN rdi = p, rsi = its header word without check bits   OUT none; clobbers caller-saved
+; stack: 16 + callees'
+static heap_free_prev:function (heap_free_prev.end - heap_free_prev)
+heap_free_prev:
+        sub     rdi, KHEAP_HEADER_SIZE  ; H
+        push    rsi
+        call    block_read_prev         ; P, 0, or -1: rdi kept
+        pop     rsi
+        cmp     rax, -1
+        je      heap_free_block
+        mov     rcx, rsi
+        and     rcx, -KHEAP_ALIGN
+        QUICK_PUSH rdi, rsi, rcx
+        inc     qword CTL(KH_CTL_FREES)
+        ret
+.end:
+
+; heap_free_valid -- FREE_FAST found p's block valid but not for the fast path (too large, its
+; list full, a neighbour to check again): block_free decides
+; C: void heap_free_valid(void *p, uint64_t word)
+; IN rdi = p, rsi = its header word without check bits   OUT none; falls into heap_free_block
+static heap_free_valid:function (heap_free_valid.end - heap_free_valid)
+heap_free_valid:
+        sub     rdi, KHEAP_HEADER_SIZE  ; H, as block_from_user leaves it
+.end:
+%endif
+
+; heap_free_block -- free used block H (checked by block_from_user or FREE_FAST), counted
+; C: void heap_free_block(uintptr_t h, uint64_t word)
+; IN rdi = H, rsi = its header word without check bits   OUT none; clobbers caller-saved
+; stack: 8 + block_free's
+static heap_free_block:function (heap_free_block.end - heap_free_block)
+heap_free_block:
         mov     edx, 1                  ; may cache
         sub     rsp, 8
         call    block_free
         add     rsp, 8
         add     CTL(KH_CTL_FREES), rax  ; 1 freed, 0 refused
-.done:
         ret
 .end:
 
@@ -1333,7 +1385,7 @@ block_next_ok:
 static region_overlaps:function (region_overlaps.end - region_overlaps)
 region_overlaps:
         mov     eax, KHEAP_E_OVERLAP
-        lea     rdx, [rbp + KHEAP_CTL_SIZE] ; the control block is not free memory either:
+        lea     rdx, [KHB + KHEAP_CTL_SIZE] ; the control block is not free memory either:
         cmp     rdi, rdx                ; A < its end and E > its start overlap it
         jae     .walk
         cmp     rsi, rbp
@@ -1882,16 +1934,13 @@ heap_set_hooks:
 ; entered through a my_* alias). OUT rax = the internal routine's result.
 ; callee-saved: rbp, rbx, r12 (saved); stack: 32 plus the internal routine's and the hooks'
 %macro ENTRY_BODY 1
+        cmp     qword [rax + KH_CTL_LOCK_ACQ], 0
+        jne     %%locked                ; no lock: one predictable branch
+        mov     r11, rax
+        UNLOCKED_CALL %1
+%%locked:
         push    rbp
         mov     rbp, rax
-        cmp     qword CTL(KH_CTL_LOCK_ACQ), 0
-        jne     %%locked                ; no lock: one predictable branch
-        mov     rax, [rsp + 8]          ; our caller's return address
-        mov     CTL(KH_CTL_CALLER), rax
-        call    %1
-        pop     rbp
-        ret
-%%locked:
         push    rbx
         push    r12                     ; three pushes: the stack is 16-aligned for calls
         mov     rbx, rdi
@@ -1907,6 +1956,19 @@ heap_set_hooks:
         mov     rax, rbx
         pop     r12
         pop     rbx
+        pop     rbp
+        ret
+%endmacro
+
+; UNLOCKED_CALL internal -- the body of a public entry for a heap without lock hooks: r11 = the
+; heap, rdi and rsi the internal routine's arguments, [rsp] the caller's return address.
+; OUT rax = the internal routine's result; callee-saved: rbp (saved); stack: 16 + the routine's
+%macro UNLOCKED_CALL 1
+        push    rbp
+        mov     rbp, r11
+        mov     rax, [rsp + 8]          ; our caller's return address
+        mov     CTL(KH_CTL_CALLER), rax
+        call    %1
         pop     rbp
         ret
 %endmacro
@@ -1935,6 +1997,62 @@ heap_set_hooks:
         mov     rdi, rsi
         mov     rsi, rdx
         ENTRY_BODY %1
+%endmacro
+
+; MALLOC_ENTRY slow -- kmalloc's common case inline in the entry, with the heap in r11 and n in
+; rdi (release build with the front cache): no lock hooks, no fault injection, a front-cache
+; size whose list has a sound head (QUICK_POP, which leaves a bad list to the full path). It
+; returns from the entry with the payload; anything else jumps to `slow` with r11 and rdi as
+; they were. Nothing is reported here, so the caller need not be recorded.
+; clobbers rax, rcx, rdx, rsi, r8, r9, r10
+%macro MALLOC_ENTRY 1
+%if KH_QUICK_FAST
+        mov     rax, [r11 + KH_CTL_LOCK_ACQ]
+        or      rax, [r11 + KH_CTL_FAIL_AFTER]
+        or      rax, [r11 + KH_CTL_FAIL_PPM]
+        jnz     %1
+        cmp     rdi, KHEAP_QUICK_MAX - KH_META
+        ja      %1
+        mov     r8, rdi                 ; n, for the full path
+        add     rdi, KH_META + KHEAP_ALIGN - 1  ; its block size S <= KHEAP_QUICK_MAX
+        and     rdi, -KHEAP_ALIGN
+        mov     eax, KHEAP_MIN_BLOCK
+        cmp     rdi, rax
+        cmovb   rdi, rax
+  %define KHB r11
+        QUICK_POP %%miss, %%miss
+        inc     qword [KHB + KH_CTL_ALLOCS]
+        STATS_PEAK rcx
+  %define KHB rbp
+        add     rax, KHEAP_HEADER_SIZE
+        ret
+%%miss:
+        mov     rdi, r8
+        jmp     %1
+%endif
+%endmacro
+
+; FREE_ENTRY slow -- kfree inline in the entry, heap in r11, p in rdi (release build with the
+; front cache), when the heap has no lock hooks: NULL, or FREE_FAST; a block FREE_FAST has
+; checked goes on to heap_free_valid or heap_free_prev without being checked again. It returns
+; from the entry; a p FREE_FAST doubts jumps to `slow` with r11 and rdi as they were.
+; clobbers rax, rcx, rdx, rsi, r8, r9, r10
+%macro FREE_ENTRY 1
+%if KH_QUICK_FAST
+        cmp     qword [r11 + KH_CTL_LOCK_ACQ], 0
+        jne     %1
+        test    rdi, rdi
+        jz      %%out
+  %define KHB r11
+        FREE_FAST %1, %%valid, %%prev
+  %define KHB rbp
+%%out:
+        ret
+%%valid:
+        UNLOCKED_CALL heap_free_valid
+%%prev:
+        UNLOCKED_CALL heap_free_prev
+%endif
 %endmacro
 
 ; What a call with a bad heap returns.
@@ -2016,7 +2134,11 @@ align 16
 ; C: void *kmalloc(size_t n)   IN rdi   OUT rax
 kmalloc:
 my_malloc:
-        DEFAULT_ENTRY heap_malloc
+        mov     r11, [rel kheap_default_heap]
+        MALLOC_ENTRY .full
+.full:
+        mov     rax, r11
+        ENTRY_BODY heap_malloc
 .end:
 
 align 16
@@ -2040,7 +2162,11 @@ align 16
 ; C: void kfree(void *p)   IN rdi   OUT none
 kfree:
 my_free:
-        DEFAULT_ENTRY heap_free
+        mov     r11, [rel kheap_default_heap]
+        FREE_ENTRY .full
+.full:
+        mov     rax, r11
+        ENTRY_BODY heap_free
 .end:
 
 align 16
@@ -2193,7 +2319,13 @@ kheap_extend:
 align 16
 ; kheap_alloc -- C: void *kheap_alloc(kheap_t *h, size_t n)
 kheap_alloc:
-        HEAP_ENTRY heap_malloc, bad_heap_null
+        HEAP_CHECK bad_heap_null
+        mov     r11, rdi
+        mov     rdi, rsi
+        MALLOC_ENTRY .full
+.full:
+        mov     rax, r11
+        ENTRY_BODY heap_malloc
 .end:
 
 align 16
@@ -2217,7 +2349,13 @@ kheap_alloc_aligned:
 align 16
 ; kheap_free -- C: void kheap_free(kheap_t *h, void *p)
 kheap_free:
-        HEAP_ENTRY heap_free, bad_heap_null
+        HEAP_CHECK bad_heap_null
+        mov     r11, rdi
+        mov     rdi, rsi
+        FREE_ENTRY .full
+.full:
+        mov     rax, r11
+        ENTRY_BODY heap_free
 .end:
 
 align 16

@@ -359,7 +359,7 @@ const char *kheap_strerror(int code)
     case KHEAP_E_INVAL:       return "invalid argument";
     case KHEAP_E_TOO_SMALL:   return "region too small";
     case KHEAP_E_OVERLAP:     return "region overlaps a known region";
-    case KHEAP_E_BAD_PTR:     return "pointer outside the heap or misaligned";
+    case KHEAP_E_BAD_PTR:     return "pointer in no region of this heap, or misaligned";
     case KHEAP_E_BAD_HEADER:  return "no live block there (interior pointer or overwritten header)";
     case KHEAP_E_DOUBLE_FREE: return "block already free";
     case KHEAP_E_FREELIST:    return "free list corrupted";

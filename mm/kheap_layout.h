@@ -140,6 +140,8 @@
 #define KH_SL_COUNT          (1 << KHEAP_SL_LOG2)
 #define KH_FL_COUNT          (KHEAP_MAX_LOG2 - KHEAP_FL_SHIFT + 1)
 #define KH_SMALL_LIMIT       (1 << KHEAP_FL_SHIFT)
+/* Bad list heads one allocation detaches or sets aside before it gives up (a constant bound). */
+#define KH_ALLOC_RETRIES     16
 /* Largest n (and align) kmalloc/kmalloc_aligned consider: 2^(KHEAP_MAX_LOG2 - 2). Keeps
  * n + align + slack and its class rounding below 2^KHEAP_MAX_LOG2 without overflow checks. */
 #define KH_MAX_REQUEST       KHEAP_MAX_ALLOC
