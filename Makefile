@@ -5,6 +5,7 @@
 # ==== platform ====
 # Knobs a person may set on the command line.
 HEAP_SIZE   ?= 16M
+DMA_HEAP_SIZE ?= 1M
 KHEAP_DEBUG ?= 0
 ACCEL       ?= tcg
 CMDLINE     ?=
@@ -35,7 +36,7 @@ HOST_NASMFLAGS += -DKHEAP_DEBUG=1
 HOST_CFLAGS    += -DKHEAP_DEBUG=1
 endif
 LDFLAGS := -n -z max-page-size=0x1000 -z noexecstack --no-warn-rwx-segments --fatal-warnings \
-           -T linker.ld --defsym=__heap_size=$(HEAP_SIZE)
+           -T linker.ld --defsym=__heap_size=$(HEAP_SIZE) --defsym=__dma_heap_size=$(DMA_HEAP_SIZE)
 
 ifeq ($(ACCEL),kvm)
 QEMU_ACCEL := -accel kvm -cpu max

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mm/kheap.h"
+
 /* ---- Console ---------------------------------------------------------------------------- */
 
 /* Formats: %s %c %d %i %u %x %X %p %%, length modifiers l, ll, z; flags '0' and '-' and a
@@ -109,6 +111,11 @@ extern char kernel_heap_last_report[160];
  * from the memory map (boot_free_ranges) with kheap_add_region; verbose: print each region.
  * Panics on failure. Returns the number of regions. Tests call it to restore the heap. */
 unsigned kernel_heap_setup(int verbose);
+/* The second heap, over the DMA region below 16 MiB (linker.ld), made by kmain with the same
+ * misuse handler and its own IRQ-safe lock (kernel_dma_lock). */
+extern kheap_t *kernel_dma_heap;
+extern struct kspinlock kernel_dma_lock;
+#define DMA_LIMIT              (16ull << 20)   /* ISA DMA reaches only below 16 MiB */
 
 /* Print a compact text map of the heap on serial, for tools/heapmap:
  *   kheap-dump begin regions=N used=BYTES free=BYTES
@@ -126,6 +133,7 @@ int kheap_dump_to(void (*out)(const char *line, void *ctx), void *ctx);
 /* ---- Linker symbols (linker.ld) and boot stub (boot/boot.asm) -------------------------------- */
 extern char _kernel_start[], _kernel_end[];    /* the whole image, .bss and the heap included */
 extern char __heap_start[], __heap_end[];      /* static heap region, 4 KiB aligned */
+extern char __dma_heap_start[], __dma_heap_end[];  /* the DMA heap's region, below 16 MiB */
 extern uint64_t boot_kmain_rsp;                /* RSP just before boot.asm called kmain */
 extern uint64_t kmain_frame_rsp;               /* the same, as kmain itself saw it (kmain.c) */
 

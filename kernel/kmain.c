@@ -1,7 +1,7 @@
 /* kmain.c -- the test kernel's C entry, called by boot/boot.asm in long mode: serial console,
- * exception handlers, PIC masked, boot information, the heap (when mm/ is linked in) with its
- * IRQ-safe lock and misuse handler, then every selected KTEST, and finally isa-debug-exit with
- * the pass or fail code. */
+ * exception handlers, PIC masked, boot information, the default heap with its IRQ-safe lock and
+ * misuse handler, a second heap for DMA below 16 MiB, then every selected KTEST, and finally
+ * isa-debug-exit with the pass or fail code. */
 #include "kernel.h"
 #include "cpu.h"
 #include "ktest.h"
@@ -15,6 +15,8 @@
 uint64_t kmain_frame_rsp;
 
 struct kspinlock kernel_heap_lock = KSPINLOCK_INIT;
+struct kspinlock kernel_dma_lock = KSPINLOCK_INIT;
+kheap_t *kernel_dma_heap;
 unsigned long kernel_heap_reports;
 char kernel_heap_last_report[160];
 
@@ -92,12 +94,33 @@ unsigned kernel_heap_setup(int verbose)
     return (unsigned)n + 1;
 }
 
+/* The DMA heap: an instance over its own region below 16 MiB, its own lock. */
+static void dma_heap_setup(void)
+{
+    size_t size = (size_t)(__dma_heap_end - __dma_heap_start);
+    kernel_dma_heap = kheap_create(__dma_heap_start, size);
+    if (!kernel_dma_heap || (uint64_t)__dma_heap_end > DMA_LIMIT)
+        panic("kheap_create(%p, %zu) for DMA failed", (void *)__dma_heap_start, size);
+    const struct kheap_hooks hooks = {
+        .error = kernel_heap_error,
+        .lock = kspin_lock_irqsave,
+        .unlock = kspin_unlock_irqrestore,
+        .lock_ctx = &kernel_dma_lock,
+    };
+    if (kheap_set_hooks(kernel_dma_heap, &hooks) != 0)
+        panic("kheap_set_hooks for DMA failed");
+    kprintf("heap: DMA heap 0x%lx-0x%lx (%zu KiB, below 16 MiB), own IRQ-safe spinlock\n",
+            (uint64_t)__dma_heap_start, (uint64_t)__dma_heap_end, size >> 10);
+}
+
 /* Lock and error handler first: kheap_init keeps both. */
 static void heap_setup(void)
 {
-    kheap_set_lock(kspin_lock_irqsave, kspin_unlock_irqrestore, &kernel_heap_lock);
+    if (kheap_set_lock(kspin_lock_irqsave, kspin_unlock_irqrestore, &kernel_heap_lock) != 0)
+        panic("kheap_set_lock refused the kernel's lock pair");
     kheap_set_error_handler(kernel_heap_error);
     kernel_heap_setup(1);
+    dma_heap_setup();
 }
 
 void kmain(uint32_t magic, uint64_t info);

@@ -1,0 +1,139 @@
+/* test_kheap_instances.c -- the kernel's two heaps: the DMA heap kmain made over its region
+ * below 16 MiB, and the default heap. Every DMA block lies below 16 MiB, each heap reports the
+ * other's pointers (KHEAP_E_BAD_PTR) and changes nothing, and calls with a bad heap fail. */
+#include "kernel.h"
+#include "ktest.h"
+#include "mm/kheap.h"
+
+static struct { int n, code; void *ptr; } rec;
+
+static void record(int code, void *ptr, void *caller)
+{
+    (void)caller;
+    rec.n++;
+    rec.code = code;
+    rec.ptr = ptr;
+}
+
+#define EXPECT_BAD_PTR(before, p)                                                          \
+    do {                                                                                   \
+        KEXPECT_EQ(rec.n, (before) + 1);                                                   \
+        KEXPECT_EQ(rec.code, KHEAP_E_BAD_PTR);                                             \
+        KEXPECT_EQ(rec.ptr, p);                                                            \
+    } while (0)
+
+KTEST(dma_heap_blocks_below_16mib)
+{
+    kheap_t *h = kernel_dma_heap;
+    static void *p[1024];
+    uint64_t rng = 12345;
+    int n = 0;
+
+    KEXPECT_NOT_NULL(h);
+    if (!h)
+        return;
+    KEXPECT((uint64_t)__dma_heap_end <= DMA_LIMIT);
+    /* random sizes, some aligned, until the heap is exhausted */
+    while (n < 1024) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        size_t size = 16 + (rng >> 33) % 4096;
+        char *q = (rng & 0x100)
+                      ? kheap_alloc_aligned(h, (size_t)64 << ((rng >> 20) % 6), size)
+                      : kheap_alloc(h, size);
+        if (!q)
+            break;
+        KEXPECT((uint64_t)q + size <= DMA_LIMIT);
+        KEXPECT(q >= __dma_heap_start && q + size <= __dma_heap_end);
+        for (size_t i = 0; i < size; i += 64)
+            q[i] = (char)n;
+        p[n++] = q;
+    }
+    KEXPECT(n > 100 && n < 1024);                /* it ran out: the region is all there is */
+    KEXPECT_EQ(kheap_verify(h), 0);
+    for (int i = 0; i < n; i++)
+        kheap_free(h, p[i]);
+    struct kheap_stats s;
+    kheap_stats(h, &s);
+    KEXPECT_EQ(s.used_bytes, 0);
+    KEXPECT_EQ(s.largest_free, s.total_bytes);
+    KEXPECT_EQ(s.errors, 0);
+    KEXPECT_EQ(kheap_verify(h), 0);
+}
+
+KTEST(heaps_reject_each_others_pointers)
+{
+    kheap_t *h = kernel_dma_heap;
+    struct kheap_hooks saved, mine;
+    KEXPECT_NOT_NULL(h);
+    if (!h || kheap_get_hooks(h, &saved) != 0)
+        return;
+    mine = saved;
+    mine.error = record;
+    KEXPECT_EQ(kheap_set_hooks(h, &mine), 0);
+    kheap_error_fn old = kheap_set_error_handler(record);
+    rec.n = 0;
+
+    char *p = kmalloc(100), *d = kheap_alloc(h, 100);
+    KEXPECT((uint64_t)d < DMA_LIMIT);
+    struct kheap_stats s0, d0, s1, d1;
+    kheap_get_stats(&s0);
+    kheap_stats(h, &d0);
+    /* the default heap's block given to the DMA heap, and the other way round */
+    kheap_free(h, p);
+    EXPECT_BAD_PTR(0, p);
+    KEXPECT_EQ(kheap_usable(h, p), 0);
+    EXPECT_BAD_PTR(1, p);
+    KEXPECT_NULL(kheap_realloc(h, p, 200));
+    EXPECT_BAD_PTR(2, p);
+    kfree(d);
+    EXPECT_BAD_PTR(3, d);
+    KEXPECT_EQ(ksize(d), 0);
+    EXPECT_BAD_PTR(4, d);
+    KEXPECT_NULL(krealloc(d, 200));
+    EXPECT_BAD_PTR(5, d);
+    /* nothing changed in either heap: both blocks still live where they were */
+    kheap_get_stats(&s1);
+    kheap_stats(h, &d1);
+    KEXPECT_EQ(s1.used_bytes, s0.used_bytes);
+    KEXPECT_EQ(s1.allocs, s0.allocs);
+    KEXPECT_EQ(s1.frees, s0.frees);
+    KEXPECT_EQ(d1.used_bytes, d0.used_bytes);
+    KEXPECT_EQ(d1.allocs, d0.allocs);
+    KEXPECT_EQ(d1.frees, d0.frees);
+    KEXPECT_EQ(s1.errors + d1.errors, s0.errors + d0.errors + 6);
+    KEXPECT(ksize(p) >= 100 && kheap_usable(h, d) >= 100);
+    KEXPECT_EQ(kheap_check(), 0);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    kfree(p);
+    kheap_free(h, d);
+    KEXPECT_EQ(rec.n, 6);
+
+    kheap_set_error_handler(old);
+    KEXPECT_EQ(kheap_set_hooks(h, &saved), 0);
+}
+
+KTEST(instance_calls_reject_bad_heaps)
+{
+    static uint64_t not_a_heap[64];
+    kheap_t *fake = (kheap_t *)not_a_heap;
+    struct kheap_stats s = { .total_bytes = 1 };
+    struct kheap_hooks hooks = { 0 };
+
+    KEXPECT_NULL(kheap_create(NULL, 1 << 20));
+    KEXPECT_NULL(kheap_alloc(NULL, 16));
+    KEXPECT_NULL(kheap_alloc(fake, 16));
+    KEXPECT_NULL(kheap_calloc(fake, 2, 16));
+    KEXPECT_NULL(kheap_alloc_aligned(fake, 64, 16));
+    KEXPECT_NULL(kheap_realloc(fake, NULL, 16));
+    kheap_free(fake, not_a_heap + 8);
+    KEXPECT_EQ(kheap_usable(fake, not_a_heap + 8), 0);
+    KEXPECT_EQ(kheap_verify(fake), KHEAP_E_INVAL);
+    KEXPECT_EQ(kheap_extend(fake, __dma_heap_start, 4096), KHEAP_E_INVAL);
+    KEXPECT_EQ(kheap_set_hooks(fake, &hooks), KHEAP_E_INVAL);
+    KEXPECT_EQ(kheap_get_hooks(NULL, &hooks), KHEAP_E_INVAL);
+    kheap_stats(fake, &s);
+    KEXPECT_EQ(s.total_bytes, 0);
+    for (unsigned i = 0; i < 64; i++)
+        KEXPECT_EQ(not_a_heap[i], 0);            /* never written */
+    KEXPECT(kheap_default() != NULL && kheap_default() != kernel_dma_heap);
+}
