@@ -25,10 +25,10 @@ QEMU    := qemu-system-x86_64
 NASMFLAGS  := -f elf64 -g -F dwarf -w+all -w-unknown-warning -w+error -DKERNEL
 KCFLAGS    := -std=gnu11 -ffreestanding -fno-pic -fno-pie -mno-red-zone -mgeneral-regs-only \
               -fno-stack-protector -fno-asynchronous-unwind-tables -mcmodel=small -O2 -g \
-              -Wall -Wextra -Werror -MMD -MP -DKERNEL -I. -Ikernel -Itests/kernel
+              -Wall -Wextra -Werror -MMD -MP -DKERNEL -I. -Ikernel -Itests
 # Host objects (build/host/...): the same sources for an ordinary Linux program.
 HOST_NASMFLAGS := -f elf64 -g -F dwarf -w+all -w-unknown-warning -w+error
-HOST_CFLAGS    := -std=gnu11 -O2 -g -Wall -Wextra -Werror -MMD -MP -I.
+HOST_CFLAGS    := -std=gnu11 -O2 -g -Wall -Wextra -Werror -MMD -MP -I. -Itests
 ifeq ($(KHEAP_DEBUG),1)
 NASMFLAGS      += -DKHEAP_DEBUG=1
 KCFLAGS        += -DKHEAP_DEBUG=1
@@ -50,12 +50,16 @@ QEMU_FLAGS := $(QEMU_ACCEL) -m 256M -display none -no-reboot -monitor none -seri
 BOOT_OBJS   := $(BUILD)/boot/boot.o $(BUILD)/boot/isr.o
 KERNEL_OBJS := $(addprefix $(BUILD)/kernel/,kmain.o serial.o kprintf.o panic.o idt.o multiboot.o)
 ASM_OBJS    := $(BUILD)/asm/cpu.o
-# Every tests/kernel/*.c is a test file (ktest.c is the runner): no list to edit.
-KTEST_OBJS   = $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/kernel/*.c))
+# The test framework's runner (tests/ktest.c, tests/ktest.h) plus every tests/kernel/*.c, each a
+# test file: no list to edit.
+KTEST_OBJS   = $(BUILD)/tests/ktest.o $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/kernel/*.c))
 LINK_OBJS    = $(BOOT_OBJS) $(KERNEL_OBJS) $(ASM_OBJS) $(MM_OBJS) $(KTEST_OBJS)
 # Host test programs build/host/tests/<name> (exit 0 = passed): each section adds its own with
-# `HOST_TESTS += name` and a rule that builds the program.
+# `HOST_TESTS += name` and a rule that builds the program. A C one is its KTEST file(s) linked
+# with KTEST_HOST_OBJS: the same runner as the kernel's, and main (tests/host/ktest_main.c).
 HOST_TESTS :=
+KTEST_HOST_RUNNER := $(BUILD)/host/tests/ktest.o
+KTEST_HOST_OBJS   := $(KTEST_HOST_RUNNER) $(BUILD)/host/tests/host/ktest_main.o
 # Deliberately broken kernels for tools/test-harness: build/harness/<name>.elf = kernel plus
 # tests/harness/<name>.c.
 HARNESS_KERNELS = $(patsubst tests/harness/%.c,$(BUILD)/harness/%.elf,$(wildcard tests/harness/*.c))
@@ -172,11 +176,12 @@ $(BUILD)/asm/spinlock.o: NASMFLAGS += -I$(BUILD)/gen/
 $(BUILD)/host/asm/spinlock.o: HOST_NASMFLAGS += -I$(BUILD)/gen/
 $(BUILD)/host/tests/host/test_spinlock.o: HOST_CFLAGS += -pthread
 
-$(BUILD)/host/tests/test_string: $(BUILD)/host/tests/host/test_string.o $(BUILD)/host/asm/string.o
+$(BUILD)/host/tests/test_string: $(BUILD)/host/tests/host/test_string.o $(BUILD)/host/asm/string.o \
+  $(KTEST_HOST_OBJS)
 	$(CC) -o $@ $^
 
 $(BUILD)/host/tests/test_spinlock: $(BUILD)/host/tests/host/test_spinlock.o \
-  $(BUILD)/host/asm/spinlock.o
+  $(BUILD)/host/asm/spinlock.o $(KTEST_HOST_OBJS)
 	$(CC) -pthread -o $@ $^
 
 # ==== heap ====
@@ -229,8 +234,8 @@ $(HOST_LIB): $(HOST_MM_OBJS) $(BUILD)/host/asm/string.o
 	ar rcs $@ $^
 
 $(addprefix $(BUILD)/host/tests/,$(KHEAP_HOST_TESTS)): $(BUILD)/host/tests/%: \
-  $(BUILD)/host/tests/host/%.o $(HOST_LIB)
-	$(CC) -o $@ $< $(HOST_LIB)
+  $(BUILD)/host/tests/host/%.o $(KTEST_HOST_OBJS) $(HOST_LIB)
+	$(CC) -o $@ $< $(KTEST_HOST_OBJS) $(HOST_LIB)
 
 # The KHEAP_DEBUG=1 build of the host library, always built so that `make test` covers both:
 # build/host-debug/libkheap.a, and test programs <name>_debug built from tests/host/<name>.c
@@ -263,9 +268,9 @@ $(HOST_DEBUG_LIB): $(HOST_DEBUG_OBJS) $(BUILD)/host/asm/string.o
 host-lib-debug: $(HOST_DEBUG_LIB)
 
 $(KHEAP_DEBUG_SRCS:%=$(BUILD)/host/tests/%_debug): $(BUILD)/host/tests/%_debug: \
-  $(HOST_DEBUG)/tests/%.o $(HOST_DEBUG_LIB)
+  $(HOST_DEBUG)/tests/%.o $(KTEST_HOST_OBJS) $(HOST_DEBUG_LIB)
 	@mkdir -p $(@D)
-	$(CC) -o $@ $< $(HOST_DEBUG_LIB)
+	$(CC) -o $@ $< $(KTEST_HOST_OBJS) $(HOST_DEBUG_LIB)
 
 # ==== harden ====
 # Issue 4 integration (tests/host/test_kheap_threads.c, tests/host/fuzz_kheap.c, kernel/
@@ -275,8 +280,8 @@ KERNEL_OBJS += $(BUILD)/kernel/heapdump.o
 HOST_TESTS += test_kheap_threads
 $(BUILD)/host/tests/host/test_kheap_threads.o: HOST_CFLAGS += -pthread
 $(BUILD)/host/tests/test_kheap_threads: $(BUILD)/host/tests/host/test_kheap_threads.o \
-  $(HOST_LIB) $(BUILD)/host/asm/spinlock.o
-	$(CC) -pthread -o $@ $< $(HOST_LIB) $(BUILD)/host/asm/spinlock.o
+  $(KTEST_HOST_OBJS) $(HOST_LIB) $(BUILD)/host/asm/spinlock.o
+	$(CC) -pthread -o $@ $< $(KTEST_HOST_OBJS) $(HOST_LIB) $(BUILD)/host/asm/spinlock.o
 
 # libFuzzer target: the model (C) built by clang with -fsanitize=fuzzer,address, linked with the
 # (uninstrumented) host library. Built only where clang has the libFuzzer runtime; the smoke
@@ -305,10 +310,12 @@ $(FUZZ_DEBUG_BIN): tests/host/fuzz_kheap.c mm/kheap.h mm/kheap_layout.h $(HOST_D
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -DKHEAP_DEBUG=1 -o $@ $< $(HOST_DEBUG_LIB)
 
-$(BUILD)/host/tests/fuzz_kheap_smoke: tests/host/fuzz_kheap_smoke.sh \
+$(BUILD)/host/tests/fuzz_kheap_smoke: tests/host/fuzz_kheap_smoke.sh tools/tap.sh \
   $(if $(FUZZ_RUNTIME),$(FUZZ_BIN) $(FUZZ_DEBUG_BIN))
 	@mkdir -p $(@D)
-	cp $< $@ && chmod +x $@
+	printf '#!/bin/sh\ncd "%s" && FUZZ_BUILD="%s" exec tests/host/fuzz_kheap_smoke.sh\n' \
+	  "$(CURDIR)" "$(abspath $(BUILD))" > $@
+	chmod +x $@
 
 .PHONY: fuzz
 fuzz: $(FUZZ_BIN)
@@ -390,14 +397,15 @@ $(BENCH_BIN)/bench-%: $(BENCH_OBJ)/runner.o $(BENCH_OBJ)/harness.o $(BENCH_OBJ)/
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(BENCH_LDLIBS_$*)
 
-$(BENCH_BIN)/bench: $(BENCH_OBJ)/driver.o $(BENCH_OBJ)/workloads.o
+# The driver prints its TAP (smoke mode, --tap) through the test framework's writer.
+$(BENCH_BIN)/bench: $(BENCH_OBJ)/driver.o $(BENCH_OBJ)/workloads.o $(KTEST_HOST_RUNNER)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^
 
 $(BUILD)/host/tests/bench_smoke: $(BENCH_OBJ)/driver_smoke.o $(BENCH_OBJ)/workloads.o \
-  $(BENCH_RUNNERS)
+  $(KTEST_HOST_RUNNER) $(BENCH_RUNNERS)
 	@mkdir -p $(@D)
-	$(CC) -o $@ $(BENCH_OBJ)/driver_smoke.o $(BENCH_OBJ)/workloads.o
+	$(CC) -o $@ $(BENCH_OBJ)/driver_smoke.o $(BENCH_OBJ)/workloads.o $(KTEST_HOST_RUNNER)
 
 # The bench kernel: the test kernel's objects plus the freestanding bench sources (harness,
 # workloads, first-fit, adapters renamed bench_alloc_<name>, kbench.c's KTEST bench_kernel)
@@ -423,7 +431,8 @@ $(BENCH_KOBJ)/%.o: $(BENCH_SRC)/%.c $(FLAGS_STAMP)
 $(BENCH_KERNEL): $(BENCH_KOBJS) $$(LINK_OBJS) linker.ld
 	$(LD) $(LDFLAGS) --defsym=__heap_size=$(BENCH_KHEAP_SIZE) -o $@ $(LINK_OBJS) $(BENCH_KOBJS)
 
-$(BUILD)/host/tests/bench_kernel_smoke: $(BENCH_KERNEL) $(BENCH_BIN)/bench tools/bench-kernel
+$(BUILD)/host/tests/bench_kernel_smoke: $(BENCH_KERNEL) $(BENCH_BIN)/bench tools/bench-kernel \
+  tools/tap.sh
 	@mkdir -p $(@D)
 	printf '#!/bin/sh\ncd "%s" && exec tools/bench-kernel --smoke\n' "$(CURDIR)" > $@
 	chmod +x $@

@@ -9,69 +9,69 @@
 #include <string.h>
 
 #include "mm/kheap.h"
-#include "tap.h"
+#include "ktest.h"
 
 static unsigned char heap[256 * 1024] __attribute__((aligned(16)));
 static char *str;
 static int *numbers;
 
-static void step_init(void)
+KTEST(step_init)
 {
     int rc = kheap_init(heap, sizeof heap);
     printf("# kheap_init(%p, %zu) = %d\n", (void *)heap, sizeof heap, rc);
-    TAP_CHECK_EQ(rc, 0);
+    KEXPECT_EQ(rc, 0);
 }
 
-static void step_malloc(void)
+KTEST(step_malloc)
 {
     str = my_malloc(100);
     printf("# my_malloc(100) = %p\n", (void *)str);
-    TAP_CHECK(str != NULL);
+    KEXPECT(str != NULL);
     if (!str)
         return;
     strcpy(str, "Hello, custom allocator!");
     printf("# wrote: \"%s\"\n", str);
 }
 
-static void step_calloc(void)
+KTEST(step_calloc)
 {
     numbers = my_calloc(10, sizeof(int));
     printf("# my_calloc(10, %zu) = %p\n", sizeof(int), (void *)numbers);
-    TAP_CHECK(numbers != NULL);
+    KEXPECT(numbers != NULL);
     if (!numbers)
         return;
     printf("# values:");
     for (int i = 0; i < 10; i++) {
         printf(" %d", numbers[i]);
-        TAP_CHECK_EQ(numbers[i], 0);
+        KEXPECT_EQ(numbers[i], 0);
         numbers[i] = i * i;
     }
     printf("\n");
 }
 
-static void step_realloc(void)
+KTEST(step_realloc)
 {
     char *bigger = my_realloc(str, 200);
     printf("# my_realloc(%p, 200) = %p\n", (void *)str, (void *)bigger);
-    TAP_CHECK(bigger != NULL);
+    KEXPECT(bigger != NULL);
     if (!bigger)
         return;
     str = bigger;
     printf("# still: \"%s\"\n", str);
-    TAP_CHECK(strcmp(str, "Hello, custom allocator!") == 0);
+    KEXPECT(strcmp(str, "Hello, custom allocator!") == 0);
     strcat(str, " Now with more room.");
     printf("# now: \"%s\"\n", str);
     int *more = my_realloc(numbers, 20 * sizeof(int));
     printf("# my_realloc(%p, %zu) = %p\n", (void *)numbers, 20 * sizeof(int), (void *)more);
-    TAP_CHECK(more != NULL);
+    KEXPECT(more != NULL);
     if (!more)
         return;
     numbers = more;
     for (int i = 0; i < 10; i++)
-        TAP_CHECK_EQ(numbers[i], i * i);
+        KEXPECT_EQ(numbers[i], i * i);
 }
 
-static void step_free(void)
+KTEST(step_free)
 {
     printf("# my_free(%p), my_free(%p)\n", (void *)str, (void *)numbers);
     my_free(str);
@@ -80,30 +80,18 @@ static void step_free(void)
     kheap_get_stats(&s);
     printf("# used %zu of %zu bytes, %llu allocations, %llu frees\n", s.used_bytes,
            s.total_bytes, (unsigned long long)s.allocs, (unsigned long long)s.frees);
-    TAP_CHECK_EQ(s.used_bytes, 0);
-    TAP_CHECK_EQ(s.errors, 0);
+    KEXPECT_EQ(s.used_bytes, 0);
+    KEXPECT_EQ(s.errors, 0);
 }
 
-static void step_reuse(void)
+KTEST(step_reuse)
 {
     char *again = my_malloc(50);
     printf("# my_malloc(50) = %p (%s freed memory)\n", (void *)again,
            again && (unsigned char *)again < heap + KHEAP_CTL_SIZE + 1024 ? "reuses" : "does not reuse");
-    TAP_CHECK(again != NULL && (unsigned char *)again < heap + KHEAP_CTL_SIZE + 1024);
+    KEXPECT(again != NULL && (unsigned char *)again < heap + KHEAP_CTL_SIZE + 1024);
     my_free(again);
     my_free(NULL);
     printf("# my_free(%p), my_free(NULL); kheap_check() = %d\n", (void *)again, kheap_check());
-    TAP_CHECK_EQ(kheap_check(), 0);
-}
-
-int main(void)
-{
-    tap_start();
-    TAP_RUN(step_init);
-    TAP_RUN(step_malloc);
-    TAP_RUN(step_calloc);
-    TAP_RUN(step_realloc);
-    TAP_RUN(step_free);
-    TAP_RUN(step_reuse);
-    return tap_done();
+    KEXPECT_EQ(kheap_check(), 0);
 }

@@ -12,7 +12,7 @@
 #include "mm/kheap.h"
 #include "mm/kheap_diag.h"
 #include "mm/kheap_layout.h"
-#include "tap.h"
+#include "ktest.h"
 
 #if defined(KHEAP_DEBUG) && KHEAP_DEBUG
 #define DEBUG_BUILD 1
@@ -42,6 +42,7 @@ TRAMPOLINE(t_ksize, ksize)
 TRAMPOLINE(t_kmalloc, kmalloc)
 TRAMPOLINE(t_kcalloc, kcalloc)
 TRAMPOLINE(t_kmalloc_aligned, kmalloc_aligned)
+TRAMPOLINE(t_kheap_flush, kheap_flush)
 void   t_kfree(void *p);
 void   t_my_free(void *p);
 void  *t_krealloc(void *p, size_t n);
@@ -50,6 +51,7 @@ size_t t_ksize(const void *p);
 void  *t_kmalloc(size_t n);
 void  *t_kcalloc(size_t n, size_t size);
 void  *t_kmalloc_aligned(size_t align, size_t n);
+void   t_kheap_flush(void);
 
 /* ---- recording error handler --------------------------------------------------------------- */
 static struct { int n, code; void *ptr, *caller; int lock_depth; } rec;
@@ -64,20 +66,22 @@ static inline void record(int code, void *ptr, void *caller)
     rec.lock_depth = lock_depth;
 }
 
-/* One new report since `before`, with this code, pointer and caller. */
-#define EXPECT_REPORT(before, code_, ptr_, caller_)                                         \
+/* One new report since `before`, with this code and pointer, made by the call that went through
+ * trampoline `via` (t_kfree, ...): the caller must be via's return label. Naming the trampoline,
+ * not an address, keeps the caller check from ever being `rec.caller == rec.caller`. */
+#define EXPECT_REPORT(before, code_, ptr_, via)                                             \
     do {                                                                                    \
-        TAP_CHECK_EQ(rec.n, (before) + 1);                                                  \
-        TAP_CHECK_EQ(rec.code, code_);                                                      \
-        TAP_CHECK_EQ(rec.ptr, ptr_);                                                        \
-        TAP_CHECK_EQ(rec.caller, caller_);                                                  \
+        KEXPECT_EQ(rec.n, (before) + 1);                                                    \
+        KEXPECT_EQ(rec.code, code_);                                                        \
+        KEXPECT_EQ(rec.ptr, ptr_);                                                          \
+        KEXPECT_EQ(rec.caller, via##_ret);                                                  \
     } while (0)
 
 /* A fresh heap over [base, base + size) with the recording handler and no growth hook. */
 static inline void reset_at(unsigned char *base, size_t size)
 {
     kheap_set_grow(NULL);
-    TAP_CHECK_EQ(kheap_init(base, size), 0);
+    KEXPECT_EQ(kheap_init(base, size), 0);
     kheap_set_error_handler(record);
     memset(&rec, 0, sizeof rec);
 }

@@ -4,7 +4,8 @@
  * kcalloc failure paths leave everything intact), the growth hook, the fragmentation figure,
  * and every misuse case with its code, pointer and caller. Built twice: against the release
  * library (test_kheap_harden) and, with -DKHEAP_DEBUG=1, against the debug library
- * (test_kheap_debug), which adds the write-after-free and canary cases. TAP version 13.
+ * (test_kheap_harden_debug), which adds the write-after-free and canary cases; in the release
+ * build those report `# SKIP`. TAP version 13 (tests/ktest.h).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -47,7 +48,7 @@ static void live_make(void)
     for (int i = 0; i < NLIVE; i++) {
         live_n[i] = 1 + (size_t)(i * 37 % 300);
         live[i] = kmalloc(live_n[i]);
-        TAP_CHECK(live[i] != NULL);
+        KEXPECT(live[i] != NULL);
         if (live[i])
             fill(live[i], live_n[i], (unsigned)i);
     }
@@ -58,7 +59,7 @@ static void live_verify(void)
 {
     for (int i = 0; i < NLIVE; i++)
         if (live[i] && !intact(live[i], live_n[i], (unsigned)i))
-            TAP_CHECK(!"bystander block damaged");
+            KEXPECT(!"bystander block damaged");
 }
 
 static void live_free(void)
@@ -92,114 +93,114 @@ static int walk_stop_at_3(const struct kheap_block_info *b, void *ctx)
     return ++*(int *)ctx == 3 ? 42 : 0;
 }
 
-static void test_walk(void)
+KTEST(test_walk)
 {
     struct walk_log w = { 0 };
     kheap_set_grow(NULL);
-    TAP_CHECK_EQ(kheap_init(NULL, 0), KHEAP_E_INVAL);
-    TAP_CHECK_EQ(kheap_walk(walk_record, &w), KHEAP_E_NOT_INIT);
+    KEXPECT_EQ(kheap_init(NULL, 0), KHEAP_E_INVAL);
+    KEXPECT_EQ(kheap_walk(walk_record, &w), KHEAP_E_NOT_INIT);
     /* three regions given in the order middle, high, low: walked low to high */
     reset_at(arena + 64 * 1024, 32 * 1024);
-    TAP_CHECK_EQ(kheap_add_region(arena + 128 * 1024, 32 * 1024), 0);
-    TAP_CHECK_EQ(kheap_add_region(arena, 32 * 1024), 0);
-    TAP_CHECK_EQ(kheap_walk(walk_record, &w), 0);
-    TAP_CHECK_EQ(w.n, 3);
+    KEXPECT_EQ(kheap_add_region(arena + 128 * 1024, 32 * 1024), 0);
+    KEXPECT_EQ(kheap_add_region(arena, 32 * 1024), 0);
+    KEXPECT_EQ(kheap_walk(walk_record, &w), 0);
+    KEXPECT_EQ(w.n, 3);
     for (int i = 0; i < 3 && i < w.n; i++) {
-        TAP_CHECK_EQ(w.b[i].region, i);
-        TAP_CHECK_EQ(w.b[i].used, 0);
-        TAP_CHECK_EQ(w.b[i].size, i == 1 ? 32 * 1024 - INIT_OVERHEAD   /* the control block's */
+        KEXPECT_EQ(w.b[i].region, i);
+        KEXPECT_EQ(w.b[i].used, 0);
+        KEXPECT_EQ(w.b[i].size, i == 1 ? 32 * 1024 - INIT_OVERHEAD   /* the control block's */
                                           : 32 * 1024 - KH_RGN_SIZE - KH_SENTINEL_SIZE);
-        TAP_CHECK_EQ(w.b[i].requested, 0);
-        TAP_CHECK(w.b[i].site == NULL);
+        KEXPECT_EQ(w.b[i].requested, 0);
+        KEXPECT(w.b[i].site == NULL);
     }
-    TAP_CHECK(w.b[0].ptr == arena + KH_RGN_SIZE + KHEAP_HEADER_SIZE);
-    TAP_CHECK(w.b[2].ptr == arena + 128 * 1024 + KH_RGN_SIZE + KHEAP_HEADER_SIZE);
+    KEXPECT(w.b[0].ptr == arena + KH_RGN_SIZE + KHEAP_HEADER_SIZE);
+    KEXPECT(w.b[2].ptr == arena + 128 * 1024 + KH_RGN_SIZE + KHEAP_HEADER_SIZE);
     /* blocks in address order, used and free, sizes adding up to the region */
     void *a = t_kmalloc(100), *b = kmalloc(1000), *c = kmalloc(10);
     kfree(b);
     w.n = 0;
-    TAP_CHECK_EQ(kheap_walk(walk_record, &w), 0);
-    TAP_CHECK(w.n >= 6);
+    KEXPECT_EQ(kheap_walk(walk_record, &w), 0);
+    KEXPECT(w.n >= 6);
     size_t sum = 0;
     int seen_a = 0;
     for (int i = 0; i < w.n && i < WALK_MAX; i++) {
         if (i > 0 && w.b[i].region == w.b[i - 1].region)
-            TAP_CHECK((char *)w.b[i].ptr == (char *)w.b[i - 1].ptr + w.b[i - 1].size);
-        TAP_CHECK(i == 0 || w.b[i].region >= w.b[i - 1].region);
+            KEXPECT((char *)w.b[i].ptr == (char *)w.b[i - 1].ptr + w.b[i - 1].size);
+        KEXPECT(i == 0 || w.b[i].region >= w.b[i - 1].region);
         sum += w.b[i].size;
         if (w.b[i].ptr == a) {
             seen_a = 1;
-            TAP_CHECK_EQ(w.b[i].used, 1);
-            TAP_CHECK_EQ(w.b[i].size, block_of(100));
-            TAP_CHECK_EQ(w.b[i].usable, usable_of(100));
-            TAP_CHECK_EQ(w.b[i].requested, DEBUG_BUILD ? 100 : usable_of(100));
-            TAP_CHECK(w.b[i].site == (DEBUG_BUILD ? (void *)t_kmalloc_ret : NULL));
+            KEXPECT_EQ(w.b[i].used, 1);
+            KEXPECT_EQ(w.b[i].size, block_of(100));
+            KEXPECT_EQ(w.b[i].usable, usable_of(100));
+            KEXPECT_EQ(w.b[i].requested, DEBUG_BUILD ? 100 : usable_of(100));
+            KEXPECT(w.b[i].site == (DEBUG_BUILD ? (void *)t_kmalloc_ret : NULL));
         }
         if (w.b[i].ptr == b)
-            TAP_CHECK_EQ(w.b[i].used, 0);
+            KEXPECT_EQ(w.b[i].used, 0);
     }
-    TAP_CHECK(seen_a);
-    TAP_CHECK_EQ(sum, stats().total_bytes);
+    KEXPECT(seen_a);
+    KEXPECT_EQ(sum, stats().total_bytes);
     /* the callback stops the walk with its value */
     int count = 0;
-    TAP_CHECK_EQ(kheap_walk(walk_stop_at_3, &count), 42);
-    TAP_CHECK_EQ(count, 3);
+    KEXPECT_EQ(kheap_walk(walk_stop_at_3, &count), 42);
+    KEXPECT_EQ(count, 3);
     /* a smashed header stops the walk with KHEAP_E_CORRUPT */
     uint64_t *ch = (uint64_t *)((char *)c - 8), saved = *ch;
     *ch ^= 0xFF;
-    TAP_CHECK_EQ(kheap_walk(walk_record, &w), KHEAP_E_CORRUPT);
+    KEXPECT_EQ(kheap_walk(walk_record, &w), KHEAP_E_CORRUPT);
     *ch = saved;
     kfree(a);
     kfree(c);
-    TAP_CHECK_EQ(kheap_check(), 0);
-    TAP_CHECK_EQ(rec.n, 0);
+    KEXPECT_EQ(kheap_check(), 0);
+    KEXPECT_EQ(rec.n, 0);
 }
 
 /* ---- kheap_inspect ------------------------------------------------------------------------- */
 
-static void test_inspect(void)
+KTEST(test_inspect)
 {
     reset(64 * 1024);
     struct kheap_block_info b;
     unsigned char *a = t_kmalloc(200), *x = kmalloc(50), *y = kmalloc(50);
-    TAP_CHECK_EQ(kheap_add_region(arena + 128 * 1024, 16 * 1024), 0);
-    TAP_CHECK_EQ(kheap_inspect(a, &b), 1);
-    TAP_CHECK(b.ptr == a);
-    TAP_CHECK_EQ(b.used, 1);
-    TAP_CHECK_EQ(b.size, block_of(200));
-    TAP_CHECK_EQ(b.usable, ksize(a));
-    TAP_CHECK_EQ(b.requested, DEBUG_BUILD ? 200 : ksize(a));
-    TAP_CHECK(b.site == (DEBUG_BUILD ? (void *)t_kmalloc_ret : NULL));
-    TAP_CHECK_EQ(b.region, 0);
+    KEXPECT_EQ(kheap_add_region(arena + 128 * 1024, 16 * 1024), 0);
+    KEXPECT_EQ(kheap_inspect(a, &b), 1);
+    KEXPECT(b.ptr == a);
+    KEXPECT_EQ(b.used, 1);
+    KEXPECT_EQ(b.size, block_of(200));
+    KEXPECT_EQ(b.usable, ksize(a));
+    KEXPECT_EQ(b.requested, DEBUG_BUILD ? 200 : ksize(a));
+    KEXPECT(b.site == (DEBUG_BUILD ? (void *)t_kmalloc_ret : NULL));
+    KEXPECT_EQ(b.region, 0);
     /* a free block (x, between a and y) */
     kfree(x);
-    TAP_CHECK_EQ(kheap_inspect(x, &b), 1);
-    TAP_CHECK_EQ(b.used, 0);
-    TAP_CHECK_EQ(b.size, block_of(50));
-    TAP_CHECK_EQ(b.usable, block_of(50) - KHEAP_HEADER_SIZE);
-    TAP_CHECK_EQ(b.requested, 0);
+    KEXPECT_EQ(kheap_inspect(x, &b), 1);
+    KEXPECT_EQ(b.used, 0);
+    KEXPECT_EQ(b.size, block_of(50));
+    KEXPECT_EQ(b.usable, block_of(50) - KHEAP_HEADER_SIZE);
+    KEXPECT_EQ(b.requested, 0);
     /* not a block: interior, misaligned, stack, outside, a gap, a stale merged header */
     int on_stack;
-    TAP_CHECK_EQ(kheap_inspect(a + 16, &b), 0);
-    TAP_CHECK_EQ(kheap_inspect(a + 1, &b), 0);
-    TAP_CHECK_EQ(kheap_inspect(&on_stack, &b), 0);
-    TAP_CHECK_EQ(kheap_inspect(NULL, &b), 0);
-    TAP_CHECK_EQ(kheap_inspect(arena + 100 * 1024, &b), 0);
-    TAP_CHECK_EQ(kheap_inspect(arena + 64 * 1024, &b), 0);       /* sentinel's "payload" */
+    KEXPECT_EQ(kheap_inspect(a + 16, &b), 0);
+    KEXPECT_EQ(kheap_inspect(a + 1, &b), 0);
+    KEXPECT_EQ(kheap_inspect(&on_stack, &b), 0);
+    KEXPECT_EQ(kheap_inspect(NULL, &b), 0);
+    KEXPECT_EQ(kheap_inspect(arena + 100 * 1024, &b), 0);
+    KEXPECT_EQ(kheap_inspect(arena + 64 * 1024, &b), 0);       /* sentinel's "payload" */
     kfree(y);
     kheap_flush();                                                /* y merges into x */
-    TAP_CHECK_EQ(kheap_inspect(y, &b), 0);
+    KEXPECT_EQ(kheap_inspect(y, &b), 0);
     /* a block of the second region */
     void *big = kmalloc(stats().largest_free - META), *r2 = kmalloc(1000);
-    TAP_CHECK(big != NULL && r2 != NULL);
-    TAP_CHECK((unsigned char *)r2 >= arena + 128 * 1024);
-    TAP_CHECK_EQ(kheap_inspect(r2, &b), 1);
-    TAP_CHECK_EQ(b.region, 1);
+    KEXPECT(big != NULL && r2 != NULL);
+    KEXPECT((unsigned char *)r2 >= arena + 128 * 1024);
+    KEXPECT_EQ(kheap_inspect(r2, &b), 1);
+    KEXPECT_EQ(b.region, 1);
     kfree(big);
     kfree(r2);
     kfree(a);
-    TAP_CHECK_EQ(kheap_check(), 0);
-    TAP_CHECK_EQ(rec.n, 0);
+    KEXPECT_EQ(kheap_check(), 0);
+    KEXPECT_EQ(rec.n, 0);
 }
 
 /* kheap_inspect from inside the error handler (the kernel's message uses it). */
@@ -211,19 +212,19 @@ static void inspecting_handler(int code, void *ptr, void *caller)
     handler_found = kheap_inspect(ptr, &handler_info);
 }
 
-static void test_inspect_from_handler(void)
+KTEST(test_inspect_from_handler)
 {
     reset(64 * 1024);
     kheap_set_error_handler(inspecting_handler);
     void *a = kmalloc(30), *b = kmalloc(30);
     kfree(a);
     t_kfree(a);
-    EXPECT_REPORT(0, KHEAP_E_DOUBLE_FREE, a, t_kfree_ret);
-    TAP_CHECK_EQ(handler_found, 1);
-    TAP_CHECK_EQ(handler_info.size, block_of(30));
-    TAP_CHECK_EQ(handler_info.used, 0);
+    EXPECT_REPORT(0, KHEAP_E_DOUBLE_FREE, a, t_kfree);
+    KEXPECT_EQ(handler_found, 1);
+    KEXPECT_EQ(handler_info.size, block_of(30));
+    KEXPECT_EQ(handler_info.used, 0);
     kfree(b);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(kheap_check(), 0);
 }
 
 /* ---- leak report --------------------------------------------------------------------------- */
@@ -256,40 +257,40 @@ static void *(*const sites[])(size_t) = { t_site0, t_site1, t_site2 };
 static const char *const site_ret[] __attribute__((unused)) = { t_site0_ret, t_site1_ret,
                                                                 t_site2_ret };
 
-static void test_leak_report(void)
+KTEST(test_leak_report)
 {
     reset(256 * 1024);
     struct leak_log l = { 0 };
-    TAP_CHECK_EQ(kheap_leak_report(leak_record, &l), 0);         /* nothing live */
-    TAP_CHECK_EQ(l.n, 0);
+    KEXPECT_EQ(kheap_leak_report(leak_record, &l), 0);         /* nothing live */
+    KEXPECT_EQ(l.n, 0);
     void *p[9];
     for (int i = 0; i < 9; i++)
         p[i] = sites[i % 3](100 + 100 * (size_t)(i % 3));
     kfree(p[4]);                                                  /* site 1: two left */
     int groups = kheap_leak_report(leak_record, &l);
 #if DEBUG_BUILD
-    TAP_CHECK_EQ(groups, 3);
-    TAP_CHECK_EQ(l.n, 3);
+    KEXPECT_EQ(groups, 3);
+    KEXPECT_EQ(l.n, 3);
     for (int i = 0; i < 3 && i < l.n; i++) {
-        TAP_CHECK(l.site[i] == (void *)site_ret[i]);
-        TAP_CHECK_EQ(l.blocks[i], i == 1 ? 2 : 3);
-        TAP_CHECK_EQ(l.bytes[i], l.blocks[i] * block_of(100 + 100 * (size_t)i));
+        KEXPECT(l.site[i] == (void *)site_ret[i]);
+        KEXPECT_EQ(l.blocks[i], i == 1 ? 2 : 3);
+        KEXPECT_EQ(l.bytes[i], l.blocks[i] * block_of(100 + 100 * (size_t)i));
     }
 #else
-    TAP_CHECK_EQ(groups, 1);                                      /* no sites: one group */
-    TAP_CHECK_EQ(l.n, 1);
-    TAP_CHECK(l.site[0] == NULL);
-    TAP_CHECK_EQ(l.blocks[0], 8);
-    TAP_CHECK_EQ(l.bytes[0], stats().used_bytes);
+    KEXPECT_EQ(groups, 1);                                      /* no sites: one group */
+    KEXPECT_EQ(l.n, 1);
+    KEXPECT(l.site[0] == NULL);
+    KEXPECT_EQ(l.blocks[0], 8);
+    KEXPECT_EQ(l.bytes[0], stats().used_bytes);
 #endif
     for (int i = 0; i < 9; i++)
         if (i != 4)
             kfree(p[i]);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(kheap_check(), 0);
 }
 
 /* More sites than the table holds: the rest are counted under KHEAP_LEAK_OTHER. */
-static void test_leak_report_overflow(void)
+KTEST(test_leak_report_overflow)
 {
 #if DEBUG_BUILD
     reset(256 * 1024);
@@ -300,91 +301,93 @@ static void test_leak_report_overflow(void)
     for (int i = 0; i < N; i++) {
         p[i] = kmalloc(40);
         struct kheap_block_info b;
-        TAP_CHECK_EQ(kheap_inspect(p[i], &b), 1);
+        KEXPECT_EQ(kheap_inspect(p[i], &b), 1);
         uintptr_t t = (uintptr_t)p[i] - KHEAP_HEADER_SIZE + b.size - KH_TRAILER_SIZE;
         *(void **)(t + KH_TRAILER_SITE) = (void *)(uintptr_t)(0x1000 + 16 * i);
     }
     struct leak_log l = { 0 };
-    TAP_CHECK_EQ(kheap_leak_report(leak_record, &l), KHEAP_LEAK_SITES + 1);
-    TAP_CHECK_EQ(l.n, KHEAP_LEAK_SITES + 1);
-    TAP_CHECK(l.site[KHEAP_LEAK_SITES] == KHEAP_LEAK_OTHER);
-    TAP_CHECK_EQ(l.blocks[KHEAP_LEAK_SITES], 5);
+    KEXPECT_EQ(kheap_leak_report(leak_record, &l), KHEAP_LEAK_SITES + 1);
+    KEXPECT_EQ(l.n, KHEAP_LEAK_SITES + 1);
+    KEXPECT(l.site[KHEAP_LEAK_SITES] == KHEAP_LEAK_OTHER);
+    KEXPECT_EQ(l.blocks[KHEAP_LEAK_SITES], 5);
     for (int i = 0; i < N; i++)
         kfree(p[i]);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(kheap_check(), 0);
+#else
+    ktest_skip("allocation sites are recorded only with KHEAP_DEBUG=1 (test_kheap_harden_debug)");
 #endif
 }
 
 /* ---- kheap_set_secret ---------------------------------------------------------------------- */
 
-static void test_set_secret(void)
+KTEST(test_set_secret)
 {
     reset(64 * 1024);
-    TAP_CHECK_EQ(kheap_add_region(arena + 128 * 1024, 8 * 1024), 0);
+    KEXPECT_EQ(kheap_add_region(arena + 128 * 1024, 8 * 1024), 0);
     live_make();
     kfree(live[3]);
     live[3] = NULL;
     uint64_t *hdr = (uint64_t *)(live[5] - 8), old_word = *hdr;
-    TAP_CHECK_EQ(kheap_set_secret(0x0123456789ABCDEFull), 0);
-    TAP_CHECK_EQ(kheap_ctl.secret, 0x0123456789ABCDEFull);
-    TAP_CHECK(*hdr != old_word);                                  /* re-stamped */
-    TAP_CHECK_EQ(*hdr & KH_LOW_MASK, old_word & KH_LOW_MASK);     /* same size and flags */
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(kheap_set_secret(0x0123456789ABCDEFull), 0);
+    KEXPECT_EQ(kheap_ctl.secret, 0x0123456789ABCDEFull);
+    KEXPECT(*hdr != old_word);                                  /* re-stamped */
+    KEXPECT_EQ(*hdr & KH_LOW_MASK, old_word & KH_LOW_MASK);     /* same size and flags */
+    KEXPECT_EQ(kheap_check(), 0);
     live_verify();
     /* an old-secret header copied back is now a bad header */
     uint64_t new_word = *hdr;
     *hdr = old_word;
     t_kfree(live[5]);
-    EXPECT_REPORT(0, KHEAP_E_BAD_HEADER, live[5], t_kfree_ret);
+    EXPECT_REPORT(0, KHEAP_E_BAD_HEADER, live[5], t_kfree);
     /* a corrupt heap is refused and nothing changes */
-    TAP_CHECK_EQ(kheap_set_secret(42), KHEAP_E_CORRUPT);
-    TAP_CHECK_EQ(kheap_ctl.secret, 0x0123456789ABCDEFull);
+    KEXPECT_EQ(kheap_set_secret(42), KHEAP_E_CORRUPT);
+    KEXPECT_EQ(kheap_ctl.secret, 0x0123456789ABCDEFull);
     *hdr = new_word;
-    TAP_CHECK_EQ(kheap_check(), 0);
-    TAP_CHECK_EQ(kheap_set_secret(0), 0);                         /* any value, 0 too */
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(kheap_check(), 0);
+    KEXPECT_EQ(kheap_set_secret(0), 0);                         /* any value, 0 too */
+    KEXPECT_EQ(kheap_check(), 0);
     void *more = kmalloc(500);
-    TAP_CHECK(more != NULL);
+    KEXPECT(more != NULL);
     live_verify();
     live_free();
     kfree(more);
-    TAP_CHECK_EQ(kheap_check(), 0);
-    TAP_CHECK_EQ(stats().used_bytes, 0);
+    KEXPECT_EQ(kheap_check(), 0);
+    KEXPECT_EQ(stats().used_bytes, 0);
 }
 
 /* ---- fault injection ----------------------------------------------------------------------- */
 
-static void test_fail_after(void)
+KTEST(test_fail_after)
 {
     reset(64 * 1024);
     kheap_fail_after(3);
     void *a = kmalloc(10), *b = kcalloc(2, 8), *c = kmalloc_aligned(64, 10);
-    TAP_CHECK(a && b && c);
-    TAP_CHECK(kmalloc(10) == NULL);                               /* the 4th and later fail */
-    TAP_CHECK(kcalloc(1, 1) == NULL);
-    TAP_CHECK(kmalloc_aligned(256, 1) == NULL);
-    TAP_CHECK(krealloc(NULL, 5) == NULL);
+    KEXPECT(a && b && c);
+    KEXPECT(kmalloc(10) == NULL);                               /* the 4th and later fail */
+    KEXPECT(kcalloc(1, 1) == NULL);
+    KEXPECT(kmalloc_aligned(256, 1) == NULL);
+    KEXPECT(krealloc(NULL, 5) == NULL);
     void *a2 = krealloc(a, 5);                                    /* shrinking needs nothing */
-    TAP_CHECK(a2 == a);
-    TAP_CHECK(krealloc(a, 5000) == NULL);                         /* growing does */
-    TAP_CHECK_EQ(stats().failed_allocs, 5);
-    TAP_CHECK_EQ(stats().allocs, 3);
+    KEXPECT(a2 == a);
+    KEXPECT(krealloc(a, 5000) == NULL);                         /* growing does */
+    KEXPECT_EQ(stats().failed_allocs, 5);
+    KEXPECT_EQ(stats().allocs, 3);
     kfree(b);                                                     /* frees still work */
     kheap_fail_after(-1);
     b = kmalloc(10);
-    TAP_CHECK(b != NULL);
+    KEXPECT(b != NULL);
     kheap_fail_after(0);                                          /* 0: the very next fails */
-    TAP_CHECK(kmalloc(1) == NULL);
+    KEXPECT(kmalloc(1) == NULL);
     kheap_fail_after(-5);
-    TAP_CHECK((a2 = krealloc(a, 5000)) != NULL);
+    KEXPECT((a2 = krealloc(a, 5000)) != NULL);
     /* kheap_init turns injection off */
     kheap_fail_after(0);
     reset(64 * 1024);
-    TAP_CHECK(kmalloc(1) != NULL);
-    TAP_CHECK_EQ(rec.n, 0);
+    KEXPECT(kmalloc(1) != NULL);
+    KEXPECT_EQ(rec.n, 0);
 }
 
-static void test_fail_rate(void)
+KTEST(test_fail_rate)
 {
     reset(256 * 1024);
     int fails[2] = { 0, 0 };
@@ -398,24 +401,24 @@ static void test_fail_rate(void)
             kfree(p);
         }
     }
-    TAP_CHECK(fails[0] > 180 && fails[0] < 320);
-    TAP_CHECK_EQ(fails[0], fails[1]);
-    TAP_CHECK(memcmp(pattern[0], pattern[1], sizeof pattern[0]) == 0);  /* deterministic */
+    KEXPECT(fails[0] > 180 && fails[0] < 320);
+    KEXPECT_EQ(fails[0], fails[1]);
+    KEXPECT(memcmp(pattern[0], pattern[1], sizeof pattern[0]) == 0);  /* deterministic */
     kheap_fail_rate(1000000, 1);                                  /* always */
-    TAP_CHECK(kmalloc(1) == NULL);
+    KEXPECT(kmalloc(1) == NULL);
     kheap_fail_rate(0, 0);                                        /* off */
     for (int i = 0; i < 100; i++) {
         void *p = kmalloc(16);
-        TAP_CHECK(p != NULL);
+        KEXPECT(p != NULL);
         kfree(p);
     }
-    TAP_CHECK_EQ(stats().failed_allocs, (uint64_t)(fails[0] + fails[1] + 1));
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(stats().failed_allocs, (uint64_t)(fails[0] + fails[1] + 1));
+    KEXPECT_EQ(kheap_check(), 0);
 }
 
 /* krealloc and kcalloc failure paths leave the old block, its content, the stats and the
  * heap exactly as they were. */
-static void test_fail_paths_intact(void)
+KTEST(test_fail_paths_intact)
 {
     reset(64 * 1024);
     live_make();
@@ -424,39 +427,39 @@ static void test_fail_paths_intact(void)
     void *neighbour = kmalloc(100);                               /* p cannot grow in place */
     struct kheap_stats before = stats();
     int ck = kheap_check();
-    TAP_CHECK_EQ(ck, 0);
+    KEXPECT_EQ(ck, 0);
     kheap_fail_after(0);
-    TAP_CHECK(krealloc(p, 5000) == NULL);                         /* would move */
-    TAP_CHECK(kcalloc(10, 10) == NULL);
-    TAP_CHECK(t_kcalloc(SIZE_MAX / 2, 4) == NULL);                /* overflow: reported */
-    EXPECT_REPORT(0, KHEAP_E_SIZE, NULL, t_kcalloc_ret);
+    KEXPECT(krealloc(p, 5000) == NULL);                         /* would move */
+    KEXPECT(kcalloc(10, 10) == NULL);
+    KEXPECT(t_kcalloc(SIZE_MAX / 2, 4) == NULL);                /* overflow: reported */
+    EXPECT_REPORT(0, KHEAP_E_SIZE, NULL, t_kcalloc);
     memset(&rec, 0, sizeof rec);
     kfree(neighbour);                                             /* now it could grow in place */
-    TAP_CHECK(krealloc(p, 400) == NULL);                          /* ... but is not allowed to */
+    KEXPECT(krealloc(p, 400) == NULL);                          /* ... but is not allowed to */
     struct kheap_stats after = stats();
-    TAP_CHECK(intact(p, 300, 99));
-    TAP_CHECK_EQ(ksize(p), usable_of(300));
-    TAP_CHECK_EQ(after.failed_allocs, before.failed_allocs + 4);
-    TAP_CHECK_EQ(after.used_bytes, before.used_bytes - block_of(100));
-    TAP_CHECK_EQ(after.allocs, before.allocs);
-    TAP_CHECK_EQ(after.frees, before.frees + 1);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT(intact(p, 300, 99));
+    KEXPECT_EQ(ksize(p), usable_of(300));
+    KEXPECT_EQ(after.failed_allocs, before.failed_allocs + 4);
+    KEXPECT_EQ(after.used_bytes, before.used_bytes - block_of(100));
+    KEXPECT_EQ(after.allocs, before.allocs);
+    KEXPECT_EQ(after.frees, before.frees + 1);
+    KEXPECT_EQ(kheap_check(), 0);
     live_verify();
     /* a real out-of-memory move failure leaves p intact too */
     kheap_fail_after(-1);
     void *hog = kmalloc(stats().largest_free - META - 64);
-    TAP_CHECK(hog != NULL);
-    TAP_CHECK(krealloc(p, 20000) == NULL);
-    TAP_CHECK(intact(p, 300, 99));
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT(hog != NULL);
+    KEXPECT(krealloc(p, 20000) == NULL);
+    KEXPECT(intact(p, 300, 99));
+    KEXPECT_EQ(kheap_check(), 0);
     kfree(hog);
     unsigned char *q = krealloc(p, 5000);
-    TAP_CHECK(q != NULL && intact(q, 300, 99));
+    KEXPECT(q != NULL && intact(q, 300, 99));
     kfree(q);
     live_verify();
     live_free();
-    TAP_CHECK_EQ(stats().used_bytes, 0);
-    TAP_CHECK_EQ(rec.n, 0);
+    KEXPECT_EQ(stats().used_bytes, 0);
+    KEXPECT_EQ(rec.n, 0);
 }
 
 /* ---- growth hook --------------------------------------------------------------------------- */
@@ -506,7 +509,7 @@ static void grow_setup(size_t slice)
     grow_calls = 0;
 }
 
-static void test_grow_merge(void)
+KTEST(test_grow_merge)
 {
     /* the heap's one region ends where arena2 starts: consecutive slices extend it */
     reset_at(arena + ARENA_SIZE - 16 * 1024, 16 * 1024);
@@ -515,28 +518,28 @@ static void test_grow_merge(void)
     live_make();
     /* case 1: the region's last block is used: the new block starts at the old sentinel */
     void *fill_up = kmalloc(stats().largest_free - META);
-    TAP_CHECK(fill_up != NULL);
-    TAP_CHECK_EQ(stats().free_bytes, 0);
+    KEXPECT(fill_up != NULL);
+    KEXPECT_EQ(stats().free_bytes, 0);
     unsigned char *p = t_kmalloc(20000);
-    TAP_CHECK(p != NULL);
-    TAP_CHECK_EQ(grow_calls, 1);
-    TAP_CHECK_EQ(grow_last_need, block_of(20000));
-    TAP_CHECK(p >= arena2 - KH_SENTINEL_SIZE && p < arena2 + 32 * 1024);
+    KEXPECT(p != NULL);
+    KEXPECT_EQ(grow_calls, 1);
+    KEXPECT_EQ(grow_last_need, block_of(20000));
+    KEXPECT(p >= arena2 - KH_SENTINEL_SIZE && p < arena2 + 32 * 1024);
     struct kheap_stats s = stats();
-    TAP_CHECK_EQ(s.regions, 1);
-    TAP_CHECK_EQ(s.total_bytes, 48 * 1024 - INIT_OVERHEAD);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(s.regions, 1);
+    KEXPECT_EQ(s.total_bytes, 48 * 1024 - INIT_OVERHEAD);
+    KEXPECT_EQ(kheap_check(), 0);
     /* case 2: the last block is free: the new memory merges with it */
     size_t free_before = s.free_bytes;
-    TAP_CHECK(free_before > 0);
+    KEXPECT(free_before > 0);
     unsigned char *q = kmalloc(free_before + 1000);
-    TAP_CHECK(q != NULL);
-    TAP_CHECK_EQ(grow_calls, 2);
-    TAP_CHECK(q == p + block_of(20000));                          /* it starts at the old block */
+    KEXPECT(q != NULL);
+    KEXPECT_EQ(grow_calls, 2);
+    KEXPECT(q == p + block_of(20000));                          /* it starts at the old block */
     s = stats();
-    TAP_CHECK_EQ(s.regions, 1);
-    TAP_CHECK_EQ(s.total_bytes, 80 * 1024 - INIT_OVERHEAD);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(s.regions, 1);
+    KEXPECT_EQ(s.total_bytes, 80 * 1024 - INIT_OVERHEAD);
+    KEXPECT_EQ(kheap_check(), 0);
     fill(p, 20000, 1);
     fill(q, free_before + 1000, 2);
     live_verify();
@@ -547,58 +550,58 @@ static void test_grow_merge(void)
     live_free();
     kheap_flush();
     s = stats();
-    TAP_CHECK_EQ(s.largest_free, s.total_bytes);
-    TAP_CHECK_EQ(kheap_check(), 0);
-    TAP_CHECK_EQ(rec.n, 0);
+    KEXPECT_EQ(s.largest_free, s.total_bytes);
+    KEXPECT_EQ(kheap_check(), 0);
+    KEXPECT_EQ(rec.n, 0);
     kheap_set_grow(NULL);
 }
 
-static void test_grow_new_region(void)
+KTEST(test_grow_new_region)
 {
     reset(16 * 1024);
     grow_setup(0);
     kheap_set_grow(grow_separate);
     void *p = kmalloc(100 * 1024), *q = kmalloc(50 * 1024), *r = kmalloc_aligned(4096, 30000);
-    TAP_CHECK(p && q && r);
-    TAP_CHECK_EQ(grow_calls, 3);
-    TAP_CHECK_EQ(stats().regions, 4);
-    TAP_CHECK_EQ((uintptr_t)r % 4096, 0);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT(p && q && r);
+    KEXPECT_EQ(grow_calls, 3);
+    KEXPECT_EQ(stats().regions, 4);
+    KEXPECT_EQ((uintptr_t)r % 4096, 0);
+    KEXPECT_EQ(kheap_check(), 0);
     /* a request that still fits nowhere after one growth fails (one retry, no loop) */
     grow_limit = grow_offset + 1024;                              /* too little memory left */
-    TAP_CHECK(kmalloc(200 * 1024) == NULL);
-    TAP_CHECK_EQ(grow_calls, 4);
+    KEXPECT(kmalloc(200 * 1024) == NULL);
+    KEXPECT_EQ(grow_calls, 4);
     kfree(p);
     kfree(q);
     kfree(r);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(kheap_check(), 0);
     kheap_set_grow(NULL);
 }
 
-static void test_grow_nothing(void)
+KTEST(test_grow_nothing)
 {
     reset(16 * 1024);
     grow_calls = 0;
     kheap_set_grow(grow_nothing);
-    TAP_CHECK(kmalloc(64 * 1024) == NULL);
-    TAP_CHECK_EQ(grow_calls, 1);                                  /* once, no loop */
-    TAP_CHECK_EQ(stats().failed_allocs, 1);
+    KEXPECT(kmalloc(64 * 1024) == NULL);
+    KEXPECT_EQ(grow_calls, 1);                                  /* once, no loop */
+    KEXPECT_EQ(stats().failed_allocs, 1);
     void *p = kmalloc(100);                                       /* fits: the hook is not asked */
-    TAP_CHECK(p != NULL);
-    TAP_CHECK_EQ(grow_calls, 1);
+    KEXPECT(p != NULL);
+    KEXPECT_EQ(grow_calls, 1);
     /* kheap_init keeps the hook; a refused region (overlap) is no growth */
-    TAP_CHECK_EQ(kheap_init(arena, 16 * 1024), 0);
-    TAP_CHECK(kmalloc(64 * 1024) == NULL);
-    TAP_CHECK_EQ(grow_calls, 2);
+    KEXPECT_EQ(kheap_init(arena, 16 * 1024), 0);
+    KEXPECT(kmalloc(64 * 1024) == NULL);
+    KEXPECT_EQ(grow_calls, 2);
     kheap_set_grow(NULL);
-    TAP_CHECK(kmalloc(64 * 1024) == NULL);
-    TAP_CHECK_EQ(grow_calls, 2);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT(kmalloc(64 * 1024) == NULL);
+    KEXPECT_EQ(grow_calls, 2);
+    KEXPECT_EQ(kheap_check(), 0);
 }
 
 /* The growth hook is asked only after the front cache was flushed: freed small blocks that
  * together fit a request are merged and used first. */
-static void test_grow_after_flush(void)
+KTEST(test_grow_after_flush)
 {
     reset_at(arena + ARENA_SIZE - 16 * 1024, 16 * 1024);
     grow_setup(32 * 1024);
@@ -608,27 +611,27 @@ static void test_grow_after_flush(void)
     for (int i = 0; i < N; i++)
         p[i] = kmalloc(100);
     void *fill_up = kmalloc(stats().largest_free - META);
-    TAP_CHECK(fill_up != NULL);
-    TAP_CHECK_EQ(stats().free_bytes, 0);
+    KEXPECT(fill_up != NULL);
+    KEXPECT_EQ(stats().free_bytes, 0);
     for (int i = 0; i < N; i++)
         kfree(p[i]);                                /* cached, the rest merged */
-    TAP_CHECK_EQ(stats().free_bytes, N * block_of(100));
+    KEXPECT_EQ(stats().free_bytes, N * block_of(100));
     void *q = kmalloc(N * block_of(100) - META);    /* all of them, merged */
-    TAP_CHECK(q == p[0]);
-    TAP_CHECK_EQ(grow_calls, 0);
-    TAP_CHECK_EQ(stats().regions, 1);
-    TAP_CHECK_EQ(stats().total_bytes, 16 * 1024 - INIT_OVERHEAD);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT(q == p[0]);
+    KEXPECT_EQ(grow_calls, 0);
+    KEXPECT_EQ(stats().regions, 1);
+    KEXPECT_EQ(stats().total_bytes, 16 * 1024 - INIT_OVERHEAD);
+    KEXPECT_EQ(kheap_check(), 0);
     kfree(q);
     kfree(fill_up);
-    TAP_CHECK_EQ(rec.n, 0);
+    KEXPECT_EQ(rec.n, 0);
     kheap_set_grow(NULL);
 }
 
 /* A randomized run through growth and fault injection together: the heap starts at 16 KiB and
  * grows in 4 KiB slices (or what a request needs) (every slice extends the one region), 5 % of allocation calls fail;
  * patterns, ksize, counters and kheap_check are verified after every operation. */
-static void test_grow_and_faults_random(void)
+KTEST(test_grow_and_faults_random)
 {
     enum { SLOTS = 64, OPS = 4000 };
     static struct { unsigned char *p; size_t n; } slot[SLOTS];
@@ -638,12 +641,12 @@ static void test_grow_and_faults_random(void)
     kheap_fail_rate(50000, 12345);
     uint64_t rng = 99;
     unsigned live_n = 0, fails = 0;
-    for (int op = 0; op < OPS && !TAP_FAILURES(); op++) {
+    for (int op = 0; op < OPS && !ktest_failures(); op++) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         unsigned r = (unsigned)(rng >> 33), i = r % SLOTS;
         size_t n = 1 + (rng >> 20) % (1u << (1 + (rng >> 50) % 12));
         if (slot[i].p && (r & 0x300)) {                   /* free or resize a live block */
-            TAP_CHECK(intact(slot[i].p, slot[i].n, i));
+            KEXPECT(intact(slot[i].p, slot[i].n, i));
             if (r & 0x400) {
                 kfree(slot[i].p);
                 slot[i].p = NULL;
@@ -653,7 +656,7 @@ static void test_grow_and_faults_random(void)
             unsigned char *q = krealloc(slot[i].p, n);
             if (!q) {                                     /* failed: the old block unchanged */
                 fails++;
-                TAP_CHECK(intact(slot[i].p, slot[i].n, i));
+                KEXPECT(intact(slot[i].p, slot[i].n, i));
                 continue;
             }
             slot[i].p = q;
@@ -668,57 +671,57 @@ static void test_grow_and_faults_random(void)
             continue;
         }
         slot[i].n = n;
-        TAP_CHECK(ksize(slot[i].p) >= n);
+        KEXPECT(ksize(slot[i].p) >= n);
         fill(slot[i].p, n, i);
         int rc = kheap_check();
-        if (!TAP_CHECK_EQ(rc, 0))
+        if (!KEXPECT_EQ(rc, 0))
             break;
     }
     kheap_fail_rate(0, 0);
     struct kheap_stats st = stats();
-    TAP_CHECK_EQ(st.regions, 1);
-    TAP_CHECK(grow_calls > 3);
-    TAP_CHECK(fails > 10 && st.failed_allocs >= fails);
-    tap_note("%u live, %zu growth calls, %u failures, %zu KiB in the heap", live_n, grow_calls,
-             fails, st.total_bytes / 1024);
+    KEXPECT_EQ(st.regions, 1);
+    KEXPECT(grow_calls > 3);
+    KEXPECT(fails > 10 && st.failed_allocs >= fails);
+    ktest_note("%u live, %zu growth calls, %u failures, %zu KiB in the heap", live_n, grow_calls,
+               fails, st.total_bytes / 1024);
     for (unsigned i = 0; i < SLOTS; i++) {
         if (slot[i].p)
-            TAP_CHECK(intact(slot[i].p, slot[i].n, i));
+            KEXPECT(intact(slot[i].p, slot[i].n, i));
         kfree(slot[i].p);
         slot[i].p = NULL;
     }
     kheap_flush();
     st = stats();
-    TAP_CHECK_EQ(st.used_bytes, 0);
-    TAP_CHECK_EQ(st.largest_free, st.total_bytes);
-    TAP_CHECK_EQ(st.errors, 0);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(st.used_bytes, 0);
+    KEXPECT_EQ(st.largest_free, st.total_bytes);
+    KEXPECT_EQ(st.errors, 0);
+    KEXPECT_EQ(kheap_check(), 0);
     kheap_set_grow(NULL);
 }
 
 /* ---- fragmentation ------------------------------------------------------------------------- */
 
-static void test_fragmentation(void)
+KTEST(test_fragmentation)
 {
     reset(64 * 1024);
     struct kheap_stats s = stats();
-    TAP_CHECK_EQ(s.fragmentation_ppm, 0);                         /* one free block */
+    KEXPECT_EQ(s.fragmentation_ppm, 0);                         /* one free block */
     void *p[8];
     for (int i = 0; i < 8; i++)
         p[i] = kmalloc(1000);
     void *rest = kmalloc(stats().largest_free - META);
-    TAP_CHECK(rest != NULL);
-    TAP_CHECK_EQ(stats().fragmentation_ppm, 0);                   /* nothing free */
+    KEXPECT(rest != NULL);
+    KEXPECT_EQ(stats().fragmentation_ppm, 0);                   /* nothing free */
     for (int i = 0; i < 8; i += 2)
         kfree(p[i]);                                              /* four equal holes */
     s = stats();
-    TAP_CHECK_EQ(s.free_bytes, 4 * block_of(1000));
-    TAP_CHECK_EQ(s.largest_free, block_of(1000));
-    TAP_CHECK_EQ(s.fragmentation_ppm, 750000);
+    KEXPECT_EQ(s.free_bytes, 4 * block_of(1000));
+    KEXPECT_EQ(s.largest_free, block_of(1000));
+    KEXPECT_EQ(s.fragmentation_ppm, 750000);
     for (int i = 1; i < 8; i += 2)
         kfree(p[i]);
     kfree(rest);
-    TAP_CHECK_EQ(stats().fragmentation_ppm, 0);
+    KEXPECT_EQ(stats().fragmentation_ppm, 0);
 }
 
 
@@ -730,24 +733,24 @@ static int a_global[8] __attribute__((aligned(16)));
 static void misuse_epilogue(void)
 {
     live_verify();
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(kheap_check(), 0);
     live_free();
 }
 
-static void test_misuse_double_free(void)
+KTEST(test_misuse_double_free)
 {
     reset(64 * 1024);
     live_make();
     unsigned char *a = kmalloc(100), *guard = kmalloc(16);
     kfree(a);
     t_kfree(a);
-    EXPECT_REPORT(0, KHEAP_E_DOUBLE_FREE, a, t_kfree_ret);
-    TAP_CHECK_EQ(stats().errors, 1);
+    EXPECT_REPORT(0, KHEAP_E_DOUBLE_FREE, a, t_kfree);
+    KEXPECT_EQ(stats().errors, 1);
     kfree(guard);
     misuse_epilogue();
 }
 
-static void test_misuse_interior_pointer(void)
+KTEST(test_misuse_interior_pointer)
 {
     reset(64 * 1024);
     live_make();
@@ -756,35 +759,35 @@ static void test_misuse_interior_pointer(void)
     int n = 0;
     for (size_t off = 16; off < 300; off += 48) {
         t_kfree(a + off);
-        EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, a + off, t_kfree_ret);
+        EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, a + off, t_kfree);
         n++;
     }
-    TAP_CHECK(t_krealloc(a + 16, 10) == NULL);
-    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, a + 16, t_krealloc_ret);
-    TAP_CHECK(intact(a, 300, 77));
+    KEXPECT(t_krealloc(a + 16, 10) == NULL);
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, a + 16, t_krealloc);
+    KEXPECT(intact(a, 300, 77));
     kfree(a);
     misuse_epilogue();
 }
 
-static void test_misuse_stack_and_global(void)
+KTEST(test_misuse_stack_and_global)
 {
     reset(64 * 1024);
     live_make();
     unsigned char on_stack[32] __attribute__((aligned(16)));
     t_kfree(on_stack);
-    EXPECT_REPORT(0, KHEAP_E_BAD_PTR, on_stack, t_kfree_ret);
+    EXPECT_REPORT(0, KHEAP_E_BAD_PTR, on_stack, t_kfree);
     t_kfree(a_global);
-    EXPECT_REPORT(1, KHEAP_E_BAD_PTR, a_global, t_kfree_ret);
-    TAP_CHECK_EQ(t_ksize(a_global), 0);
-    EXPECT_REPORT(2, KHEAP_E_BAD_PTR, a_global, t_ksize_ret);
-    TAP_CHECK(t_krealloc(on_stack, 64) == NULL);
-    EXPECT_REPORT(3, KHEAP_E_BAD_PTR, on_stack, t_krealloc_ret);
+    EXPECT_REPORT(1, KHEAP_E_BAD_PTR, a_global, t_kfree);
+    KEXPECT_EQ(t_ksize(a_global), 0);
+    EXPECT_REPORT(2, KHEAP_E_BAD_PTR, a_global, t_ksize);
+    KEXPECT(t_krealloc(on_stack, 64) == NULL);
+    EXPECT_REPORT(3, KHEAP_E_BAD_PTR, on_stack, t_krealloc);
     misuse_epilogue();
 }
 
 /* A pointer into a free block: into its body (the word before it is old data, or poison in
  * the debug build) and a stale pointer to a block merged into its free neighbour. */
-static void test_misuse_into_free_block(void)
+KTEST(test_misuse_into_free_block)
 {
     reset(64 * 1024);
     live_make();
@@ -792,13 +795,13 @@ static void test_misuse_into_free_block(void)
     fill(a, 1000, 5);
     kfree(a);
     t_kfree(a + 512);
-    EXPECT_REPORT(0, DEBUG_BUILD ? KHEAP_E_DOUBLE_FREE : KHEAP_E_BAD_HEADER, a + 512, t_kfree_ret);
+    EXPECT_REPORT(0, DEBUG_BUILD ? KHEAP_E_DOUBLE_FREE : KHEAP_E_BAD_HEADER, a + 512, t_kfree);
     kfree(b);
     kheap_flush();                              /* merges into a: b's header is stale */
     t_kfree(b);
-    EXPECT_REPORT(1, KHEAP_E_DOUBLE_FREE, b, t_kfree_ret);
-    TAP_CHECK(t_krealloc(b, 10) == NULL);
-    EXPECT_REPORT(2, KHEAP_E_DOUBLE_FREE, b, t_krealloc_ret);
+    EXPECT_REPORT(1, KHEAP_E_DOUBLE_FREE, b, t_kfree);
+    KEXPECT(t_krealloc(b, 10) == NULL);
+    EXPECT_REPORT(2, KHEAP_E_DOUBLE_FREE, b, t_krealloc);
     kfree(guard);
     misuse_epilogue();
 }
@@ -812,33 +815,33 @@ static void overflow_by(size_t k)
     live_make();
     size_t n = 104;                             /* ksize = 104, or 104 with 1 canary byte */
     unsigned char *a = kmalloc(n), *b = kmalloc(64), *guard = kmalloc(16);
-    TAP_CHECK((unsigned char *)b == a + block_of(n));
+    KEXPECT((unsigned char *)b == a + block_of(n));
     fill(b, 64, 9);
     uint64_t *bh = (uint64_t *)(b - KHEAP_HEADER_SIZE), saved = *bh;
     unsigned char saved_b[16];
     memcpy(saved_b, b, sizeof saved_b);
     memset(a + ksize(a), 0xEE, k);
 #if DEBUG_BUILD
-    TAP_CHECK_EQ(kheap_check(), KHEAP_E_OVERFLOW);
+    KEXPECT_EQ(kheap_check(), KHEAP_E_OVERFLOW);
     t_kfree(a);
-    EXPECT_REPORT(0, KHEAP_E_OVERFLOW, a, t_kfree_ret);
-    TAP_CHECK_EQ(kheap_check(), 0);              /* a is freed: its canary is poison now */
-    TAP_CHECK(intact(b, 64, 9));
+    EXPECT_REPORT(0, KHEAP_E_OVERFLOW, a, t_kfree);
+    KEXPECT_EQ(kheap_check(), 0);              /* a is freed: its canary is poison now */
+    KEXPECT(intact(b, 64, 9));
     (void)bh, (void)saved;
 #else
-    TAP_CHECK_EQ(kheap_check(), KHEAP_E_CORRUPT);
+    KEXPECT_EQ(kheap_check(), KHEAP_E_CORRUPT);
     t_kfree(a);
-    EXPECT_REPORT(0, KHEAP_E_BAD_HEADER, a, t_kfree_ret);
+    EXPECT_REPORT(0, KHEAP_E_BAD_HEADER, a, t_kfree);
     t_kfree(b);
-    EXPECT_REPORT(1, KHEAP_E_BAD_HEADER, b, t_kfree_ret);
-    TAP_CHECK(t_krealloc(a, 5000) == NULL);
-    EXPECT_REPORT(2, KHEAP_E_BAD_HEADER, a, t_krealloc_ret);
-    TAP_CHECK_EQ(t_ksize(b), 0);
-    EXPECT_REPORT(3, KHEAP_E_BAD_HEADER, b, t_ksize_ret);
-    TAP_CHECK_EQ(kheap_check(), KHEAP_E_CORRUPT);  /* the corruption is still there: reported */
+    EXPECT_REPORT(1, KHEAP_E_BAD_HEADER, b, t_kfree);
+    KEXPECT(t_krealloc(a, 5000) == NULL);
+    EXPECT_REPORT(2, KHEAP_E_BAD_HEADER, a, t_krealloc);
+    KEXPECT_EQ(t_ksize(b), 0);
+    EXPECT_REPORT(3, KHEAP_E_BAD_HEADER, b, t_ksize);
+    KEXPECT_EQ(kheap_check(), KHEAP_E_CORRUPT);  /* the corruption is still there: reported */
     *bh = saved;                                 /* repaired: the heap never changed */
     memcpy(b, saved_b, sizeof saved_b);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(kheap_check(), 0);
     kfree(a);
 #endif
     kfree(b);
@@ -846,13 +849,13 @@ static void overflow_by(size_t k)
     misuse_epilogue();
 }
 
-static void test_misuse_overflow_1(void)  { overflow_by(1); }
-static void test_misuse_overflow_8(void)  { overflow_by(8); }
-static void test_misuse_overflow_16(void) { overflow_by(16); }
+KTEST(test_misuse_overflow_1) { overflow_by(1); }
+KTEST(test_misuse_overflow_8) { overflow_by(8); }
+KTEST(test_misuse_overflow_16) { overflow_by(16); }
 
 /* The debug build also catches a write past the whole block into the next header, like the
  * release build: the canary is intact then, the neighbour's header is not. */
-static void test_misuse_overflow_past_block(void)
+KTEST(test_misuse_overflow_past_block)
 {
     reset(64 * 1024);
     live_make();
@@ -860,8 +863,8 @@ static void test_misuse_overflow_past_block(void)
     uint64_t *bh = (uint64_t *)(b - KHEAP_HEADER_SIZE), saved = *bh;
     *(volatile unsigned char *)bh ^= 0x10;        /* a size bit of b's header */
     t_kfree(a);
-    EXPECT_REPORT(0, KHEAP_E_BAD_HEADER, a, t_kfree_ret);
-    TAP_CHECK_EQ(kheap_check(), KHEAP_E_CORRUPT);
+    EXPECT_REPORT(0, KHEAP_E_BAD_HEADER, a, t_kfree);
+    KEXPECT_EQ(kheap_check(), KHEAP_E_CORRUPT);
     *bh = saved;
     kfree(a);
     kfree(b);
@@ -872,7 +875,7 @@ static void test_misuse_overflow_past_block(void)
 /* Write after free: reported when the memory is handed out again (debug build), by kmalloc and
  * by krealloc growing in place; kheap_check reports it before. The release build cannot see it:
  * the block is simply handed out again. */
-static void test_misuse_write_after_free(void)
+KTEST(test_misuse_write_after_free)
 {
 #if DEBUG_BUILD
     reset(64 * 1024);
@@ -880,11 +883,11 @@ static void test_misuse_write_after_free(void)
     unsigned char *a = kmalloc(100), *guard = kmalloc(16);
     kfree(a);
     a[50] = 1;                                  /* the dangling write */
-    TAP_CHECK_EQ(kheap_check(), KHEAP_E_USE_AFTER_FREE);
+    KEXPECT_EQ(kheap_check(), KHEAP_E_USE_AFTER_FREE);
     unsigned char *b = t_kmalloc(100);
-    TAP_CHECK(b == a);
-    EXPECT_REPORT(0, KHEAP_E_USE_AFTER_FREE, a, t_kmalloc_ret);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT(b == a);
+    EXPECT_REPORT(0, KHEAP_E_USE_AFTER_FREE, a, t_kmalloc);
+    KEXPECT_EQ(kheap_check(), 0);
     /* through krealloc growing into a free right neighbour that was written after free */
     unsigned char *c = kmalloc(200), *d = kmalloc(200), *guard2 = kmalloc(16);
     fill(c, 200, 3);
@@ -892,30 +895,30 @@ static void test_misuse_write_after_free(void)
     kheap_flush();                              /* d free, not cached: c can grow into it */
     d[100] = 0;
     unsigned char *c2 = t_krealloc(c, 350);
-    TAP_CHECK(c2 == c);
-    EXPECT_REPORT(1, KHEAP_E_USE_AFTER_FREE, d, t_krealloc_ret);
-    TAP_CHECK(intact(c2, 200, 3));
+    KEXPECT(c2 == c);
+    EXPECT_REPORT(1, KHEAP_E_USE_AFTER_FREE, d, t_krealloc);
+    KEXPECT(intact(c2, 200, 3));
     /* through kcalloc: the block comes back zeroed all the same */
     unsigned char *e = kmalloc(100), *guard3 = kmalloc(16);
     kfree(e);
     e[KH_FREE_BODY] = 0;                        /* the first byte after the list links */
     unsigned char *e2 = t_kcalloc(1, 100);
-    TAP_CHECK(e2 == e);
-    EXPECT_REPORT(2, KHEAP_E_USE_AFTER_FREE, e, t_kcalloc_ret);
-    TAP_CHECK(e2 && e2[KH_FREE_BODY] == 0 && e2[99] == 0);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT(e2 == e);
+    EXPECT_REPORT(2, KHEAP_E_USE_AFTER_FREE, e, t_kcalloc);
+    KEXPECT(e2 && e2[KH_FREE_BODY] == 0 && e2[99] == 0);
+    KEXPECT_EQ(kheap_check(), 0);
     /* byte 0, the list link itself: reported as a write after free too; the block is then
      * leaked (its list detached) and the call served from elsewhere, zeroed */
     unsigned char *hl = kmalloc(100), *h = kmalloc(100), *hr = kmalloc(100);
     kfree(h);                                   /* used on both sides: a free block of its own */
     kheap_flush();                              /* on the free lists, not in the cache */
     h[0] ^= 0x10;
-    TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+    KEXPECT_EQ(kheap_check(), KHEAP_E_FREELIST);
     unsigned char *h2 = t_kcalloc(1, 100);
-    TAP_CHECK(h2 != NULL && h2 != h);
-    EXPECT_REPORT(3, KHEAP_E_USE_AFTER_FREE, h, t_kcalloc_ret);
-    TAP_CHECK(h2 && h2[0] == 0 && h2[99] == 0);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT(h2 != NULL && h2 != h);
+    EXPECT_REPORT(3, KHEAP_E_USE_AFTER_FREE, h, t_kcalloc);
+    KEXPECT(h2 && h2[0] == 0 && h2[99] == 0);
+    KEXPECT_EQ(kheap_check(), 0);
     kfree(h2);
     kfree(hl);
     kfree(hr);
@@ -926,6 +929,8 @@ static void test_misuse_write_after_free(void)
     kfree(guard);
     kfree(guard2);
     misuse_epilogue();
+#else
+    ktest_skip("writes after free are detected only with KHEAP_DEBUG=1 (test_kheap_harden_debug)");
 #endif
 }
 
@@ -935,7 +940,7 @@ static void test_misuse_write_after_free(void)
  * plain pointer, a pointer outside the heap and 0 are all caught. kmalloc and kmalloc_aligned
  * that find it heading their list report it, detach the list (the block is leaked) and are
  * served from another list. */
-static void test_misuse_freelist_link(void)
+KTEST(test_misuse_freelist_link)
 {
     reset(64 * 1024);
     live_make();
@@ -951,36 +956,36 @@ static void test_misuse_freelist_link(void)
     int n = 0;
     for (unsigned i = 0; i < sizeof bad / sizeof *bad; i++) {
         *next = bad[i];
-        TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+        KEXPECT_EQ(kheap_check(), KHEAP_E_FREELIST);
         t_kfree(a);                             /* would merge with b */
-        EXPECT_REPORT(n, KHEAP_E_FREELIST, a, t_kfree_ret);
+        EXPECT_REPORT(n, KHEAP_E_FREELIST, a, t_kfree);
         n++;
         t_kfree(c);
-        EXPECT_REPORT(n, KHEAP_E_FREELIST, c, t_kfree_ret);
+        EXPECT_REPORT(n, KHEAP_E_FREELIST, c, t_kfree);
         n++;
-        TAP_CHECK(t_krealloc(a, 300) == NULL);  /* would grow into b */
-        EXPECT_REPORT(n, KHEAP_E_FREELIST, a, t_krealloc_ret);
+        KEXPECT(t_krealloc(a, 300) == NULL);  /* would grow into b */
+        EXPECT_REPORT(n, KHEAP_E_FREELIST, a, t_krealloc);
         n++;
         *next = saved_next;
-        TAP_CHECK_EQ(kheap_check(), 0);
+        KEXPECT_EQ(kheap_check(), 0);
         /* ... a prev link by prev->next != b */
         *prev = bad[i] == saved_next ? saved_prev ^ 0x10 : bad[i];
         t_kfree(a);
-        EXPECT_REPORT(n, KHEAP_E_FREELIST, a, t_kfree_ret);
+        EXPECT_REPORT(n, KHEAP_E_FREELIST, a, t_kfree);
         n++;
-        TAP_CHECK_EQ(kheap_check(), KHEAP_E_FREELIST);
+        KEXPECT_EQ(kheap_check(), KHEAP_E_FREELIST);
         *prev = saved_prev;
-        TAP_CHECK_EQ(kheap_check(), 0);
+        KEXPECT_EQ(kheap_check(), 0);
     }
     /* kmalloc_aligned whose block (n + align + 16) is exactly b's size takes b's list: b is
      * reported (the debug build: its own link written after free), its list detached */
     const int uaf = DEBUG_BUILD ? KHEAP_E_USE_AFTER_FREE : KHEAP_E_FREELIST;
     *next = 0;
     unsigned char *d = t_kmalloc_aligned(64, block_of(200) - 64 - KHEAP_ALIGN - META);
-    TAP_CHECK(d != NULL && d != b && (uintptr_t)d % 64 == 0);
-    EXPECT_REPORT(n, uaf, b, t_kmalloc_aligned_ret);
+    KEXPECT(d != NULL && d != b && (uintptr_t)d % 64 == 0);
+    EXPECT_REPORT(n, uaf, b, t_kmalloc_aligned);
     n++;
-    TAP_CHECK_EQ(kheap_check(), 0);             /* b is a leaked block of a detached list */
+    KEXPECT_EQ(kheap_check(), 0);             /* b is a leaked block of a detached list */
     /* the same through kmalloc with another block of the same size, freed in c's place:
      * kfree(c) is refused (c's left neighbour is b), so free a block elsewhere */
     unsigned char *el = kmalloc(200), *e = kmalloc(200), *er = kmalloc(200);
@@ -988,13 +993,13 @@ static void test_misuse_freelist_link(void)
     kheap_flush();                              /* on the free lists, not in the cache */
     *(uint64_t *)(e + 8) ^= 0x10;               /* its prev link */
     unsigned char *f = t_kmalloc(200);
-    TAP_CHECK(f != NULL && f != e);
-    EXPECT_REPORT(n, uaf, e, t_kmalloc_ret);
+    KEXPECT(f != NULL && f != e);
+    EXPECT_REPORT(n, uaf, e, t_kmalloc);
     n++;
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(kheap_check(), 0);
     struct kheap_stats s = stats();
-    TAP_CHECK_EQ(s.used_bytes + s.free_bytes, s.total_bytes);
-    TAP_CHECK_EQ(rec.n, n);
+    KEXPECT_EQ(s.used_bytes + s.free_bytes, s.total_bytes);
+    KEXPECT_EQ(rec.n, n);
     kfree(f);
     kfree(d);
     kfree(el);
@@ -1006,7 +1011,7 @@ static void test_misuse_freelist_link(void)
 /* krealloc that must move while the left neighbour it would merge with on free is corrupt: the
  * call reports KHEAP_E_BAD_HEADER and returns NULL before allocating anything; p stays live with
  * its data, nothing is leaked, and once the header is repaired p can be moved and freed. */
-static void test_misuse_realloc_move_corrupt_neighbour(void)
+KTEST(test_misuse_realloc_move_corrupt_neighbour)
 {
     reset(64 * 1024);
     live_make();
@@ -1018,20 +1023,20 @@ static void test_misuse_realloc_move_corrupt_neighbour(void)
     uint64_t *ah = (uint64_t *)(a - KHEAP_HEADER_SIZE), saved = *ah;
     *ah ^= 0x20;                                /* a stray write into it */
     struct kheap_stats s0 = stats();
-    TAP_CHECK(t_krealloc(b, 4000) == NULL);
-    EXPECT_REPORT(0, KHEAP_E_BAD_HEADER, b, t_krealloc_ret);
+    KEXPECT(t_krealloc(b, 4000) == NULL);
+    EXPECT_REPORT(0, KHEAP_E_BAD_HEADER, b, t_krealloc);
     struct kheap_stats s1 = stats();
-    TAP_CHECK_EQ(s1.allocs, s0.allocs);         /* nothing allocated, nothing freed */
-    TAP_CHECK_EQ(s1.frees, s0.frees);
-    TAP_CHECK_EQ(s1.used_bytes, s0.used_bytes);
-    TAP_CHECK_EQ(kheap_check(), KHEAP_E_CORRUPT);
+    KEXPECT_EQ(s1.allocs, s0.allocs);         /* nothing allocated, nothing freed */
+    KEXPECT_EQ(s1.frees, s0.frees);
+    KEXPECT_EQ(s1.used_bytes, s0.used_bytes);
+    KEXPECT_EQ(kheap_check(), KHEAP_E_CORRUPT);
     *ah = saved;
-    TAP_CHECK_EQ(kheap_check(), 0);
-    TAP_CHECK(intact(b, n, 7));
-    TAP_CHECK_EQ(ksize(b), usable_of(n));
+    KEXPECT_EQ(kheap_check(), 0);
+    KEXPECT(intact(b, n, 7));
+    KEXPECT_EQ(ksize(b), usable_of(n));
     unsigned char *q = krealloc(b, 4000);       /* repaired: the move goes through */
-    TAP_CHECK(q != NULL && q != b && intact(q, n, 7));
-    TAP_CHECK_EQ(rec.n, 1);
+    KEXPECT(q != NULL && q != b && intact(q, n, 7));
+    KEXPECT_EQ(rec.n, 1);
     kfree(q);
     kfree(g);
     misuse_epilogue();
@@ -1040,7 +1045,7 @@ static void test_misuse_realloc_move_corrupt_neighbour(void)
 /* Debug build: an overflow that smashes the canary and the trailer's recorded size, then a
  * krealloc that moves: KHEAP_E_OVERFLOW, and the move keeps every byte the old block held
  * before its trailer (the recorded size is not trusted), so none of the user's data is lost. */
-static void test_misuse_realloc_move_after_overflow(void)
+KTEST(test_misuse_realloc_move_after_overflow)
 {
 #if DEBUG_BUILD
     reset(64 * 1024);
@@ -1051,22 +1056,24 @@ static void test_misuse_realloc_move_after_overflow(void)
     size_t s = block_of(n), room = s - KHEAP_HEADER_SIZE - KH_TRAILER_SIZE;
     unsigned char *trailer = a - KHEAP_HEADER_SIZE + s - KH_TRAILER_SIZE;
     memset(a + n, 0x11, (size_t)(trailer - (a + n)) + 1);  /* canary and the size's low byte */
-    TAP_CHECK_EQ(kheap_check(), KHEAP_E_OVERFLOW);
+    KEXPECT_EQ(kheap_check(), KHEAP_E_OVERFLOW);
     unsigned char *q = t_krealloc(a, 4 * n);
-    EXPECT_REPORT(0, KHEAP_E_OVERFLOW, a, t_krealloc_ret);
-    TAP_CHECK(q != NULL && q != a);
-    TAP_CHECK(q && intact(q, n, 9));            /* all n bytes, not the smashed size */
+    EXPECT_REPORT(0, KHEAP_E_OVERFLOW, a, t_krealloc);
+    KEXPECT(q != NULL && q != a);
+    KEXPECT(q && intact(q, n, 9));            /* all n bytes, not the smashed size */
     for (size_t i = n; q && i < room; i++)      /* and the overflowing bytes up to the trailer */
         if (q[i] != 0x11)
-            TAP_CHECK(!"overflowed byte not kept");
-    TAP_CHECK_EQ(kheap_check(), 0);
+            KEXPECT(!"overflowed byte not kept");
+    KEXPECT_EQ(kheap_check(), 0);
     kfree(q);
     kfree(g);
     misuse_epilogue();
+#else
+    ktest_skip("the canary and the trailer exist only with KHEAP_DEBUG=1 (test_kheap_harden_debug)");
 #endif
 }
 
-static void test_misuse_calloc_overflow(void)
+KTEST(test_misuse_calloc_overflow)
 {
     reset(64 * 1024);
     live_make();
@@ -1075,79 +1082,43 @@ static void test_misuse_calloc_overflow(void)
         { 3, SIZE_MAX / 3 + 1 },
     };
     for (unsigned i = 0; i < sizeof cases / sizeof *cases; i++) {
-        TAP_CHECK(t_kcalloc(cases[i].n, cases[i].size) == NULL);
-        EXPECT_REPORT((int)i, KHEAP_E_SIZE, NULL, t_kcalloc_ret);
+        KEXPECT(t_kcalloc(cases[i].n, cases[i].size) == NULL);
+        EXPECT_REPORT((int)i, KHEAP_E_SIZE, NULL, t_kcalloc);
     }
-    TAP_CHECK_EQ(stats().failed_allocs, 4);
+    KEXPECT_EQ(stats().failed_allocs, 4);
     misuse_epilogue();
 }
 
-static void test_misuse_size_max(void)
+KTEST(test_misuse_size_max)
 {
     reset(64 * 1024);
     live_make();
     size_t sizes[] = { SIZE_MAX, SIZE_MAX - 7, SIZE_MAX - 16, (size_t)KHEAP_MAX_ALLOC + 1 };
     int n = 0;
     for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++) {
-        TAP_CHECK(t_kmalloc(sizes[i]) == NULL);
-        EXPECT_REPORT(n, KHEAP_E_SIZE, NULL, t_kmalloc_ret);
+        KEXPECT(t_kmalloc(sizes[i]) == NULL);
+        EXPECT_REPORT(n, KHEAP_E_SIZE, NULL, t_kmalloc);
         n++;
-        TAP_CHECK(t_krealloc(live[0], sizes[i]) == NULL);
-        EXPECT_REPORT(n, KHEAP_E_SIZE, live[0], t_krealloc_ret);
+        KEXPECT(t_krealloc(live[0], sizes[i]) == NULL);
+        EXPECT_REPORT(n, KHEAP_E_SIZE, live[0], t_krealloc);
         n++;
-        TAP_CHECK(t_kmalloc_aligned(64, sizes[i]) == NULL);
-        EXPECT_REPORT(n, KHEAP_E_SIZE, NULL, t_kmalloc_aligned_ret);
+        KEXPECT(t_kmalloc_aligned(64, sizes[i]) == NULL);
+        EXPECT_REPORT(n, KHEAP_E_SIZE, NULL, t_kmalloc_aligned);
         n++;
     }
-    TAP_CHECK(kmalloc(KHEAP_MAX_ALLOC) == NULL);  /* not absurd, only too big: no report */
-    TAP_CHECK_EQ(rec.n, n);
+    KEXPECT(kmalloc(KHEAP_MAX_ALLOC) == NULL);  /* not absurd, only too big: no report */
+    KEXPECT_EQ(rec.n, n);
     misuse_epilogue();
 }
 
-static void test_misuse_bad_alignment(void)
+KTEST(test_misuse_bad_alignment)
 {
     reset(64 * 1024);
     live_make();
     size_t aligns[] = { 0, 3, 24, 48, 4095, SIZE_MAX, (size_t)1 << 63 };
     for (unsigned i = 0; i < sizeof aligns / sizeof *aligns; i++) {
-        TAP_CHECK(t_kmalloc_aligned(aligns[i], 10) == NULL);
-        EXPECT_REPORT((int)i, KHEAP_E_INVAL, NULL, t_kmalloc_aligned_ret);
+        KEXPECT(t_kmalloc_aligned(aligns[i], 10) == NULL);
+        EXPECT_REPORT((int)i, KHEAP_E_INVAL, NULL, t_kmalloc_aligned);
     }
     misuse_epilogue();
-}
-
-int main(void)
-{
-    tap_start();
-    TAP_RUN(test_walk);
-    TAP_RUN(test_inspect);
-    TAP_RUN(test_inspect_from_handler);
-    TAP_RUN(test_leak_report);
-    TAP_RUN(test_leak_report_overflow);
-    TAP_RUN(test_set_secret);
-    TAP_RUN(test_fail_after);
-    TAP_RUN(test_fail_rate);
-    TAP_RUN(test_fail_paths_intact);
-    TAP_RUN(test_grow_merge);
-    TAP_RUN(test_grow_new_region);
-    TAP_RUN(test_grow_nothing);
-    TAP_RUN(test_grow_after_flush);
-    TAP_RUN(test_grow_and_faults_random);
-    TAP_RUN(test_fragmentation);
-    TAP_RUN(test_misuse_double_free);
-    TAP_RUN(test_misuse_interior_pointer);
-    TAP_RUN(test_misuse_stack_and_global);
-    TAP_RUN(test_misuse_into_free_block);
-    TAP_RUN(test_misuse_overflow_1);
-    TAP_RUN(test_misuse_overflow_8);
-    TAP_RUN(test_misuse_overflow_16);
-    TAP_RUN(test_misuse_overflow_past_block);
-    TAP_RUN(test_misuse_write_after_free);
-    TAP_RUN(test_misuse_freelist_link);
-    TAP_RUN(test_misuse_realloc_move_corrupt_neighbour);
-    TAP_RUN(test_misuse_realloc_move_after_overflow);
-    TAP_RUN(test_misuse_calloc_overflow);
-    TAP_RUN(test_misuse_size_max);
-    TAP_RUN(test_misuse_bad_alignment);
-    return tap_done();
 }

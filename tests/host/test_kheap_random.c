@@ -4,7 +4,8 @@
  * kmalloc_aligned/krealloc/kfree at random, every block filled with its own pattern and
  * verified before it is freed or reallocated, no two live blocks overlapping, counters matched
  * against the model, kheap_check() after every operation in the checked run.
- * Usage: test_kheap_random [OPS_PER_SEED [SEEDS [CHECK_EVERY]]] (env KHEAP_RANDOM_OPS too).
+ * Usage: test_kheap_random [ktest=PATTERN] [OPS_PER_SEED [SEEDS [CHECK_EVERY]]] (env
+ * KHEAP_RANDOM_OPS too).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -15,7 +16,7 @@
 
 #include "mm/kheap.h"
 #include "mm/kheap_diag.h"
-#include "tap.h"
+#include "ktest.h"
 
 enum {
     SLOTS      = 512,               /* live blocks at most */
@@ -236,17 +237,17 @@ static void run_seed(unsigned long ops, unsigned long check_every)
     nlive = 0;
     model_allocs = model_frees = model_failed = 0;
     errors_seen = 0;
-    TAP_CHECK(setup_heap());
+    KEXPECT(setup_heap());
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (unsigned long k = 0; k < ops; k++) {
-        if (!TAP_CHECK(step())) {
+        if (!KEXPECT(step())) {
             printf("# seed %llu: model mismatch at op %lu\n", (unsigned long long)g_seed, k);
             break;
         }
         if (check_every && k % check_every == 0) {
             int rc = kheap_check();
-            if (!TAP_CHECK_EQ(rc, 0)) {
+            if (!KEXPECT_EQ(rc, 0)) {
                 printf("# seed %llu: kheap_check %d (%s) after op %lu\n",
                        (unsigned long long)g_seed, rc, kheap_strerror(rc), k);
                 break;
@@ -255,69 +256,65 @@ static void run_seed(unsigned long ops, unsigned long check_every)
         if (k % 4096 == 0) {
             struct kheap_stats s;
             kheap_get_stats(&s);
-            if (!TAP_CHECK_EQ(s.used_bytes, model_used()) ||
-                !TAP_CHECK_EQ(s.allocs, model_allocs) || !TAP_CHECK_EQ(s.frees, model_frees) ||
-                !TAP_CHECK_EQ(s.failed_allocs, model_failed))
+            if (!KEXPECT_EQ(s.used_bytes, model_used()) ||
+                !KEXPECT_EQ(s.allocs, model_allocs) || !KEXPECT_EQ(s.frees, model_frees) ||
+                !KEXPECT_EQ(s.failed_allocs, model_failed))
                 break;
         }
     }
     /* drain: everything back, one free block per region (once the front cache is flushed) */
     while (nlive > 0) {
-        TAP_CHECK_EQ(pattern(live[nlive - 1].p, live[nlive - 1].n, live[nlive - 1].seed, 0), 0);
+        KEXPECT_EQ(pattern(live[nlive - 1].p, live[nlive - 1].n, live[nlive - 1].seed, 0), 0);
         kfree(live[--nlive].p);
     }
     kheap_flush();
     struct kheap_stats s;
     kheap_get_stats(&s);
-    TAP_CHECK_EQ(s.used_bytes, 0);
-    TAP_CHECK_EQ(s.free_bytes, s.total_bytes);
-    TAP_CHECK(s.largest_free <= (32u << 20) - 32 &&
+    KEXPECT_EQ(s.used_bytes, 0);
+    KEXPECT_EQ(s.free_bytes, s.total_bytes);
+    KEXPECT(s.largest_free <= (32u << 20) - 32 &&
               s.largest_free >= (32u << 20) - 128 - KHEAP_CTL_SIZE);
-    TAP_CHECK_EQ(s.errors, 0);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(s.errors, 0);
+    KEXPECT_EQ(kheap_check(), 0);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     g_seconds = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 }
 
-static void test_checked_every_op(void)
+KTEST(test_checked_every_op)
 {
     /* kheap_check after every single operation: fewer operations (the walk is O(heap)) */
     g_seed = 1000;
     run_seed(checked_ops(), 1);
-    tap_note("seed %llu: %lu ops, kheap_check after each: %.2f s", (unsigned long long)g_seed,
-             checked_ops(), g_seconds);
+    ktest_note("seed %llu: %lu ops, kheap_check after each: %.2f s", (unsigned long long)g_seed,
+               checked_ops(), g_seconds);
 }
 
-static void test_seeds(void)
+KTEST(test_seeds)
 {
-    for (unsigned long i = 0; i < g_seeds && !TAP_FAILURES(); i++) {
+    for (unsigned long i = 0; i < g_seeds && !ktest_failures(); i++) {
         g_seed = i + 1;
         run_seed(g_ops, g_check_every);
-        tap_note("seed %llu: %lu ops, kheap_check every %lu: %.2f s",
-                 (unsigned long long)g_seed, g_ops, g_check_every, g_seconds);
+        ktest_note("seed %llu: %lu ops, kheap_check every %lu: %.2f s",
+                   (unsigned long long)g_seed, g_ops, g_check_every, g_seconds);
     }
 }
 
-int main(int argc, char **argv)
+/* Before the tests: the program's arguments (see the top; after any ktest=PATTERN) and the
+ * arena. */
+KTEST_SETUP(random_setup)
 {
     const char *env = getenv("KHEAP_RANDOM_OPS");
     if (env)
         g_ops = strtoul(env, NULL, 0);
-    if (argc > 1)
-        g_ops = strtoul(argv[1], NULL, 0);
-    if (argc > 2)
-        g_seeds = strtoul(argv[2], NULL, 0);
-    if (argc > 3)
-        g_check_every = strtoul(argv[3], NULL, 0);
+    if (ktest_argc > 1)
+        g_ops = strtoul(ktest_argv[1], NULL, 0);
+    if (ktest_argc > 2)
+        g_seeds = strtoul(ktest_argv[2], NULL, 0);
+    if (ktest_argc > 3)
+        g_check_every = strtoul(ktest_argv[3], NULL, 0);
     arena = mmap(NULL, ARENA_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    tap_start();
-    if (arena == MAP_FAILED) {
-        printf("Bail out! mmap failed\n");
-        return 1;
-    }
-    tap_note("%lu seeds x %lu ops (+ %lu checked), sizes 1 B..1 MiB", g_seeds, g_ops,
-             checked_ops());
-    TAP_RUN(test_checked_every_op);
-    TAP_RUN(test_seeds);
-    return tap_done();
+    if (!KEXPECT(arena != MAP_FAILED))
+        return;
+    ktest_note("%lu seeds x %lu ops (+ %lu checked), sizes 1 B..1 MiB", g_seeds, g_ops,
+               checked_ops());
 }

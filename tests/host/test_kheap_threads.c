@@ -6,7 +6,8 @@
  * and the counters match (allocs - frees == live blocks, used bytes == sum of the live blocks'
  * sizes as kheap_inspect reports them, so that a KHEAP_DEBUG build agrees too).
  * A second run uses asm/spinlock's kspin_lock_irqsave (host variant) as the hooks.
- * Usage: test_kheap_threads [OPS_PER_THREAD [THREADS]]. TAP version 13; exit 0 iff all passed.
+ * Usage: test_kheap_threads [ktest=PATTERN] [OPS_PER_THREAD [THREADS]]. TAP version 13
+ * (tests/ktest.h); exit 0 iff all passed.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -20,7 +21,7 @@
 #include "asm/spinlock.h"
 #include "mm/kheap.h"
 #include "mm/kheap_diag.h"
-#include "tap.h"
+#include "ktest.h"
 
 enum {
     MAX_THREADS = 16,
@@ -223,8 +224,8 @@ static double g_seconds;
  * from the main thread while the workers' blocks are still live. */
 static void hammer(void (*acq)(void *), void (*rel)(void *), void *ctx, uint64_t seed)
 {
-    TAP_CHECK_EQ(kheap_init(arena, ARENA_BYTES / 2), 0);
-    TAP_CHECK_EQ(kheap_add_region(arena + ARENA_BYTES / 2 + 4096, ARENA_BYTES / 2 - 4096), 0);
+    KEXPECT_EQ(kheap_init(arena, ARENA_BYTES / 2), 0);
+    KEXPECT_EQ(kheap_add_region(arena + ARENA_BYTES / 2 + 4096, ARENA_BYTES / 2 - 4096), 0);
     kheap_set_error_handler(on_error);
     kheap_set_lock(acq, rel, ctx);
     atomic_store(&lock_depth_errors, 0);
@@ -235,10 +236,10 @@ static void hammer(void (*acq)(void *), void (*rel)(void *), void *ctx, uint64_t
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (unsigned t = 0; t < g_threads; t++) {
         workers[t] = (struct worker){ .id = t, .rng = seed * 7919 + t * 0x9E3779B97F4A7C15ull + 1 };
-        TAP_CHECK_EQ(pthread_create(&workers[t].tid, NULL, worker_main, &workers[t]), 0);
+        KEXPECT_EQ(pthread_create(&workers[t].tid, NULL, worker_main, &workers[t]), 0);
     }
     for (unsigned t = 0; t < g_threads; t++)
-        TAP_CHECK_EQ(pthread_join(workers[t].tid, NULL), 0);
+        KEXPECT_EQ(pthread_join(workers[t].tid, NULL), 0);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     g_seconds = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 
@@ -272,62 +273,57 @@ static void hammer(void (*acq)(void *), void (*rel)(void *), void *ctx, uint64_t
     }
     for (size_t j = 1; j < nspans; j++)
         bad += (size_t)spans[j].p < spans[j - 1].end;
-    TAP_CHECK_EQ(bad, 0);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(bad, 0);
+    KEXPECT_EQ(kheap_check(), 0);
     struct kheap_stats st;
     kheap_get_stats(&st);
-    TAP_CHECK_EQ(st.allocs - st.frees, live);
-    TAP_CHECK_EQ(st.allocs, allocs);
-    TAP_CHECK_EQ(st.frees, frees);
-    TAP_CHECK_EQ(st.failed_allocs, failed);
-    TAP_CHECK_EQ(st.used_bytes, used);
-    TAP_CHECK_EQ(st.errors, 0);
-    TAP_CHECK_EQ(atomic_load(&reports), 0);
-    TAP_CHECK_EQ(atomic_load(&lock_depth_errors), 0);
-    TAP_CHECK(atomic_load(&lock_calls) >= g_threads * g_ops);
-    TAP_CHECK_EQ(atomic_load(&inside), 0);
-    tap_note("%u threads x %lu ops: %.2f s, %llu allocs, %llu frees, %llu failed, %llu live, "
-             "%lu lock calls", g_threads, g_ops, g_seconds, (unsigned long long)allocs,
-             (unsigned long long)frees, (unsigned long long)failed, (unsigned long long)live,
-             (unsigned long)atomic_load(&lock_calls));
+    KEXPECT_EQ(st.allocs - st.frees, live);
+    KEXPECT_EQ(st.allocs, allocs);
+    KEXPECT_EQ(st.frees, frees);
+    KEXPECT_EQ(st.failed_allocs, failed);
+    KEXPECT_EQ(st.used_bytes, used);
+    KEXPECT_EQ(st.errors, 0);
+    KEXPECT_EQ(atomic_load(&reports), 0);
+    KEXPECT_EQ(atomic_load(&lock_depth_errors), 0);
+    KEXPECT(atomic_load(&lock_calls) >= g_threads * g_ops);
+    KEXPECT_EQ(atomic_load(&inside), 0);
+    ktest_note("%u threads x %lu ops: %.2f s, %llu allocs, %llu frees, %llu failed, %llu live, "
+               "%lu lock calls", g_threads, g_ops, g_seconds, (unsigned long long)allocs,
+               (unsigned long long)frees, (unsigned long long)failed, (unsigned long long)live,
+               (unsigned long)atomic_load(&lock_calls));
 
     /* drain from the main thread: everything comes back */
     for (unsigned t = 0; t < g_threads; t++)
         while (workers[t].nlive)
             kfree(workers[t].live[--workers[t].nlive].p);
     kheap_get_stats(&st);
-    TAP_CHECK_EQ(st.used_bytes, 0);
-    TAP_CHECK_EQ(st.allocs, st.frees);
-    TAP_CHECK_EQ(kheap_check(), 0);
+    KEXPECT_EQ(st.used_bytes, 0);
+    KEXPECT_EQ(st.allocs, st.frees);
+    KEXPECT_EQ(kheap_check(), 0);
     kheap_set_lock(NULL, NULL, NULL);
 }
 
-static void test_threads_mutex(void)
+KTEST(test_threads_mutex)
 {
     hammer(mutex_acquire, mutex_release, &heap_mutex, 1);
 }
 
-static void test_threads_spinlock(void)
+KTEST(test_threads_spinlock)
 {
     hammer(spin_acquire, spin_release, &heap_spin, 2);
-    TAP_CHECK_EQ(heap_spin.locked, 0);
+    KEXPECT_EQ(heap_spin.locked, 0);
 }
 
-int main(int argc, char **argv)
+/* Before the tests: the program's arguments (see the top; after any ktest=PATTERN) and the
+ * arena. */
+KTEST_SETUP(threads_setup)
 {
-    if (argc > 1)
-        g_ops = strtoul(argv[1], NULL, 0);
-    if (argc > 2)
-        g_threads = (unsigned)strtoul(argv[2], NULL, 0);
+    if (ktest_argc > 1)
+        g_ops = strtoul(ktest_argv[1], NULL, 0);
+    if (ktest_argc > 2)
+        g_threads = (unsigned)strtoul(ktest_argv[2], NULL, 0);
     if (g_threads < 1 || g_threads > MAX_THREADS)
         g_threads = 4;
-    tap_start();
     arena = mmap(NULL, ARENA_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (arena == MAP_FAILED) {
-        printf("Bail out! mmap failed\n");
-        return 1;
-    }
-    TAP_RUN(test_threads_mutex);
-    TAP_RUN(test_threads_spinlock);
-    return tap_done();
+    KEXPECT(arena != MAP_FAILED);
 }

@@ -2,7 +2,7 @@
  * Links build/host/string.o (assembled without -DKERNEL, so glibc keeps its own mem*), checks
  * every routine against the C library for all lengths 0..MAX_LEN and all misalignments, with
  * guard bytes and guard pages to catch stray writes and reads, then a few large sizes.
- * Prints TAP version 13: one ok/not ok line per routine-and-case group; exits 0 iff all pass. */
+ * One KTEST per routine-and-case group (tests/ktest.h, TAP version 13); exits 0 iff all pass. */
 #define _GNU_SOURCE
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include "ktest.h"
 
 void *kmemset(void *dst, int c, size_t n);
 void *kmemcpy(void *restrict dst, const void *restrict src, size_t n);
@@ -22,37 +24,14 @@ enum {
     MAX_ALIGN  = 16,    /* every misalignment 0..MAX_ALIGN-1 of each pointer is tried */
     GUARD      = 64,    /* guard bytes on each side of the area a routine may write */
     MAX_DELTA  = 40,    /* memmove overlaps: dst - src in -MAX_DELTA..MAX_DELTA */
-    MAX_DIAG   = 5,     /* diagnostics printed per group, the rest are only counted */
     RFLAGS_DF  = 1 << 10,
 };
 #define BUF_SIZE  (GUARD + MAX_ALIGN + MAX_LEN + MAX_DELTA + MAX_ALIGN + GUARD)
 #define LARGE_64K ((size_t)64 * 1024)
 #define LARGE_1M  ((size_t)1024 * 1024 + 13)
 
-/* ---- tiny TAP reporter: one line per group, first MAX_DIAG failures as diagnostics ---- */
-static int test_count, failed_groups, group_failures;
-
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            if (group_failures++ < MAX_DIAG) {                               \
-                printf("#   %s:%d: ", __func__, __LINE__);                  \
-                printf(__VA_ARGS__);                                         \
-                printf("\n");                                                \
-            }                                                                \
-        }                                                                    \
-    } while (0)
-
-static void group_end(const char *name)
-{
-    ++test_count;
-    printf("%s %d - %s\n", group_failures ? "not ok" : "ok", test_count, name);
-    if (group_failures) {
-        printf("#   %d failing case(s)\n", group_failures);
-        ++failed_groups;
-    }
-    group_failures = 0;
-}
+/* A case of a group: on failure its parameters are the message. */
+#define CHECK(cond, ...) KEXPECT_MSG(cond, __VA_ARGS__)
 
 /* ---- deterministic test data ---- */
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -91,7 +70,7 @@ static uint64_t read_rflags(void) { return __builtin_ia32_readeflags_u64(); }
 static uint8_t got[BUF_SIZE], want[BUF_SIZE], src_buf[BUF_SIZE];
 
 /* ---- kmemset ---- */
-static void test_memset(void)
+KTEST(kmemset_lengths_alignments_values)
 {
     static const int values[] = { 0, 0xff, 0x5a, 0x180, -1, 0x12345678 };
     for (size_t v = 0; v < sizeof values / sizeof values[0]; v++)
@@ -108,15 +87,14 @@ static void test_memset(void)
                 CHECK(at < 0, "c=%#x len=%zu align=%zu: wrong byte at offset %ld from dst",
                       values[v], len, al, at - (long)(GUARD + al));
             }
-    group_end("kmemset: lengths 0..300 x dst alignments 0..15 x 6 fill values, guards intact");
+    ktest_note("kmemset: lengths 0..300 x dst alignments 0..15 x 6 fill values, guards intact");
 }
 
 /* ---- kmemcpy / kmemmove on disjoint buffers ---- */
 typedef void *(*copy_fn)(void *, const void *, size_t);
 
-static void test_copy_disjoint(copy_fn fn, const char *name)
+static void copy_disjoint(copy_fn fn, const char *name)
 {
-    char title[128];
     for (size_t len = 0; len <= MAX_LEN; len++)
         for (size_t da = 0; da < MAX_ALIGN; da++)
             for (size_t sa = 0; sa < MAX_ALIGN; sa++) {
@@ -133,13 +111,14 @@ static void test_copy_disjoint(copy_fn fn, const char *name)
                       len, da, sa, at - (long)(GUARD + da));
                 CHECK(!(read_rflags() & RFLAGS_DF), "len=%zu: DF set on return", len);
             }
-    snprintf(title, sizeof title,
-             "%s: disjoint, lengths 0..300 x dst and src alignments 0..15, guards intact", name);
-    group_end(title);
+    ktest_note("%s: disjoint, lengths 0..300 x dst and src alignments 0..15, guards intact", name);
 }
 
+KTEST(kmemcpy_disjoint)  { copy_disjoint(kmemcpy, "kmemcpy"); }
+KTEST(kmemmove_disjoint) { copy_disjoint(kmemmove, "kmemmove"); }
+
 /* ---- kmemmove with overlap: dst = src + delta, src misaligned by 0..15 ---- */
-static void test_memmove_overlap(int backward)
+static void memmove_overlap(int backward)
 {
     for (size_t len = 0; len <= MAX_LEN; len++)
         for (int delta = -MAX_DELTA; delta <= MAX_DELTA; delta++) {
@@ -160,13 +139,16 @@ static void test_memmove_overlap(int backward)
                       delta);
             }
         }
-    group_end(backward
+    ktest_note(backward
         ? "kmemmove: dst above src, overlapping (delta 0..40) x lengths 0..300 x alignments 0..15"
         : "kmemmove: dst below src, overlapping (delta -40..0) x lengths 0..300 x alignments 0..15");
 }
 
+KTEST(kmemmove_overlap_dst_below) { memmove_overlap(0); }
+KTEST(kmemmove_overlap_dst_above) { memmove_overlap(1); }
+
 /* ---- kmemcmp ---- */
-static void test_memcmp_equal(void)
+KTEST(kmemcmp_equal)
 {
     for (size_t len = 0; len <= MAX_LEN; len++)
         for (size_t aa = 0; aa < MAX_ALIGN; aa++)
@@ -177,12 +159,12 @@ static void test_memcmp_equal(void)
                 CHECK(r == 0, "len=%zu aalign=%zu balign=%zu: equal buffers gave %d", len, aa, ba,
                       r);
             }
-    group_end("kmemcmp: equal buffers, lengths 0..300 x both alignments 0..15 -> 0");
+    ktest_note("kmemcmp: equal buffers, lengths 0..300 x both alignments 0..15 -> 0");
 }
 
 /* Buffers that differ first at `pos` (a byte pair chosen so a signed-char compare would get
  * the sign wrong in some cases), and also differ later in the opposite direction. */
-static void test_memcmp_diff(void)
+KTEST(kmemcmp_first_difference)
 {
     static const uint8_t pairs[][2] = {
         { 0x00, 0x01 }, { 0x7f, 0x80 }, { 0x00, 0xff }, { 0x80, 0xff }, { 0x41, 0x42 },
@@ -209,27 +191,29 @@ static void test_memcmp_diff(void)
                           r, w);
                 }
         }
-    group_end("kmemcmp: first difference at each position (sampled past 64), unsigned bytes, "
-              "later differences ignored");
+    ktest_note("kmemcmp: first difference at each position (sampled past 64), unsigned bytes, "
+               "later differences ignored");
 }
 
 /* ---- guard pages: nothing is read or written outside [p, p+n) ---- */
 static uint8_t *guarded_area(size_t size)
 {
-    /* [PROT_NONE page][size rounded to pages][PROT_NONE page]; returns the usable start. */
+    /* [PROT_NONE page][size rounded to pages][PROT_NONE page]; returns the usable start, or
+     * NULL (a failed check) if mmap failed. */
     size_t pg = (size_t)sysconf(_SC_PAGESIZE), body = (size + pg - 1) / pg * pg;
     uint8_t *m = mmap(NULL, body + 2 * pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED || mprotect(m + pg, body, PROT_READ | PROT_WRITE) != 0) {
-        printf("Bail out! mmap failed\n");
-        exit(1);
-    }
+    if (!CHECK(m != MAP_FAILED && mprotect(m + pg, body, PROT_READ | PROT_WRITE) == 0,
+               "mmap of %zu bytes with guard pages failed", body + 2 * pg))
+        return NULL;
     return m + pg;
 }
 
-static void test_guard_pages(void)
+KTEST(guard_pages_never_fault)
 {
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     uint8_t *a = guarded_area(pg), *b = guarded_area(pg);
+    if (!a || !b)
+        return;
     memset(a, 0x33, pg);
     memset(b, 0x33, pg);
     /* Ranges touching the guard page below (start of page) and above (end of page): a fault
@@ -247,20 +231,22 @@ static void test_guard_pages(void)
         CHECK(kmemcmp(a_lo, b_hi, len) == 0, "len=%zu: low/high compare", len);
         CHECK(kmemcmp(a_hi, b_lo, len) == 0, "len=%zu: high/low compare", len);
     }
-    group_end("all four: ranges ending at a guard page or starting right after one never fault");
+    ktest_note("all four: ranges ending at a guard page or starting right after one never fault");
 }
 
 /* ---- large sizes ---- */
-static void test_large(void)
+KTEST(large_sizes)
 {
     static const size_t sizes[] = { LARGE_64K, LARGE_1M };
     static const long deltas[] = { 1, 7, 8, 4096, -1, -7, -8, -4096 };
     for (size_t si = 0; si < 2; si++) {
         size_t n = sizes[si], total = n + 2 * 8192;
         uint8_t *g = malloc(total), *w = malloc(total), *s = malloc(total);
-        if (!g || !w || !s) {
-            printf("Bail out! out of memory\n");
-            exit(1);
+        if (!CHECK(g && w && s, "malloc of 3 x %zu bytes failed", total)) {
+            free(g);
+            free(w);
+            free(s);
+            return;
         }
         fill_random(s, total);
         for (size_t al = 0; al < 3; al++) {  /* dst/src misalignments 0, 1, 2 bytes */
@@ -291,22 +277,5 @@ static void test_large(void)
         free(w);
         free(s);
     }
-    group_end("all four: 64 KiB and 1 MiB+13, misaligned, memmove overlapping both ways");
-}
-
-int main(void)
-{
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    printf("TAP version 13\n");
-    test_memset();
-    test_copy_disjoint(kmemcpy, "kmemcpy");
-    test_copy_disjoint(kmemmove, "kmemmove");
-    test_memmove_overlap(0);
-    test_memmove_overlap(1);
-    test_memcmp_equal();
-    test_memcmp_diff();
-    test_guard_pages();
-    test_large();
-    printf("1..%d\n", test_count);
-    return failed_groups ? 1 : 0;
+    ktest_note("all four: 64 KiB and 1 MiB+13, misaligned, memmove overlapping both ways");
 }

@@ -3,7 +3,8 @@
  * several rounds, interleaved with the allocator order rotated each round, then reports median
  * and spread: a table on the terminal, results.csv, results.md (for the README), gnuplot SVGs.
  * Built twice: build/bench/bin/bench (full run) and build/host/tests/bench_smoke (BENCH_SMOKE:
- * a seconds-long run in check mode that prints TAP for `make test`).
+ * a seconds-long run in check mode that prints TAP for `make test`, through the test
+ * framework's TAP writer, tests/ktest.h).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "bench.h"
+#include "ktest.h"
 
 /* Every snprintf here fills a display or path buffer where cutting a too-long text is the
  * intended outcome, so gcc's may-truncate warning says nothing useful. */
@@ -85,7 +87,7 @@ struct alloc_res {
     struct frag_res f[MAX_FRAGS];
 };
 
-struct check { char name[96]; int ok; char msg[200]; };
+struct check { char name[96]; int ok; char msg[200]; char skip[64]; };
 
 static struct alloc_res R[MAX_ALLOCS];
 static int NA;
@@ -119,17 +121,52 @@ static void note(const char *fmt, ...)
     fflush(stdout);
 }
 
-static void add_check(int ok, const char *msg, const char *fmt, ...)
+static struct check *add_check_v(int ok, const char *msg, const char *fmt, va_list ap)
 {
     if (NCHECKS == MAX_CHECKS)
-        return;
+        return NULL;
     struct check *c = &CHECKS[NCHECKS++];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(c->name, sizeof c->name, fmt, ap);
-    va_end(ap);
     c->ok = ok;
     snprintf(c->msg, sizeof c->msg, "%s", msg ? msg : "");
+    c->skip[0] = 0;
+    return c;
+}
+
+/* A TAP check (--tap): passed iff ok; msg (may be NULL) is shown after a failure. */
+static __attribute__((format(printf, 3, 4))) void add_check(int ok, const char *msg,
+                                                              const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_check_v(ok, msg, fmt, ap);
+    va_end(ap);
+}
+
+/* A check that does not apply here: `ok N - name # SKIP reason`. */
+static __attribute__((format(printf, 2, 3))) void add_skip(const char *reason,
+                                                             const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    struct check *c = add_check_v(1, NULL, fmt, ap);
+    va_end(ap);
+    if (c)
+        snprintf(c->skip, sizeof c->skip, "%s", reason);
+}
+
+/* Print the checks as TAP results and the plan; returns how many failed. */
+static int tap_report(void)
+{
+    int failed = 0;
+    for (int i = 0; i < NCHECKS; i++) {
+        ktest_tap_result(CHECKS[i].ok, CHECKS[i].name, CHECKS[i].skip[0] ? CHECKS[i].skip : NULL);
+        if (!CHECKS[i].ok && CHECKS[i].msg[0])
+            ktest_note("%s", CHECKS[i].msg);
+        failed += !CHECKS[i].ok;
+    }
+    ktest_tap_plan((unsigned)NCHECKS);
+    return failed;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -1087,7 +1124,7 @@ static void finish(time_t t0)
             if (have)
                 add_check(st == 0, NULL, "gnuplot drew throughput.svg, latency.svg, frag.svg");
             else
-                add_check(1, NULL, "plots drawn # SKIP gnuplot not installed");
+                add_skip("gnuplot not installed", "plots drawn");
         }
     }
     note("results: %s/results.csv, %s/results.md (%lds)", opt.out, opt.out,
@@ -1128,7 +1165,7 @@ static int from_log(void)
         for (int w = 0; w < BENCH_NWORKLOADS; w++)
             rounds_done = R[i].w[w].n > rounds_done ? R[i].w[w].n : rounds_done;
     finish(time(NULL));
-    int failed = 0;
+    int failed = opt.tap ? tap_report() : 0;
     for (int i = 0; i < NA; i++)
         failed += R[i].failures;
     return failed ? 1 : 0;
@@ -1218,7 +1255,7 @@ int main(int argc, char **argv)
     if (realpath(opt.bindir, real))
         snprintf(opt.bindir, sizeof opt.bindir, "%s", real);
     if (opt.tap)
-        printf("TAP version 13\n");
+        ktest_tap_start();
     describe_machine();
     note("kheap bench%s: %s", opt.smoke ? " (smoke)" : "", MACHINE);
     note("runners from %s, results into %s", opt.bindir, opt.out);
@@ -1241,7 +1278,7 @@ int main(int argc, char **argv)
             note("skipping %s: %s not built (%s)", a->name, a->path,
                  !strcmp(a->name, "kheap") ? "build/host/libkheap.a absent" : "library absent");
             if (opt.tap)
-                add_check(1, NULL, "%s runs # SKIP not built (library absent)", a->name);
+                add_skip("not built (library absent)", "%s runs", a->name);
         }
     }
     char path[PATH_MAX + 32];
@@ -1277,13 +1314,7 @@ int main(int argc, char **argv)
     finish(t0);
     int failed = 0;
     if (opt.tap) {
-        for (int i = 0; i < NCHECKS; i++) {
-            printf("%sok %d - %s\n", CHECKS[i].ok ? "" : "not ", i + 1, CHECKS[i].name);
-            if (!CHECKS[i].ok && CHECKS[i].msg[0])
-                printf("# %s\n", CHECKS[i].msg);
-            failed += !CHECKS[i].ok;
-        }
-        printf("1..%d\n", NCHECKS);
+        failed = tap_report();
     } else {
         for (int i = 0; i < NA; i++)
             failed += R[i].failures;

@@ -1,14 +1,14 @@
-/* test_zz_kernel_after.c -- runs after every other kernel test file (KTEST records are linked
- * in file-name order, "zz" sorts last): the tests before it must have left the heap as kmain
- * set it up, with the kernel's misuse handler (kernel_heap_error) still installed and its
- * regions (static + free RAM) in place, so that later misuse is still reported on serial. */
+/* test_kernel_heap_intact.c -- a KTEST_LAST, run after every other kernel test: the tests
+ * before it must have left the heap as kmain set it up, with the kernel's misuse handler
+ * (kernel_heap_error) still installed and its regions (static + free RAM) in place, so that
+ * later misuse is still reported on serial. */
 #include "ktest.h"
 #include "kernel.h"
 #include "mm/kheap.h"
 
 #define RANGES_MAX 16
 
-KTEST(kernel_heap_intact_after_tests)
+KTEST_LAST(kernel_heap_intact_after_tests)
 {
     /* kheap_set_error_handler returns the previous handler: it must be the kernel's */
     kheap_error_fn cur = kheap_set_error_handler(kernel_heap_error);
