@@ -1754,7 +1754,8 @@ heap_add_region:
 ; largest_free is what one allocation can get now: the head of the highest non-empty list (good
 ; fit takes only heads, and every block of a higher list is larger than any of a lower one). A
 ; head whose header fails its checks is passed over for the next list down (at most every list:
-; a constant); nothing is reported here, an allocation will. free_bytes is total - used.
+; a constant) and not reported here (an allocation will; the flush reports what it finds, as
+; kheap_flush does). free_bytes is total - used.
 ; fragmentation_ppm is (1 - largest / free) in parts per million.
 ; IN rdi = s   OUT none; clobbers caller-saved; callee-saved: rbx; stack: 16 + quick_flush
 static heap_stats:function (heap_stats.end - heap_stats)

@@ -25,9 +25,9 @@ extern "C" {
  * KHEAP_DEBUG (0 or 1): poison freed memory, canary after each request, allocation sites.
  * KHEAP_QUICK_DEPTH (a plain number; 0 = none): blocks cached per small size (front cache). */
 #if defined(KHEAP_DEBUG) && KHEAP_DEBUG
-#define KHEAP_BUILD_DEBUG      1
+#  define KHEAP_BUILD_DEBUG    1
 #else
-#define KHEAP_BUILD_DEBUG      0
+#  define KHEAP_BUILD_DEBUG    0
 #endif
 #define KHEAP_QUICK_DEPTH_DEFAULT 64
 #ifndef KHEAP_QUICK_DEPTH
@@ -151,7 +151,9 @@ void *kheap_alloc_aligned(kheap_t *h, size_t align, size_t n);
  * KHEAP_E_DOUBLE_FREE; an interior pointer or overwritten header KHEAP_E_BAD_HEADER; a corrupt
  * neighbour KHEAP_E_BAD_HEADER or KHEAP_E_FREELIST (the block is then kept, not freed). A
  * pointer outside [lowest region, highest region end) is rejected without reading memory;
- * otherwise the 8 bytes before it are read. O(1); reporting a pointer is O(regions). */
+ * otherwise the 8 bytes before it are read (so a gap between two regions must be readable
+ * memory). A corrupt neighbour's free block may be left on no list: later frees next to it are
+ * refused the same way until kheap_verify gives it back. O(1); a report is O(regions). */
 void kheap_free(kheap_t *h, void *p);
 
 /* Usable bytes of the live block p (>= what was asked; exactly that in a KHEAP_DEBUG build).
@@ -160,11 +162,14 @@ size_t kheap_usable(kheap_t *h, const void *p);
 
 /* Walk every region, block and list and check every invariant (sizes, check bits, links,
  * bitmaps, counters; poison and canaries in a KHEAP_DEBUG build). 0 or a negative KHEAP_E_*
- * code (KHEAP_E_INVAL for a bad h). O(heap). */
+ * code (KHEAP_E_INVAL for a bad h). Blocks a corrupt list left on no list (see kheap_free) are
+ * a known state, not an error: if everything else is sound, they are given back (every free
+ * list rebuilt, the front cache merged in) and the heap is checked again. O(heap + regions^2). */
 int kheap_verify(kheap_t *h);
 
-/* Fill *s (zeros for a bad h). O(1) plus, for largest_free, a walk bounded by the front
- * cache's size (KH_QUICK_CLASSES * KHEAP_QUICK_DEPTH blocks). */
+/* Fill *s (zeros for a bad h). The front cache is given back first (as kheap_flush_in, which
+ * may report a corrupt cache list), so largest_free is what one allocation gets. O(1): the
+ * flush is bounded, largest_free is one checked list head. */
 void kheap_stats(kheap_t *h, struct kheap_stats *s);
 
 /* Replace every hook of h with *hooks (NULL: none at all). KHEAP_E_INVAL, changing nothing,
@@ -186,6 +191,7 @@ kheap_t *kheap_default(void);
 /* ---- the default heap ------------------------------------------------------------------------
  * The same calls for the default heap. kheap_init makes it (a heap like any other, control
  * block inside the region) and keeps the hooks it had, so hooks may be set before kheap_init.
+ * kheap_init replaces the heap the other calls use: no other call may run meanwhile.
  * Before kheap_init: allocations return NULL, kfree reports KHEAP_E_BAD_PTR, kheap_check and
  * kheap_add_region return KHEAP_E_NOT_INIT. */
 

@@ -171,7 +171,7 @@ static int kh_walk_regions(const struct kh_ctl *c, struct kh_walk *w)
 
 /* Walk every free list: links (decoded) both ways, each block valid, free and of its list's
  * class, bitmap bits exactly where lists are non-empty, and together exactly the free blocks.
- * A list that was detached for a bad link (kheap.h, "Corrupt free lists") left free blocks that
+ * A class marked detached (docs/heap.md, "Corrupt lists") may hold free blocks that
  * are on no list: for those classes the lists are checked but not matched against the walk. */
 static int kh_walk_lists(const struct kh_ctl *c, const struct kh_walk *w)
 {

@@ -192,6 +192,22 @@ static int kh_quick_lists_ok(const struct kh_ctl *c)
     return 1;
 }
 
+/* kh_region_walk callback: are free block h's list links sound (decoded, they point back at it,
+ * as BIN_LINKS_OK checks them)? Blocks of a class marked detached may sit on no list: skipped. */
+static int kh_links_bad(uintptr_t h, uint64_t word, void *arg)
+{
+    const struct kh_ctl *c = arg;
+    uint64_t size = word & KH_SIZE_MASK;
+    unsigned idx = kh_class_of(size);
+    if (!(word & KH_F_FREE) || kh_detached(c, idx))
+        return 0;
+    uintptr_t prev = kh_link(c, h, KH_FREE_PREV), next = kh_link(c, h, KH_FREE_NEXT);
+    if (prev ? !kh_hdr_addr(c, prev) || kh_link(c, prev, KH_FREE_NEXT) != h
+             : c->heads[idx / KH_SL_COUNT][idx % KH_SL_COUNT] != h)
+        return 1;
+    return next && (!kh_hdr_addr(c, next) || kh_link(c, next, KH_FREE_PREV) != h);
+}
+
 /* Write h's header word again, with check bits under the current secret. */
 static void kh_restamp(const struct kh_ctl *c, uintptr_t h)
 {
@@ -204,10 +220,10 @@ int kheap_restamp_locked(struct kh_ctl *c, uint64_t secret)
     const struct kh_region *r;
     if (c->nregions == 0)
         return KHEAP_E_NOT_INIT;
-    /* 1. every region and every front-cache list must walk cleanly under the old secret:
-     * nothing is written before */
+    /* 1. every region, every free block's links and every front-cache list must be sound under
+     * the old secret: nothing is written before */
     for (r = kh_region_after(c, 0); r; r = kh_region_after(c, r->start))
-        if (kh_region_walk(c, r, NULL, NULL))
+        if (kh_region_walk(c, r, kh_links_bad, (void *)c))
             return KHEAP_E_CORRUPT;
     if (!kh_quick_lists_ok(c))
         return KHEAP_E_CORRUPT;

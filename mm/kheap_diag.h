@@ -38,7 +38,7 @@ int kheap_walk_in(kheap_t *h, kheap_walk_fn fn, void *ctx);
 /* Describe the block whose payload is p (live or free) without taking the lock, so the error
  * hook may call it (the heap must not change meanwhile). 1 and *out filled, or 0 if p is not
  * a block's payload (walked from its region's start). Never writes to the heap; reads only
- * inside its regions. O(blocks of p's region + regions). */
+ * inside its regions. O(blocks of p's region + regions^2). */
 int kheap_inspect(const void *p, struct kheap_block_info *out);
 int kheap_inspect_in(kheap_t *h, const void *p, struct kheap_block_info *out);
 
@@ -54,8 +54,10 @@ int kheap_leak_report(kheap_leak_fn fn, void *ctx);
 int kheap_leak_report_in(kheap_t *h, kheap_leak_fn fn, void *ctx);
 
 /* Replace the secret behind the header check bits and the link encoding, re-stamping every
- * header and link. If any header or link is invalid under the old secret, nothing changes and
- * the result is KHEAP_E_CORRUPT; else 0. A new heap picks a fresh secret itself. O(heap). */
+ * header and link. If any header, free-list link or front-cache link is invalid under the old
+ * secret, nothing changes and the result is KHEAP_E_CORRUPT; else 0 (blocks a corrupt list left
+ * on no list are re-keyed as they are). A new heap picks a fresh secret itself. O(heap +
+ * regions^2). */
 int kheap_set_secret(uint64_t secret);
 int kheap_set_secret_in(kheap_t *h, uint64_t secret);
 

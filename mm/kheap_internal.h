@@ -74,7 +74,7 @@ static inline unsigned kh_class_of(uint64_t size)
            (unsigned)((size >> (msb - KHEAP_SL_LOG2)) & (KH_SL_COUNT - 1));
 }
 
-/* Was list `idx` (flat index) detached for a bad link? */
+/* Was class `idx` (flat index) marked detached: may it hold free blocks on no list? */
 static inline int kh_detached(const struct kh_ctl *c, unsigned idx)
 {
     return (c->detached[idx / KH_SL_COUNT] >> (idx % KH_SL_COUNT)) & 1;

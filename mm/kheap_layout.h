@@ -181,10 +181,10 @@ struct kh_site {                     /* one line of the leak report (scratch, un
 };
 
 struct kh_ctl {
-    uint64_t          magic;         /* this ^ KH_HEAP_MAGIC; 0 once the heap is unmade */
+    uint64_t          magic;         /* this ^ KH_HEAP_MAGIC (0 in the empty default heap) */
     uint64_t          secret;        /* mixed into every header's check bits */
     uint64_t          link_key;      /* key of every encoded link (from the secret) */
-    uintptr_t         min_addr;      /* lowest region start (all ones while there is none) */
+    uintptr_t         min_addr;      /* lowest region start (all ones, or 0, while none) */
     uintptr_t         max_addr;      /* highest region end (0 while there is none) */
     uint64_t          span16;        /* (max - min) >> 4: the header-address check */
     void             *caller;        /* return address of the public call in progress */
@@ -202,8 +202,9 @@ struct kh_ctl {
     uint64_t          fl_map;        /* bit fl set iff sl_map[fl] != 0 */
     uint32_t          sl_map[KH_FL_COUNT];       /* bit sl set iff heads[fl][sl] != 0 */
     uintptr_t         heads[KH_FL_COUNT][KH_SL_COUNT];
-    /* bit sl of word fl: list (fl, sl) was detached for a bad link (its blocks left on no
-     * list, see docs/heap.md "Corrupt lists"); cleared when kheap_verify re-adopts them */
+    /* bit sl of word fl: class (fl, sl) may hold free blocks on no list (its list detached
+     * for a bad link, or a head set aside for a bad neighbour; docs/heap.md "Corrupt lists");
+     * cleared when kheap_verify re-adopts them */
     uint32_t          detached[KH_FL_COUNT];
     uint64_t          quick_lost;    /* cached blocks of dropped cache lists: how many, */
     uint64_t          quick_lost_bytes;          /* how many bytes (kheap_verify counts them) */

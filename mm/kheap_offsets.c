@@ -2,6 +2,8 @@
  * kheap_offsets.c -- the NASM view of kheap's C structures (the asm-offsets method): compiled
  * with -S only, never linked. Each KH_OFFSET/KH_SIZE line leaves "->NAME value" in the
  * assembly, which the Makefile turns into build/mm/kheap_offsets.inc (`%define NAME value`).
+ * One file serves every build (release, debug, any front-cache depth): the structures must not
+ * depend on KHEAP_DEBUG or KHEAP_QUICK_DEPTH (kheap_layout.h keeps them independent).
  */
 #include "kheap_layout.h"
 
