@@ -198,7 +198,7 @@ KHEAP_LAYOUT_INC := $(BUILD)/mm/kheap_layout.inc
 KHEAP_OFFSETS_INC := $(BUILD)/mm/kheap_offsets.inc
 KHEAP_HEADERS    := mm/kheap.h mm/kheap_diag.h mm/kheap_layout.h
 KHEAP_GEN        := $(KHEAP_LAYOUT_INC) $(KHEAP_OFFSETS_INC)
-KHEAP_HOST_TESTS := test_kheap test_kheap_random test_kheap_harden demo_my_malloc
+KHEAP_HOST_TESTS := test_kheap test_kheap_random test_kheap_harden demo_my_malloc test_kheap_instances
 HOST_TESTS       += $(KHEAP_HOST_TESTS)
 
 # KHEAP_QUICK_DEPTH=N: the front cache's depth per size (mm/kheap.h; 0 = no cache), for the
@@ -243,7 +243,7 @@ $(addprefix $(BUILD)/host/tests/,$(KHEAP_HOST_TESTS)): $(BUILD)/host/tests/%: \
 HOST_DEBUG       := $(BUILD)/host-debug
 HOST_DEBUG_LIB   := $(HOST_DEBUG)/libkheap.a
 HOST_DEBUG_OBJS  := $(patsubst $(BUILD)/host/%,$(HOST_DEBUG)/%,$(HOST_MM_OBJS))
-KHEAP_DEBUG_SRCS := test_kheap test_kheap_harden test_kheap_random
+KHEAP_DEBUG_SRCS := test_kheap test_kheap_harden test_kheap_random test_kheap_instances
 HOST_TESTS       += $(KHEAP_DEBUG_SRCS:%=%_debug)
 
 $(HOST_DEBUG)/mm/%.o: mm/%.asm $(KHEAP_GEN) mm/kheap_block.inc mm/kheap_debug.inc \

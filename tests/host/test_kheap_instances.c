@@ -1,0 +1,457 @@
+/*
+ * tests/host/test_kheap_instances.c -- heap instances (kheap_create & co.) on the host: creation
+ * limits, three heaps with interleaved regions under a randomized workload (each block inside
+ * its own heap's regions, foreign pointers reported to the right heap as KHEAP_E_BAD_PTR and
+ * changing nothing, one heap exhausted while the others serve), two threads with one unlocked
+ * heap each, the hooks (a half lock pair refused), and the reliability holes a review found:
+ * a corrupt neighbour of a list head, largest_free after frees, stats reading only sound heads.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kheap_test.h"
+
+#define MiB (1u << 20)
+
+/* ---- per-heap recording handlers: a report must reach the handler of the heap it concerns -- */
+enum { NHEAPS = 3 };
+static struct { int n, code; void *ptr; } got[NHEAPS];
+#define HANDLER(i)                                                                          \
+    static void handler_##i(int code, void *ptr, void *caller)                              \
+    {                                                                                       \
+        (void)caller;                                                                       \
+        got[i].n++;                                                                         \
+        got[i].code = code;                                                                 \
+        got[i].ptr = ptr;                                                                   \
+    }
+HANDLER(0)
+HANDLER(1)
+HANDLER(2)
+static const kheap_error_fn handlers[NHEAPS] = { handler_0, handler_1, handler_2 };
+
+static int reports(void) { return got[0].n + got[1].n + got[2].n; }
+
+static void set_handler(kheap_t *h, kheap_error_fn fn)
+{
+    struct kheap_hooks hooks;
+    KEXPECT_EQ(kheap_get_hooks(h, &hooks), 0);
+    hooks.error = fn;
+    KEXPECT_EQ(kheap_set_hooks(h, &hooks), 0);
+}
+
+/* ---- creation ------------------------------------------------------------------------------- */
+
+static unsigned char small[KHEAP_CREATE_MIN + 128] __attribute__((aligned(64)));
+
+KTEST(test_create_limits)
+{
+    KEXPECT(kheap_create(NULL, 1 * MiB) == NULL);
+    KEXPECT(kheap_create((void *)(UINTPTR_MAX - 4096), 8192) == NULL);       /* wraps */
+    KEXPECT(kheap_create(small, KHEAP_CREATE_MIN - 1) == NULL);
+    KEXPECT(kheap_create(small + 1, KHEAP_CREATE_MIN) == NULL);   /* aligned up: too small */
+    kheap_t *h = kheap_create(small + 1, KHEAP_CREATE_MIN + 63);
+    KEXPECT(h == (kheap_t *)(small + 64));                       /* the control block */
+    struct kheap_stats s;
+    kheap_stats(h, &s);
+    KEXPECT_EQ(s.total_bytes, KHEAP_MIN_BLOCK);
+    KEXPECT_EQ(s.regions, 1);
+    void *p = kheap_alloc(h, KHEAP_MIN_BLOCK - META);
+    KEXPECT(p != NULL && (unsigned char *)p > small + KHEAP_CTL_SIZE);
+    KEXPECT(kheap_alloc(h, 0) == NULL);                          /* full */
+    KEXPECT_EQ(kheap_verify(h), 0);
+    kheap_free(h, p);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    /* its own control block is no region for kheap_extend, and no block for kheap_free */
+    set_handler(h, handler_0);
+    memset(got, 0, sizeof got);
+    KEXPECT_EQ(kheap_extend(h, small, 4096), KHEAP_E_OVERLAP);
+    kheap_free(h, small + 256);
+    KEXPECT_EQ(got[0].n, 1);
+    KEXPECT_EQ(got[0].code, KHEAP_E_BAD_PTR);
+    KEXPECT_EQ(got[0].ptr, small + 256);
+    KEXPECT_EQ(kheap_verify(h), 0);
+}
+
+/* ---- three heaps, interleaved regions, randomized ------------------------------------------- */
+
+/* Six slices of one arena, A0 B0 C0 A1 B1 C1: every heap's [lowest, highest) address range
+ * holds the other heaps' regions, so foreign pointers pass the cheap range check and must be
+ * told apart by the region lookup of the misuse path. */
+enum { SLICE = 2 * MiB };
+static unsigned char arena3[6 * SLICE] __attribute__((aligned(4096)));
+
+static int in_heap_regions(int i, const unsigned char *p, size_t n)
+{
+    for (int k = 0; k < 2; k++) {
+        const unsigned char *lo = arena3 + (size_t)(3 * k + i) * SLICE;
+        if (p >= lo && p + n <= lo + SLICE)
+            return 1;
+    }
+    return 0;
+}
+
+struct live3 {
+    unsigned char *p;
+    size_t n;
+    int heap;
+    uint8_t seed;
+};
+
+static void fill3(const struct live3 *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        b->p[i] = (uint8_t)(b->seed + i * 7);
+}
+
+static int intact3(const struct live3 *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->p[i] != (uint8_t)(b->seed + i * 7))
+            return 0;
+    return 1;
+}
+
+static uint64_t rng3 = 0x9E3779B97F4A7C15ull;
+static uint64_t next3(void)
+{
+    rng3 ^= rng3 << 13;
+    rng3 ^= rng3 >> 7;
+    rng3 ^= rng3 << 17;
+    return rng3;
+}
+
+KTEST(test_three_heaps_random)
+{
+    enum { SLOTS = 192, OPS = 60000 };
+    static struct live3 live[SLOTS];
+    kheap_t *h[NHEAPS];
+    memset(got, 0, sizeof got);
+    memset(live, 0, sizeof live);
+    for (int i = 0; i < NHEAPS; i++) {
+        h[i] = kheap_create(arena3 + (size_t)i * SLICE, SLICE);
+        KEXPECT(h[i] != NULL);
+        KEXPECT_EQ(kheap_extend(h[i], arena3 + (size_t)(3 + i) * SLICE, SLICE), 0);
+        set_handler(h[i], handlers[i]);
+    }
+    unsigned foreign = 0, fails = 0;
+    for (int op = 0; op < OPS && !ktest_failures(); op++) {
+        uint64_t r = next3();
+        struct live3 *b = &live[r % SLOTS];
+        int i = (int)((r >> 8) % NHEAPS);
+        size_t n = 1 + (next3() >> 40) % ((r >> 12) & 1 ? 256 : 24000);
+        unsigned kind = (unsigned)(r >> 20) % 16;
+        if (!b->p) {                                    /* a new block in heap i */
+            b->p = kind < 8 ? kheap_alloc(h[i], n)
+                 : kind < 11 ? kheap_calloc(h[i], 1, n)
+                 : kheap_alloc_aligned(h[i], (size_t)32 << (kind % 6), n);
+            if (!b->p) {
+                fails++;
+                continue;
+            }
+            if (kind >= 8 && kind < 11)
+                for (size_t k = 0; k < n; k++)
+                    KEXPECT_EQ(b->p[k], 0);
+            b->n = n;
+            b->heap = i;
+            b->seed = (uint8_t)r;
+            KEXPECT(in_heap_regions(i, b->p, n));
+            KEXPECT(kheap_usable(h[i], b->p) >= n);
+            fill3(b);
+        } else if (kind < 3 && b->heap != i) {          /* given to another heap: refused */
+            int before = got[i].n, all = reports();
+            if (kind == 0)
+                kheap_free(h[i], b->p);
+            else if (kind == 1)
+                KEXPECT(kheap_realloc(h[i], b->p, n) == NULL);
+            else
+                KEXPECT_EQ(kheap_usable(h[i], b->p), 0);
+            KEXPECT_EQ(got[i].n, before + 1);          /* to heap i's handler, no other */
+            KEXPECT_EQ(reports(), all + 1);
+            KEXPECT_EQ(got[i].code, KHEAP_E_BAD_PTR);
+            KEXPECT_EQ(got[i].ptr, b->p);
+            KEXPECT(intact3(b));
+            foreign++;
+        } else if (kind < 9) {                          /* freed by its own heap */
+            KEXPECT(intact3(b));
+            kheap_free(h[b->heap], b->p);
+            b->p = NULL;
+        } else {                                        /* resized by its own heap */
+            KEXPECT(intact3(b));
+            unsigned char *q = kheap_realloc(h[b->heap], b->p, n);
+            if (!q) {
+                fails++;
+                KEXPECT(intact3(b));
+                continue;
+            }
+            size_t keep = n < b->n ? n : b->n;
+            for (size_t k = 0; k < keep; k++)
+                KEXPECT_EQ(q[k], (uint8_t)(b->seed + k * 7));
+            b->p = q;
+            b->n = n;
+            KEXPECT(in_heap_regions(b->heap, q, n));
+            fill3(b);
+        }
+        if (op % 2000 == 0)
+            for (int k = 0; k < NHEAPS; k++)
+                KEXPECT_EQ(kheap_verify(h[k]), 0);
+    }
+    KEXPECT(foreign > 1000);
+    ktest_note("%u foreign calls reported, %u allocation failures", foreign, fails);
+    for (int k = 0; k < NHEAPS; k++)
+        KEXPECT_EQ(kheap_verify(h[k]), 0);
+    /* exhausting heap 0 leaves the others serving */
+    static void *fill_up[8192];
+    int nf = 0;
+    while (nf < 8192 && (fill_up[nf] = kheap_alloc(h[0], 4000)) != NULL)
+        nf++;
+    KEXPECT(nf > 100 && nf < 8192);
+    KEXPECT(kheap_alloc(h[0], 4000) == NULL);
+    for (int k = 1; k < NHEAPS; k++) {
+        void *p = kheap_alloc(h[k], 4000);
+        KEXPECT(p != NULL);
+        kheap_free(h[k], p);
+    }
+    for (int f = 0; f < nf; f++)
+        kheap_free(h[0], fill_up[f]);
+    for (int s = 0; s < SLOTS; s++)
+        if (live[s].p) {
+            KEXPECT(intact3(&live[s]));
+            kheap_free(h[live[s].heap], live[s].p);
+        }
+    for (int k = 0; k < NHEAPS; k++) {
+        struct kheap_stats st;
+        kheap_stats(h[k], &st);
+        KEXPECT_EQ(st.used_bytes, 0);
+        KEXPECT_EQ(st.allocs, st.frees);
+        KEXPECT_EQ(st.regions, 2);
+        KEXPECT_EQ(kheap_verify(h[k]), 0);
+    }
+}
+
+/* ---- two threads, one unlocked heap each ------------------------------------------------------ */
+
+enum { THREAD_ARENA = 8 * MiB };
+static unsigned char tarena[2][THREAD_ARENA] __attribute__((aligned(4096)));
+
+struct worker {
+    kheap_t *h;
+    int id, bad, verify;
+    unsigned long ops;
+};
+
+static void *worker_run(void *arg)
+{
+    enum { N = 256, OPS = 400000 };
+    struct worker *w = arg;
+    static __thread unsigned char *p[N];
+    static __thread size_t len[N];
+    uint64_t r = 0x1234567ull * (unsigned)(w->id + 1);
+    for (unsigned long op = 0; op < OPS; op++) {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        unsigned i = (unsigned)(r % N);
+        if (p[i]) {
+            for (size_t k = 0; k < len[i]; k += 16)
+                w->bad += p[i][k] != (uint8_t)(w->id * 64 + i);
+            kheap_free(w->h, p[i]);
+            p[i] = NULL;
+        } else {
+            len[i] = 1 + (r >> 32) % 2048;
+            p[i] = (r >> 20) & 1 ? kheap_alloc(w->h, len[i])
+                                 : kheap_alloc_aligned(w->h, 64, len[i]);
+            if (p[i])
+                memset(p[i], w->id * 64 + i, len[i]);
+        }
+        w->ops++;
+    }
+    for (unsigned i = 0; i < N; i++)
+        kheap_free(w->h, p[i]);
+    w->verify = kheap_verify(w->h);
+    return NULL;
+}
+
+KTEST(test_two_threads_two_heaps)
+{
+    struct worker w[2] = { { .id = 0 }, { .id = 1 } };
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        w[i].h = kheap_create(tarena[i], THREAD_ARENA);
+        KEXPECT(w[i].h != NULL);
+        set_handler(w[i].h, handlers[i]);
+    }
+    memset(got, 0, sizeof got);
+    for (int i = 0; i < 2; i++)
+        KEXPECT_EQ(pthread_create(&t[i], NULL, worker_run, &w[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        struct kheap_stats s;
+        kheap_stats(w[i].h, &s);
+        KEXPECT_EQ(w[i].bad, 0);
+        KEXPECT_EQ(w[i].verify, 0);
+        KEXPECT_EQ(s.used_bytes, 0);
+        KEXPECT_EQ(s.allocs, s.frees);
+        KEXPECT_EQ(s.errors, 0);
+    }
+    KEXPECT_EQ(reports(), 0);
+}
+
+/* ---- hooks ------------------------------------------------------------------------------------ */
+
+static int lock_calls;
+static void lock_hook(void *ctx) { (void)ctx; lock_calls++; }
+static void unlock_hook(void *ctx) { (void)ctx; lock_calls--; }
+
+static unsigned char harena[1 * MiB] __attribute__((aligned(4096)));
+
+KTEST(test_hooks_half_pair_refused)
+{
+    kheap_t *h = kheap_create(harena, sizeof harena);
+    struct kheap_hooks full = { handler_0, lock_hook, unlock_hook, &lock_calls, NULL };
+    struct kheap_hooks half = full, got_hooks;
+    KEXPECT_EQ(kheap_set_hooks(h, &full), 0);
+    half.unlock = NULL;
+    KEXPECT_EQ(kheap_set_hooks(h, &half), KHEAP_E_INVAL);
+    half = full;
+    half.lock = NULL;
+    KEXPECT_EQ(kheap_set_hooks(h, &half), KHEAP_E_INVAL);
+    KEXPECT_EQ(kheap_get_hooks(h, &got_hooks), 0);       /* unchanged */
+    KEXPECT(memcmp(&got_hooks, &full, sizeof full) == 0);
+    void *p = kheap_alloc(h, 10);
+    kheap_free(h, p);
+    KEXPECT_EQ(lock_calls, 0);                           /* balanced */
+    KEXPECT_EQ(kheap_set_hooks(h, NULL), 0);             /* none at all */
+    KEXPECT_EQ(kheap_get_hooks(h, &got_hooks), 0);
+    KEXPECT(got_hooks.error == NULL && got_hooks.lock == NULL && got_hooks.grow == NULL);
+    /* the default heap's setter refuses half a pair too, and nothing deadlocks afterwards */
+    KEXPECT_EQ(kheap_init(harena, sizeof harena), 0);
+    KEXPECT_EQ(kheap_set_lock(lock_hook, NULL, NULL), KHEAP_E_INVAL);
+    KEXPECT_EQ(kheap_set_lock(NULL, unlock_hook, NULL), KHEAP_E_INVAL);
+    p = kmalloc(10);
+    KEXPECT(p != NULL);
+    kfree(p);
+    KEXPECT_EQ(lock_calls, 0);
+    KEXPECT_EQ(kheap_get_hooks(kheap_default(), &got_hooks), 0);
+    KEXPECT(got_hooks.lock == NULL && got_hooks.unlock == NULL);
+    /* hooks set through kheap_set_hooks on the default heap survive kheap_init */
+    KEXPECT_EQ(kheap_set_hooks(kheap_default(), &full), 0);
+    KEXPECT_EQ(kheap_init(harena, sizeof harena), 0);
+    KEXPECT_EQ(kheap_get_hooks(kheap_default(), &got_hooks), 0);
+    KEXPECT(memcmp(&got_hooks, &full, sizeof full) == 0);
+    KEXPECT_EQ(kheap_set_hooks(kheap_default(), NULL), 0);
+}
+
+/* ---- reliability holes ---------------------------------------------------------------------- */
+
+/* One overwritten used header right of a free list's head: the first allocation that reaches
+ * that head reports it once and sets the head aside; every allocation is still served from the
+ * rest of the heap. Once the header is repaired, kheap_verify gives the block back. */
+KTEST(test_corrupt_neighbour_of_list_head)
+{
+    kheap_t *h = kheap_create(harena, 64 * 1024 + KHEAP_CTL_SIZE);
+    set_handler(h, handler_0);
+    memset(got, 0, sizeof got);
+    unsigned char *a = kheap_alloc(h, 100), *b = kheap_alloc(h, 100), *c = kheap_alloc(h, 100);
+    kheap_free(h, b);
+    kheap_flush_in(h);                                 /* b heads the list of its size */
+    uint64_t *hdr = (uint64_t *)(c - KHEAP_HEADER_SIZE), saved = *hdr;
+    *hdr ^= 1ull << 60;                                /* c's header: check bits broken */
+    static void *p[100];
+    int ok = 0;
+    for (int i = 0; i < 100; i++)
+        ok += (p[i] = kheap_alloc(h, 100)) != NULL;
+    KEXPECT_EQ(ok, 100);
+    KEXPECT_EQ(got[0].n, 1);                         /* reported once */
+    KEXPECT_EQ(got[0].code, KHEAP_E_BAD_HEADER);
+    KEXPECT_EQ(got[0].ptr, c);
+    for (int i = 0; i < 100; i++)
+        KEXPECT(p[i] != b);                          /* never handed out */
+    KEXPECT_EQ(kheap_verify(h), KHEAP_E_CORRUPT);    /* c is still corrupt */
+    *hdr = saved;
+    KEXPECT_EQ(kheap_verify(h), 0);                  /* sound again: b re-adopted */
+    for (int i = 0; i < 100; i++)
+        kheap_free(h, p[i]);
+    kheap_free(h, a);
+    kheap_free(h, c);
+    struct kheap_stats s;
+    kheap_stats(h, &s);
+    KEXPECT_EQ(s.used_bytes, 0);
+    KEXPECT_EQ(s.largest_free, s.total_bytes);
+    KEXPECT_EQ(got[0].n, 1);
+}
+
+/* After every block is freed, largest_free is the whole region, front cache or not (no flush
+ * by the caller): it is what one allocation can get. */
+KTEST(test_largest_free_after_frees)
+{
+    enum { N = 6000 };
+    static unsigned char big[64 * MiB] __attribute__((aligned(4096)));
+    static void *p[N];
+    kheap_t *h = kheap_create(big, sizeof big);
+    struct kheap_stats s;
+    kheap_stats(h, &s);
+    const size_t total = s.total_bytes;
+    uint64_t r = 7;
+    for (int i = 0; i < N; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        size_t n = 16 + (r >> 33) % 480;
+        p[i] = (r >> 20) % 3 == 0 ? kheap_alloc_aligned(h, (size_t)64 << ((r >> 24) % 7), n)
+                                  : kheap_alloc(h, n);
+        KEXPECT(p[i] != NULL);
+    }
+    for (int i = 0; i < N; i += 2)
+        kheap_free(h, p[i]);
+    for (int i = 1; i < N; i += 2)
+        kheap_free(h, p[i]);
+    kheap_stats(h, &s);
+    KEXPECT_EQ(s.used_bytes, 0);
+    KEXPECT_EQ(s.free_bytes, total);
+    KEXPECT_EQ(s.largest_free, total);
+    KEXPECT_EQ(s.fragmentation_ppm, 0);
+    void *all = kheap_alloc(h, s.largest_free - META);  /* and one allocation gets it */
+    KEXPECT(all != NULL);
+    kheap_free(h, all);
+    KEXPECT_EQ(kheap_verify(h), 0);
+}
+
+/* kheap_stats reads only list heads, each checked before use: a link of the highest list that
+ * was overwritten to point into a gap between two regions (unmapped here) is never followed. */
+KTEST(test_stats_reads_only_checked_heads)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t rlen = 64 * 1024;
+    unsigned char *m = mmap(NULL, 2 * rlen + (size_t)page, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    KEXPECT(m != MAP_FAILED);
+    if (m == MAP_FAILED)
+        return;
+    unsigned char *gap = m + rlen, *r2 = gap + page;
+    KEXPECT_EQ(mprotect(gap, (size_t)page, PROT_NONE), 0);   /* any read there faults */
+    kheap_t *h = kheap_create(m, rlen);
+    KEXPECT_EQ(kheap_extend(h, r2, rlen), 0);
+    struct kh_ctl *c = (struct kh_ctl *)h;
+    /* two free blocks of one top class: the head's next link is made to decode into the gap */
+    unsigned char *x = kheap_alloc(h, 20000), *y = kheap_alloc(h, 20000);
+    KEXPECT(x != NULL && y != NULL);
+    struct kheap_stats s;
+    kheap_stats(h, &s);
+    uintptr_t head = 0;
+    for (int fl = KH_FL_COUNT - 1; fl >= 0 && !head; fl--)
+        for (int sl = KH_SL_COUNT - 1; sl >= 0 && !head; sl--)
+            head = c->heads[fl][sl];
+    KEXPECT(head != 0);
+    uint64_t *next = (uint64_t *)(head + KH_FREE_NEXT), saved = *next;
+    *next = ((uintptr_t)gap + 8) ^ c->link_key ^ head;        /* decodes to a header address */
+    kheap_stats(h, &s);                                        /* must not read the gap */
+    KEXPECT_EQ(s.largest_free, *(uint64_t *)head & KH_SIZE_MASK);
+    *next = saved;
+    kheap_free(h, x);
+    kheap_free(h, y);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    munmap(m, 2 * rlen + (size_t)page);
+}
