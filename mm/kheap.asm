@@ -1974,9 +1974,11 @@ heap_set_hooks:
         ret
 %endmacro
 
-; DEFAULT_ENTRY internal -- a k* call of the default heap: arguments as the internal routine's
+; DEFAULT_ENTRY internal -- a k* call of the default heap: arguments as the internal routine's.
+; Its .body is where the instance form of the call goes on with its heap in rax.
 %macro DEFAULT_ENTRY 1
         mov     rax, [rel kheap_default_heap]
+.body:
         ENTRY_BODY %1
 %endmacro
 
@@ -1990,14 +1992,15 @@ heap_set_hooks:
         jne     %1
 %endmacro
 
-; HEAP_ENTRY internal, bad -- a call of heap h = rdi with up to two more arguments (rsi, rdx);
-; a bad h jumps to `bad` (the result a bad heap gives)
+; HEAP_ENTRY body, bad -- a call of heap h = rdi with up to two more arguments (rsi, rdx): on
+; to the default entry's `body` with the heap in rax and the arguments shifted down; a bad h
+; jumps to `bad` (the result a bad heap gives)
 %macro HEAP_ENTRY 2
         HEAP_CHECK %2
         mov     rax, rdi
         mov     rdi, rsi
         mov     rsi, rdx
-        ENTRY_BODY %1
+        jmp     %1
 %endmacro
 
 ; MALLOC_ENTRY slow -- kmalloc's common case inline in the entry, with the heap in r11 and n in
@@ -2008,12 +2011,12 @@ heap_set_hooks:
 ; clobbers rax, rcx, rdx, rsi, r8, r9, r10
 %macro MALLOC_ENTRY 1
 %if KH_QUICK_FAST
+        cmp     rdi, KHEAP_QUICK_MAX - KH_META
+        ja      %1                      ; (first: a large request reads nothing here)
         mov     rax, [r11 + KH_CTL_LOCK_ACQ]
         or      rax, [r11 + KH_CTL_FAIL_AFTER]
         or      rax, [r11 + KH_CTL_FAIL_PPM]
         jnz     %1
-        cmp     rdi, KHEAP_QUICK_MAX - KH_META
-        ja      %1
         mov     r8, rdi                 ; n, for the full path
         add     rdi, KH_META + KHEAP_ALIGN - 1  ; its block size S <= KHEAP_QUICK_MAX
         and     rdi, -KHEAP_ALIGN
@@ -2136,6 +2139,7 @@ align 16
 kmalloc:
 my_malloc:
         mov     r11, [rel kheap_default_heap]
+.with_heap:                             ; r11 = the heap (kheap_alloc goes on here)
         MALLOC_ENTRY .full
 .full:
         mov     rax, r11
@@ -2164,6 +2168,7 @@ align 16
 kfree:
 my_free:
         mov     r11, [rel kheap_default_heap]
+.with_heap:                             ; r11 = the heap (kheap_free goes on here)
         FREE_ENTRY .full
 .full:
         mov     rax, r11
@@ -2314,7 +2319,7 @@ kheap_create:
 align 16
 ; kheap_extend -- C: int kheap_extend(kheap_t *h, void *mem, size_t size)
 kheap_extend:
-        HEAP_ENTRY heap_add_region, bad_heap_inval
+        HEAP_ENTRY kheap_add_region.body, bad_heap_inval
 .end:
 
 align 16
@@ -2323,28 +2328,25 @@ kheap_alloc:
         HEAP_CHECK bad_heap_null
         mov     r11, rdi
         mov     rdi, rsi
-        MALLOC_ENTRY .full
-.full:
-        mov     rax, r11
-        ENTRY_BODY heap_malloc
+        jmp     my_malloc.with_heap
 .end:
 
 align 16
 ; kheap_calloc -- C: void *kheap_calloc(kheap_t *h, size_t n, size_t size)
 kheap_calloc:
-        HEAP_ENTRY heap_calloc, bad_heap_null
+        HEAP_ENTRY my_calloc.body, bad_heap_null
 .end:
 
 align 16
 ; kheap_realloc -- C: void *kheap_realloc(kheap_t *h, void *p, size_t n)
 kheap_realloc:
-        HEAP_ENTRY heap_realloc, bad_heap_null
+        HEAP_ENTRY my_realloc.body, bad_heap_null
 .end:
 
 align 16
 ; kheap_alloc_aligned -- C: void *kheap_alloc_aligned(kheap_t *h, size_t align, size_t n)
 kheap_alloc_aligned:
-        HEAP_ENTRY heap_aligned, bad_heap_null
+        HEAP_ENTRY kmalloc_aligned.body, bad_heap_null
 .end:
 
 align 16
@@ -2353,28 +2355,25 @@ kheap_free:
         HEAP_CHECK bad_heap_null
         mov     r11, rdi
         mov     rdi, rsi
-        FREE_ENTRY .full
-.full:
-        mov     rax, r11
-        ENTRY_BODY heap_free
+        jmp     my_free.with_heap
 .end:
 
 align 16
 ; kheap_usable -- C: size_t kheap_usable(kheap_t *h, const void *p)
 kheap_usable:
-        HEAP_ENTRY heap_ksize, bad_heap_null
+        HEAP_ENTRY ksize.body, bad_heap_null
 .end:
 
 align 16
 ; kheap_verify -- C: int kheap_verify(kheap_t *h)
 kheap_verify:
-        HEAP_ENTRY heap_verify, bad_heap_inval
+        HEAP_ENTRY kheap_check.body, bad_heap_inval
 .end:
 
 align 16
 ; kheap_stats -- C: void kheap_stats(kheap_t *h, struct kheap_stats *s); a bad h: *s zeroed
 kheap_stats:
-        HEAP_ENTRY heap_stats, .bad
+        HEAP_ENTRY kheap_get_stats.body, .bad
 .bad:
         test    rsi, rsi
         jz      .out
@@ -2389,37 +2388,37 @@ kheap_stats:
 align 16
 ; kheap_flush_in -- C: void kheap_flush_in(kheap_t *h)
 kheap_flush_in:
-        HEAP_ENTRY heap_flush, bad_heap_null
+        HEAP_ENTRY kheap_flush.body, bad_heap_null
 .end:
 
 align 16
 ; kheap_walk_in -- C: int kheap_walk_in(kheap_t *h, kheap_walk_fn fn, void *ctx)
 kheap_walk_in:
-        HEAP_ENTRY heap_walk, bad_heap_inval
+        HEAP_ENTRY kheap_walk.body, bad_heap_inval
 .end:
 
 align 16
 ; kheap_leak_report_in -- C: int kheap_leak_report_in(kheap_t *h, kheap_leak_fn fn, void *ctx)
 kheap_leak_report_in:
-        HEAP_ENTRY heap_leaks, bad_heap_inval
+        HEAP_ENTRY kheap_leak_report.body, bad_heap_inval
 .end:
 
 align 16
 ; kheap_set_secret_in -- C: int kheap_set_secret_in(kheap_t *h, uint64_t secret)
 kheap_set_secret_in:
-        HEAP_ENTRY heap_restamp, bad_heap_inval
+        HEAP_ENTRY kheap_set_secret.body, bad_heap_inval
 .end:
 
 align 16
 ; kheap_fail_after_in -- C: void kheap_fail_after_in(kheap_t *h, long n)
 kheap_fail_after_in:
-        HEAP_ENTRY heap_fail_after, bad_heap_null
+        HEAP_ENTRY kheap_fail_after.body, bad_heap_null
 .end:
 
 align 16
 ; kheap_fail_rate_in -- C: void kheap_fail_rate_in(kheap_t *h, uint32_t per_million, uint64_t seed)
 kheap_fail_rate_in:
-        HEAP_ENTRY heap_fail_rate, bad_heap_null
+        HEAP_ENTRY kheap_fail_rate.body, bad_heap_null
 .end:
 
 align 16
