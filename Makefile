@@ -198,7 +198,8 @@ KHEAP_LAYOUT_INC := $(BUILD)/mm/kheap_layout.inc
 KHEAP_OFFSETS_INC := $(BUILD)/mm/kheap_offsets.inc
 KHEAP_HEADERS    := mm/kheap.h mm/kheap_diag.h mm/kheap_layout.h
 KHEAP_GEN        := $(KHEAP_LAYOUT_INC) $(KHEAP_OFFSETS_INC)
-KHEAP_HOST_TESTS := test_kheap test_kheap_random test_kheap_harden demo_my_malloc test_kheap_instances
+KHEAP_HOST_TESTS := test_kheap test_kheap_random test_kheap_harden demo_my_malloc test_kheap_instances \
+                    soak_kheap
 HOST_TESTS       += $(KHEAP_HOST_TESTS)
 
 # KHEAP_QUICK_DEPTH=N: the front cache's depth per size (mm/kheap.h; 0 = no cache), for the
@@ -243,7 +244,7 @@ $(addprefix $(BUILD)/host/tests/,$(KHEAP_HOST_TESTS)): $(BUILD)/host/tests/%: \
 HOST_DEBUG       := $(BUILD)/host-debug
 HOST_DEBUG_LIB   := $(HOST_DEBUG)/libkheap.a
 HOST_DEBUG_OBJS  := $(patsubst $(BUILD)/host/%,$(HOST_DEBUG)/%,$(HOST_MM_OBJS))
-KHEAP_DEBUG_SRCS := test_kheap test_kheap_harden test_kheap_random test_kheap_instances
+KHEAP_DEBUG_SRCS := test_kheap test_kheap_harden test_kheap_random test_kheap_instances soak_kheap
 HOST_TESTS       += $(KHEAP_DEBUG_SRCS:%=%_debug)
 
 $(HOST_DEBUG)/mm/%.o: mm/%.asm $(KHEAP_GEN) mm/kheap_block.inc mm/kheap_debug.inc \
@@ -272,8 +273,31 @@ $(KHEAP_DEBUG_SRCS:%=$(BUILD)/host/tests/%_debug): $(BUILD)/host/tests/%_debug: 
 	@mkdir -p $(@D)
 	$(CC) -o $@ $< $(KTEST_HOST_OBJS) $(HOST_DEBUG_LIB)
 
+# link_check (tests/host/link_check.sh): a program built with other KHEAP_DEBUG or
+# KHEAP_QUICK_DEPTH values than the library must fail to link; the same values link and run.
+HOST_TESTS += link_check
+KHEAP_QUICK_DEPTH_DEFAULT := $(shell sed -n 's/^\#define KHEAP_QUICK_DEPTH_DEFAULT *//p' mm/kheap.h)
+$(BUILD)/host/tests/link_check: tests/host/link_check.sh tools/tap.sh $(HOST_LIB) $(HOST_DEBUG_LIB)
+	@mkdir -p $(@D)
+	printf '#!/bin/sh\ncd "%s" && CC="%s" CXX="%s" LIB="%s" DEBUG_LIB="%s" DEPTH="%s" WORK="%s" exec tests/host/link_check.sh\n' \
+	  "$(CURDIR)" "$(CC)" "$(CXX)" "$(abspath $(HOST_LIB))" "$(abspath $(HOST_DEBUG_LIB))" \
+	  "$(or $(KHEAP_QUICK_DEPTH),$(KHEAP_QUICK_DEPTH_DEFAULT))" "$(abspath $(BUILD)/link_check)" > $@
+	chmod +x $@
+
+# The soak (tests/host/soak_kheap.c): several heaps at once, one thread and one model each.
+# `make test` runs a short slice (soak_kheap and soak_kheap_debug without arguments); `make
+# soak` runs SOAK_OPS operations (10^8) on SOAK_HEAPS heaps, kheap_verify every SOAK_CHECK, in
+# the release and then the debug build, and notes ops/s.
+SOAK_OPS   ?= 100000000
+SOAK_HEAPS ?= 4
+SOAK_CHECK ?= 100000
+.PHONY: soak
+soak: $(BUILD)/host/tests/soak_kheap $(BUILD)/host/tests/soak_kheap_debug
+	$(BUILD)/host/tests/soak_kheap $(SOAK_OPS) $(SOAK_HEAPS) $(SOAK_CHECK)
+	$(BUILD)/host/tests/soak_kheap_debug $(SOAK_OPS) $(SOAK_HEAPS) $(SOAK_CHECK)
+
 # ==== harden ====
-# Issue 4 integration (tests/host/test_kheap_threads.c, tests/host/fuzz_kheap.c, kernel/
+# Hardening and diagnostics (tests/host/test_kheap_threads.c, tests/host/fuzz_kheap.c, kernel/
 # heapdump.c, tools/heapmap). test_kheap_threads: 4 threads on one heap, pthread mutex and
 # kspinlock as the lock hooks.
 KERNEL_OBJS += $(BUILD)/kernel/heapdump.o
@@ -351,7 +375,7 @@ heapmap:
 	  rsvg-convert $(BUILD)/heapmap.svg -o $(BUILD)/heapmap.png && echo "wrote $(BUILD)/heapmap.png"; fi
 
 # ==== bench ====
-# Benchmarks (issue 5). jemalloc and mimalloc replace malloc process-wide, so every allocator
+# Benchmarks. jemalloc and mimalloc replace malloc process-wide, so every allocator
 # gets its own runner, build/bench/bin/bench-<name> (tests/host/bench/runner.c + its adapter);
 # the driver build/bench/bin/bench runs them in interleaved rounds and writes build/bench/
 # results.csv, results.md and *.svg. bench_smoke is the same driver in a seconds-long check

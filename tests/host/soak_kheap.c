@@ -1,0 +1,250 @@
+/*
+ * tests/host/soak_kheap.c -- the long randomized run (`make soak`): several heaps at once, one
+ * thread each, every thread driving its heap with a model of what must be there: random
+ * alloc/calloc/aligned/realloc/free over a mix of small, medium and large sizes, every block's
+ * pattern checked before it is freed or moved, kheap_verify and the counters checked against the
+ * model every CHECK operations, no misuse report ever. Notes ops/s. Usage: soak_kheap
+ * [total-ops [heaps [check-every]]]; without arguments a short slice (`make test`), `make soak`
+ * runs 10^8 operations in the release and the debug build.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ktest.h"
+#include "mm/kheap.h"
+
+#define MiB (1ul << 20)
+enum { MAX_HEAPS = 8, SLOTS = 4096, ARENA = 48 * MiB, HEAD = 256, TAIL = 64 };
+
+struct slot {
+    unsigned char *p;
+    size_t n;
+    uint32_t seed;
+};
+
+struct soak {
+    int id;
+    kheap_t *h;
+    unsigned char *arena;
+    unsigned long ops, check_every;
+    /* results */
+    unsigned long done, allocs, failed, verifies, max_live;
+    const char *error;           /* first failed check, or NULL */
+    unsigned long error_op;
+    int error_value;
+};
+
+static unsigned long reports[MAX_HEAPS];
+#define HANDLER(i) static void report_##i(int c, void *p, void *r) { (void)c, (void)p, (void)r; reports[i]++; }
+HANDLER(0) HANDLER(1) HANDLER(2) HANDLER(3) HANDLER(4) HANDLER(5) HANDLER(6) HANDLER(7)
+static const kheap_error_fn report_fn[MAX_HEAPS] = {
+    report_0, report_1, report_2, report_3, report_4, report_5, report_6, report_7,
+};
+
+static inline uint64_t next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* The pattern of byte i of a block with this seed; only its first HEAD and last TAIL bytes
+ * carry it (a large block is not filled whole: that would be a memset benchmark). */
+static inline unsigned char pat(uint32_t seed, size_t i) { return (unsigned char)(seed + i * 131); }
+
+static void fill(const struct slot *b)
+{
+    size_t head = b->n < HEAD ? b->n : HEAD;
+    for (size_t i = 0; i < head; i++)
+        b->p[i] = pat(b->seed, i);
+    for (size_t i = b->n > TAIL ? b->n - TAIL : 0; i < b->n; i++)
+        b->p[i] = pat(b->seed, i);
+}
+
+/* Are the first `keep` bytes' pattern positions intact (keep <= n)? */
+static int intact(const struct slot *b, size_t keep)
+{
+    size_t head = keep < HEAD ? keep : HEAD;
+    for (size_t i = 0; i < head; i++)
+        if (b->p[i] != pat(b->seed, i))
+            return 0;
+    if (keep == b->n)
+        for (size_t i = b->n > TAIL ? b->n - TAIL : 0; i < b->n; i++)
+            if (b->p[i] != pat(b->seed, i))
+                return 0;
+    return 1;
+}
+
+static size_t random_size(uint64_t *s)
+{
+    uint64_t r = next(s);
+    unsigned k = (unsigned)(r % 100);
+    if (k < 70)
+        return 1 + (r >> 8) % 512;
+    if (k < 95)
+        return 512 + (r >> 8) % (16 * 1024);
+    return 16 * 1024 + (r >> 8) % MiB;
+}
+
+#define FAIL(s, what, value)                                                                  \
+    do {                                                                                      \
+        (s)->error = (what);                                                                  \
+        (s)->error_op = op;                                                                   \
+        (s)->error_value = (int)(value);                                                      \
+        goto out;                                                                             \
+    } while (0)
+
+static void *soak_run(void *arg)
+{
+    struct soak *s = arg;
+    static __thread struct slot slot[SLOTS];
+    uint64_t rng = 0x2545F4914F6CDD1Dull * (uint64_t)(s->id + 1);
+    unsigned long live = 0, op = 0;
+    size_t live_bytes = 0;
+    memset(slot, 0, sizeof slot);
+    for (op = 0; op < s->ops; op++) {
+        uint64_t r = next(&rng);
+        struct slot *b = &slot[r % SLOTS];
+        unsigned kind = (unsigned)(r >> 16) % 16;
+        if (!b->p) {
+            size_t n = random_size(&rng);
+            size_t align = (size_t)16 << ((r >> 24) % 9);           /* 16 .. 4096 */
+            unsigned char *p = kind < 10 ? kheap_alloc(s->h, n)
+                             : kind < 12 ? kheap_calloc(s->h, 1, n)
+                             : kheap_alloc_aligned(s->h, align, n);
+            if (!p) {
+                s->failed++;
+                continue;
+            }
+            s->allocs++;
+            if ((uintptr_t)p % (kind >= 12 ? align : KHEAP_ALIGN))
+                FAIL(s, "misaligned block", 0);
+            if (p < s->arena || p + n > s->arena + ARENA)
+                FAIL(s, "block outside its heap's arena", 0);
+            if (kheap_usable(s->h, p) < n)
+                FAIL(s, "usable size below the request", kheap_usable(s->h, p));
+            if (kind >= 10 && kind < 12)
+                for (size_t i = 0; i < n; i += 61)
+                    if (p[i])
+                        FAIL(s, "calloc memory not zero", p[i]);
+            *b = (struct slot){ p, n, (uint32_t)(r >> 32) };
+            fill(b);
+            live++;
+            live_bytes += n;
+            if (live > s->max_live)
+                s->max_live = live;
+        } else if (kind < 11) {
+            if (!intact(b, b->n))
+                FAIL(s, "pattern overwritten before free", 0);
+            kheap_free(s->h, b->p);
+            live--;
+            live_bytes -= b->n;
+            b->p = NULL;
+        } else {
+            size_t n = random_size(&rng);
+            unsigned char *q = kheap_realloc(s->h, b->p, n);
+            if (!q) {
+                s->failed++;
+                if (!intact(b, b->n))
+                    FAIL(s, "failed realloc changed the block", 0);
+                continue;
+            }
+            size_t keep = n < b->n ? n : b->n;
+            struct slot moved = { q, b->n, b->seed };
+            if (!intact(&moved, keep))
+                FAIL(s, "realloc lost bytes", 0);
+            live_bytes += n - b->n;
+            *b = (struct slot){ q, n, b->seed ^ 0x5A5A5A5Au };
+            fill(b);
+        }
+        if ((op + 1) % s->check_every == 0) {
+            struct kheap_stats st;
+            int rc = kheap_verify(s->h);
+            if (rc)
+                FAIL(s, "kheap_verify", rc);
+            kheap_stats(s->h, &st);
+            if (st.allocs - st.frees != live)
+                FAIL(s, "allocs - frees != live blocks", st.allocs - st.frees);
+            if (st.used_bytes < live_bytes || st.used_bytes + st.free_bytes != st.total_bytes)
+                FAIL(s, "byte counters disagree with the model", 0);
+            if (reports[s->id])
+                FAIL(s, "a misuse report", reports[s->id]);
+            s->verifies++;
+        }
+    }
+out:
+    s->done = op;
+    for (unsigned i = 0; i < SLOTS; i++)
+        if (slot[i].p) {
+            if (!s->error && !intact(&slot[i], slot[i].n))
+                s->error = "pattern overwritten at the end";
+            kheap_free(s->h, slot[i].p);
+        }
+    if (!s->error) {
+        struct kheap_stats st;
+        int rc = kheap_verify(s->h);
+        kheap_stats(s->h, &st);
+        if (rc || st.used_bytes || st.allocs != st.frees || st.largest_free != st.total_bytes ||
+            reports[s->id]) {
+            s->error = "heap not whole and sound after freeing everything";
+            s->error_value = rc;
+        }
+    }
+    return NULL;
+}
+
+static unsigned long g_total = 400000, g_check = 50000;
+static int g_heaps = 4;
+static struct soak s[MAX_HEAPS];
+
+KTEST_SETUP(soak_setup)
+{
+    if (ktest_argc > 1)
+        g_total = strtoul(ktest_argv[1], NULL, 0);
+    if (ktest_argc > 2)
+        g_heaps = atoi(ktest_argv[2]);
+    if (ktest_argc > 3)
+        g_check = strtoul(ktest_argv[3], NULL, 0);
+    if (!KEXPECT_MSG(g_heaps >= 1 && g_heaps <= MAX_HEAPS && g_check > 0,
+                     "usage: soak_kheap [total-ops [heaps 1..%d [check-every > 0]]]", MAX_HEAPS))
+        return;
+    for (int i = 0; i < g_heaps; i++) {
+        s[i] = (struct soak){ .id = i, .ops = g_total / (unsigned long)g_heaps,
+                              .check_every = g_check };
+        s[i].arena = aligned_alloc(4096, ARENA);
+        s[i].h = s[i].arena ? kheap_create(s[i].arena, ARENA) : NULL;
+        struct kheap_hooks hooks = { .error = report_fn[i] };
+        KEXPECT_MSG(s[i].h && kheap_set_hooks(s[i].h, &hooks) == 0, "heap %d made", i);
+    }
+}
+
+/* Every heap at once, one thread each; each thread's findings are checked here. */
+KTEST(soak_heaps_at_once)
+{
+    pthread_t t[MAX_HEAPS];
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < g_heaps; i++)
+        pthread_create(&t[i], NULL, soak_run, &s[i]);
+    for (int i = 0; i < g_heaps; i++)
+        pthread_join(t[i], NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    unsigned long all = 0;
+    for (int i = 0; i < g_heaps; i++) {
+        all += s[i].done;
+        KEXPECT_MSG(!s[i].error, "heap %d: %s at operation %lu (value %d)", i,
+                    s[i].error ? s[i].error : "", s[i].error_op, s[i].error_value);
+        ktest_note("heap %d: %lu operations, %lu allocations (%lu failed, heap full), up to %lu "
+                   "live blocks, %lu checks", i, s[i].done, s[i].allocs, s[i].failed,
+                   s[i].max_live, s[i].verifies);
+    }
+    ktest_note("%s build, %d heaps at once: %lu operations in %.2f s = %.2f M ops/s",
+               KHEAP_BUILD_DEBUG ? "debug" : "release", g_heaps, all, secs,
+               (double)all / secs / 1e6);
+}
