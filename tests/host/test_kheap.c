@@ -806,7 +806,7 @@ KTEST(test_strerror)
     KEXPECT(strcmp(kheap_strerror(KHEAP_E_DOUBLE_FREE), "block already free") == 0);
 }
 
-/* ---- review fixes (issue 4/5 follow-ups) ---------------------------------------------------- */
+/* ---- corner cases: caller, peak, front cache, overflow --------------------------------------- */
 
 /* peak_used counts only final blocks: not kmalloc_aligned's over-allocation before its trim,
  * not the whole free neighbour an in-place krealloc absorbs before trimming. */

@@ -1,5 +1,5 @@
 /*
- * tests/host/test_kheap_harden.c -- host tests of kheap's diagnostics and hardening (issue 4):
+ * tests/host/test_kheap_harden.c -- host tests of kheap's diagnostics and hardening:
  * kheap_walk, kheap_inspect, the leak report, kheap_set_secret, fault injection (krealloc and
  * kcalloc failure paths leave everything intact), the growth hook, the fragmentation figure,
  * and every misuse case with its code, pointer and caller. Built twice: against the release

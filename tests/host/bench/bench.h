@@ -1,5 +1,5 @@
 /*
- * bench.h -- shared declarations of the kheap benchmark (issue 5): the allocator adapter
+ * bench.h -- shared declarations of the kheap benchmark: the allocator adapter
  * vtable, the workload context, the deterministic PRNG, the TSC timer and the latency
  * histogram. workloads.c and firstfit.c use only this header and <stddef.h>/<stdint.h>, so
  * they can be compiled freestanding into a bench kernel; runner.c and driver.c are the host side.

@@ -1,5 +1,5 @@
 /*
- * kbench.c -- the bench kernel's entry (issue 5): KTEST(bench_kernel), linked only into
+ * kbench.c -- the bench kernel's entry: KTEST(bench_kernel), linked only into
  * build/bench/kernel.elf and selected with `ktest=bench_kernel`. It runs harness.c's rounds
  * (the host runner's workloads, unchanged) on the static heap region for kheap (unlocked, and
  * with the kernel's IRQ-safe lock) and the first-fit baseline, prints the records (runner.c's

@@ -1,5 +1,5 @@
 /*
- * workloads.c -- the benchmark's allocation patterns (issue 5), shared by the host runner and
+ * workloads.c -- the benchmark's allocation patterns, shared by the host runner and
  * the bench kernel (kbench.c). Freestanding: no libc; the only calls are the adapter's, the check
  * hooks (NULL when timing) and the inline PRNG/TSC helpers of bench.h. Scratch memory (slot
  * tables, latency array) comes from the caller through struct bench_ctx.
