@@ -19,14 +19,14 @@
 
 /* ---- per-heap recording handlers: a report must reach the handler of the heap it concerns -- */
 enum { NHEAPS = 3 };
-static struct { int n, code; void *ptr; } got[NHEAPS];
+static struct { int n, code; void *ptr, *caller; } got[NHEAPS];
 #define HANDLER(i)                                                                          \
     static void handler_##i(int code, void *ptr, void *caller)                              \
     {                                                                                       \
-        (void)caller;                                                                       \
         got[i].n++;                                                                         \
         got[i].code = code;                                                                 \
         got[i].ptr = ptr;                                                                   \
+        got[i].caller = caller;                                                             \
     }
 HANDLER(0)
 HANDLER(1)
@@ -344,6 +344,83 @@ KTEST(test_hooks_half_pair_refused)
     KEXPECT_EQ(kheap_get_hooks(kheap_default(), &got_hooks), 0);
     KEXPECT(memcmp(&got_hooks, &full, sizeof full) == 0);
     KEXPECT_EQ(kheap_set_hooks(kheap_default(), NULL), 0);
+}
+
+/* ---- every heap owns its state: secret, counters, fault injection, cache, leak scratch ---- */
+
+TRAMPOLINE(t_kheap_free, kheap_free)
+TRAMPOLINE(t_kheap_realloc, kheap_realloc)
+TRAMPOLINE(t_kheap_usable, kheap_usable)
+void   t_kheap_free(kheap_t *h, void *p);
+void  *t_kheap_realloc(kheap_t *h, void *p, size_t n);
+size_t t_kheap_usable(kheap_t *h, const void *p);
+
+static void count_site(void *site, size_t blocks, size_t bytes, void *ctx)
+{
+    (void)site, (void)bytes;
+    *(size_t *)ctx += blocks;
+}
+
+KTEST(test_state_is_per_heap)
+{
+    static unsigned char a_mem[1 * MiB] __attribute__((aligned(4096)));
+    static unsigned char b_mem[1 * MiB] __attribute__((aligned(4096)));
+    kheap_t *a = kheap_create(a_mem, sizeof a_mem), *b = kheap_create(b_mem, sizeof b_mem);
+    set_handler(a, handler_0);
+    set_handler(b, handler_1);
+    memset(got, 0, sizeof got);
+    /* fault injection in a: b allocates on */
+    kheap_fail_after_in(a, 0);
+    KEXPECT(kheap_alloc(a, 10) == NULL);
+    void *pb = kheap_alloc(b, 10);
+    KEXPECT(pb != NULL);
+    kheap_fail_after_in(a, -1);
+    void *pa = kheap_alloc(a, 10);
+    KEXPECT(pa != NULL);
+    struct kheap_stats sa, sb;
+    kheap_stats(a, &sa);
+    kheap_stats(b, &sb);
+    KEXPECT_EQ(sa.failed_allocs, 1);
+    KEXPECT_EQ(sb.failed_allocs, 0);
+    KEXPECT_EQ(sa.allocs, 1);
+    KEXPECT_EQ(sb.allocs, 1);
+    /* a new secret for a: b's headers are untouched and still valid */
+    KEXPECT_EQ(kheap_set_secret_in(a, 0x0123456789ABCDEFull), 0);
+    KEXPECT_EQ(((struct kh_ctl *)a)->secret, 0x0123456789ABCDEFull);
+    KEXPECT_NE(((struct kh_ctl *)b)->secret, 0x0123456789ABCDEFull);
+    KEXPECT_EQ(kheap_verify(a), 0);
+    KEXPECT_EQ(kheap_verify(b), 0);
+    /* leak reports count each heap's own live blocks */
+    void *more = kheap_alloc(b, 100);
+    size_t na = 0, nb = 0;
+    KEXPECT_EQ(kheap_leak_report_in(a, count_site, &na), 1);
+    KEXPECT_EQ(kheap_leak_report_in(b, count_site, &nb), DEBUG_BUILD ? 2 : 1);   /* 2 sites */
+    KEXPECT_EQ(na, 1);
+    KEXPECT_EQ(nb, 2);
+    /* front caches: a freed small block of a is reused by a, never by b */
+    kheap_free(a, pa);
+    void *pa2 = kheap_alloc(a, 10), *pb2 = kheap_alloc(b, 10);
+    KEXPECT(pa2 == pa);
+    KEXPECT(pb2 != pa);
+    /* misuse reports name the real caller, per heap */
+    t_kheap_free(b, pa2);
+    KEXPECT_EQ(got[1].n, 1);
+    KEXPECT_EQ(got[1].caller, t_kheap_free_ret);
+    KEXPECT(t_kheap_realloc(b, pa2, 50) == NULL);
+    KEXPECT_EQ(got[1].caller, t_kheap_realloc_ret);
+    KEXPECT_EQ(t_kheap_usable(b, pa2), 0);
+    KEXPECT_EQ(got[1].caller, t_kheap_usable_ret);
+    KEXPECT_EQ(got[1].n, 3);
+    KEXPECT_EQ(got[0].n, 0);
+    kheap_free(a, pa2);
+    kheap_free(b, pb);
+    kheap_free(b, pb2);
+    kheap_free(b, more);
+    kheap_stats(a, &sa);
+    kheap_stats(b, &sb);
+    KEXPECT_EQ(sa.used_bytes + sb.used_bytes, 0);
+    KEXPECT_EQ(kheap_verify(a), 0);
+    KEXPECT_EQ(kheap_verify(b), 0);
 }
 
 /* ---- reliability holes ---------------------------------------------------------------------- */
