@@ -1791,6 +1791,7 @@ heap_stats:
         jz      .largest_done
         bsr     rdx, rdx
         bsr     r8d, dword CTL(KH_CTL_SL_MAP + rdx*4)
+        jz      .largest_done           ; (a bitmap out of step: nothing to trust)
         shl     edx, KHEAP_SL_LOG2
         add     edx, r8d                ; flat index of the highest non-empty list
 .largest_loop:

@@ -462,6 +462,41 @@ KTEST(test_corrupt_neighbour_of_list_head)
     KEXPECT_EQ(got[0].n, 1);
 }
 
+/* A flush that finds a cached block's neighbour corrupt reports it and keeps the block cached
+ * on no list: not a used block nobody owns (a stale free of it is still a double free), and
+ * kheap_verify gives it back once the neighbour is repaired. */
+KTEST(test_flush_refused_block_stays_free)
+{
+    if (KHEAP_QUICK_DEPTH == 0) {
+        ktest_skip("no front cache (KHEAP_QUICK_DEPTH=0)");
+        return;
+    }
+    kheap_t *h = kheap_create(harena, 64 * 1024 + KHEAP_CTL_SIZE);
+    set_handler(h, handler_0);
+    memset(got, 0, sizeof got);
+    unsigned char *a = kheap_alloc(h, 40), *b = kheap_alloc(h, 40);
+    struct kheap_stats s0, s;
+    kheap_stats(h, &s0);
+    kheap_free(h, a);                                  /* cached */
+    uint64_t *hdr = (uint64_t *)(b - KHEAP_HEADER_SIZE), saved = *hdr;
+    *hdr ^= 1ull << 41;                                /* b's header broken */
+    kheap_flush_in(h);
+    KEXPECT_EQ(got[0].n, 1);                           /* reported once */
+    KEXPECT_EQ(got[0].code, KHEAP_E_BAD_HEADER);
+    *hdr = saved;
+    kheap_stats(h, &s);
+    KEXPECT_EQ(s.used_bytes, s0.used_bytes - block_of(40));  /* a is not used */
+    KEXPECT_EQ(kheap_verify(h), 0);                    /* a given back */
+    kheap_free(h, a);                                  /* stale: a double free */
+    KEXPECT_EQ(got[0].n, 2);
+    KEXPECT_EQ(got[0].code, KHEAP_E_DOUBLE_FREE);
+    kheap_free(h, b);
+    kheap_stats(h, &s);
+    KEXPECT_EQ(s.used_bytes, 0);
+    KEXPECT_EQ(s.largest_free, s.total_bytes);
+    KEXPECT_EQ(kheap_verify(h), 0);
+}
+
 /* After every block is freed, largest_free is the whole region, front cache or not (no flush
  * by the caller): it is what one allocation can get. */
 KTEST(test_largest_free_after_frees)
