@@ -45,10 +45,17 @@ QEMU_ACCEL := -accel tcg,thread=multi -cpu max
 endif
 QEMU_FLAGS := $(QEMU_ACCEL) -m 256M -display none -no-reboot -monitor none -serial stdio \
               -device isa-debug-exit,iobase=0xf4,iosize=0x04
+# CPUs for `make run` / `make debug` (`make run SMP=4`); make test boots -smp 1 and -smp 4.
+SMP ?= 1
+# SMP_STRESS_NOLOCK=1: the SMP stress runs without the heaps' locks (it must then fail).
+ifeq ($(SMP_STRESS_NOLOCK),1)
+KCFLAGS += -DSMP_STRESS_NOLOCK=1
+endif
 
 # Explicit object lists. ASM_OBJS grows in the string section, MM_OBJS in the heap section.
-BOOT_OBJS   := $(BUILD)/boot/boot.o $(BUILD)/boot/isr.o
-KERNEL_OBJS := $(addprefix $(BUILD)/kernel/,kmain.o serial.o kprintf.o panic.o idt.o multiboot.o)
+BOOT_OBJS   := $(BUILD)/boot/boot.o $(BUILD)/boot/isr.o $(BUILD)/boot/ap_start.o
+KERNEL_OBJS := $(addprefix $(BUILD)/kernel/,kmain.o serial.o kprintf.o panic.o idt.o multiboot.o \
+                 acpi.o smp.o)
 ASM_OBJS    := $(BUILD)/asm/cpu.o
 # The test framework's runner (tests/ktest.c, tests/ktest.h) plus every tests/kernel/*.c, each a
 # test file: no list to edit.
@@ -135,7 +142,7 @@ deps:
 # Boot the ISO with serial on this terminal; the kernel exits QEMU itself (status 33 = passed).
 run: deps
 	@$(MAKE) --no-print-directory all
-	@$(QEMU) $(QEMU_FLAGS) -cdrom $(ISO); st=$$?; \
+	@$(QEMU) $(QEMU_FLAGS) -smp $(SMP) -cdrom $(ISO); st=$$?; \
 	  if [ $$st -eq 33 ]; then echo "kernel: all tests passed (QEMU status 33)"; \
 	  else echo "kernel: FAILED (QEMU status $$st)"; exit 1; fi
 
@@ -143,7 +150,7 @@ run: deps
 # Extra gdb options: make debug GDB_ARGS='-batch -ex bt'.
 debug: $(ISO)
 	@command -v gdb >/dev/null || { echo "make debug needs gdb: sudo apt-get install gdb"; exit 1; }
-	@$(QEMU) $(QEMU_FLAGS) -s -S -cdrom $(ISO) </dev/null & qpid=$$!; \
+	@$(QEMU) $(QEMU_FLAGS) -smp $(SMP) -s -S -cdrom $(ISO) </dev/null & qpid=$$!; \
 	  gdb -q $(KERNEL) -ex 'target remote localhost:1234' -ex 'hbreak kmain' -ex 'continue' \
 	    $(GDB_ARGS); \
 	  kill $$qpid 2>/dev/null; wait $$qpid 2>/dev/null; true

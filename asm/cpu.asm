@@ -86,6 +86,18 @@ rdmsr64:
     or rax, rdx
     ret
 
+; wrmsr64 -- write a model-specific register.
+; void wrmsr64(uint32_t msr, uint64_t value);
+; IN: edi = msr, rsi = value. OUT: none. Clobbers: rax, rcx, rdx.
+global wrmsr64
+wrmsr64:
+    mov ecx, edi
+    mov eax, esi
+    mov rdx, rsi
+    shr rdx, 32
+    wrmsr
+    ret
+
 ; read_efer -- the EFER MSR (LME bit 8, LMA bit 10).
 ; uint64_t read_efer(void);  OUT: rax. Clobbers: rcx, rdx.
 global read_efer

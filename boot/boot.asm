@@ -37,7 +37,7 @@ UART_LSR_THRE       equ 1 << 5          ; line status: transmit holding register
 
 extern kmain
 extern _kernel_start, _data_end, _bss_end
-global _start, boot_stack_top, boot_kmain_rsp
+global _start, boot_stack_top, boot_kmain_rsp, boot_gdt_pointer
 
 ; ---- Headers -------------------------------------------------------------------------------
 section .multiboot
@@ -269,6 +269,7 @@ gdt64:
 .pointer:
     dw $ - gdt64 - 1
     dq gdt64
+boot_gdt_pointer equ gdt64.pointer      ; for the APs (boot/ap_start.asm loads it)
 
 msg_no_multiboot: db "kheap boot error: not started by a Multiboot loader (bad magic in EAX)", 13, 10, 0
 msg_no_cpuid:     db "kheap boot error: this CPU has no CPUID instruction", 13, 10, 0

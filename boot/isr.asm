@@ -1,10 +1,16 @@
-; isr.asm -- entry stubs for the 32 CPU exception vectors. Each pushes a uniform frame
-; (vector, error code, general registers) and calls exception_handler(struct trap_frame *)
-; from kernel/idt.c. kernel/kernel.h declares the frame; keep the two in step.
+; isr.asm -- entry stubs for the 32 CPU exception vectors and the interrupt vectors the kernel
+; uses (SMP: the local APIC timer and the APIC's spurious vector). Each pushes a uniform frame
+; (vector, error code, general registers) and calls exception_handler(struct trap_frame *) or,
+; for interrupts, irq_handler(struct trap_frame *), both in kernel/idt.c, which returns here.
+; kernel/kernel.h declares the frame; keep the two in step.
 default rel
 
 extern exception_handler
-global isr_stub_table
+extern irq_handler
+global isr_stub_table, irq_stub_timer, irq_stub_spurious
+
+IRQ_VECTOR_TIMER    equ 0x40            ; kernel/kernel.h: IRQ_VECTOR_TIMER
+IRQ_VECTOR_SPURIOUS equ 0xFF            ; kernel/kernel.h: IRQ_VECTOR_SPURIOUS
 
 ; Vectors for which the CPU pushes an error code itself: #DF 8, #TS 10, #NP 11, #SS 12,
 ; #GP 13, #PF 14, #AC 17, #CP 21, #VC 29, #SX 30.
@@ -24,10 +30,18 @@ isr_stub_ %+ vec:
 %assign vec vec + 1
 %endrep
 
-; isr_common -- save the general registers and call exception_handler(frame).
-; IN: stack = [vector][error code][RIP][CS][RFLAGS][RSP][SS] (CPU aligned RSP to 16 first).
-; 7 + 15 qwords = 176 bytes: RSP stays 16-byte aligned at the call. Restores all and iretq.
-isr_common:
+; irq_stub_timer, irq_stub_spurious -- interrupt entries: no error code from the CPU.
+irq_stub_timer:
+    push 0
+    push IRQ_VECTOR_TIMER
+    jmp irq_common
+irq_stub_spurious:
+    push 0
+    push IRQ_VECTOR_SPURIOUS
+    jmp irq_common
+
+; SAVE_REGS / RESTORE_REGS -- the general registers of struct trap_frame, r15 lowest
+%macro SAVE_REGS 0
     push rax
     push rbx
     push rcx
@@ -43,9 +57,8 @@ isr_common:
     push r13
     push r14
     push r15
-    cld
-    mov rdi, rsp
-    call exception_handler
+%endmacro
+%macro RESTORE_REGS 0
     pop r15
     pop r14
     pop r13
@@ -61,6 +74,32 @@ isr_common:
     pop rcx
     pop rbx
     pop rax
+%endmacro
+
+; irq_common -- save the registers, call irq_handler(frame), restore them and iretq.
+; IN: stack = [vector][0][RIP][CS][RFLAGS][RSP][SS]; the interrupted code may have had any RSP
+; alignment, so RSP is aligned here before the call (and restored from rbp after it).
+irq_common:
+    SAVE_REGS
+    cld
+    mov rdi, rsp
+    mov rbp, rsp
+    and rsp, -16
+    call irq_handler
+    mov rsp, rbp
+    RESTORE_REGS
+    add rsp, 16                         ; vector and error code
+    iretq
+
+; isr_common -- save the general registers and call exception_handler(frame).
+; IN: stack = [vector][error code][RIP][CS][RFLAGS][RSP][SS] (CPU aligned RSP to 16 first).
+; 7 + 15 qwords = 176 bytes: RSP stays 16-byte aligned at the call. Restores all and iretq.
+isr_common:
+    SAVE_REGS
+    cld
+    mov rdi, rsp
+    call exception_handler
+    RESTORE_REGS
     add rsp, 16                         ; vector and error code
     iretq
 

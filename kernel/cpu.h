@@ -24,6 +24,7 @@ uint64_t read_cr2(void);
 uint64_t read_cr3(void);
 uint64_t read_cr4(void);
 uint64_t rdmsr64(uint32_t msr);
+void     wrmsr64(uint32_t msr, uint64_t value);
 uint64_t read_efer(void);
 uint16_t read_cs(void);
 uint64_t read_rflags(void);

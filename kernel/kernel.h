@@ -51,6 +51,7 @@ void idt_init(void);
 #define BOOT_MMAP_MAX          64
 #define BOOT_STRING_MAX        256
 #define BOOT_INFO_PIECES       4
+#define BOOT_RSDP_MAX          36       /* an ACPI 2.0+ RSDP; ACPI 1.0's is the first 20 bytes */
 
 struct boot_mem_range {
     uint64_t base;
@@ -69,6 +70,11 @@ struct boot_info {
     char     loader_name[BOOT_STRING_MAX];
     unsigned mmap_count;               /* entries of the loader's memory map, in its order */
     struct boot_mem_range mmap[BOOT_MMAP_MAX];
+    /* The RSDP copy of the Multiboot2 ACPI tag (type 15 "new" preferred over 14 "old"), at
+     * most BOOT_RSDP_MAX bytes of it; rsdp_size 0: none (Multiboot1, or no tag). Unchecked:
+     * acpi_find_cpus validates it. */
+    uint8_t  rsdp[BOOT_RSDP_MAX];
+    unsigned rsdp_size;
 };
 
 /* Filled by boot_info_parse(); read-only afterwards. */
@@ -87,6 +93,94 @@ int boot_cmdline_get(const char *key, char *out, size_t size);
  * above 1 MiB, minus the kernel image (static heap included) and the boot info. Writes at most
  * max ranges to out (type BOOT_MEM_USABLE, page aligned), returns how many it wrote. */
 size_t boot_free_ranges(struct boot_mem_range *out, size_t max);
+
+/* ---- ACPI (kernel/acpi.c) ------------------------------------------------------------------ */
+#define ACPI_MAX_CPUS          64
+struct acpi_cpus {
+    unsigned count;                   /* enabled local APICs found (0 if none/malformed) */
+    uint32_t apic_id[ACPI_MAX_CPUS];  /* their APIC ids, in MADT order */
+    uint64_t lapic_base;              /* local APIC MMIO base from the MADT (override entry type 5 if present) */
+    const char *source;               /* "XSDT" or "RSDT", for the boot line */
+};
+/* Find the RSDP (boot_info's copy from the Multiboot2 ACPI tags; else the BIOS areas: the EBDA's
+ * first KiB (segment at 0x40E) and 0xE0000-0xFFFFF on 16-byte boundaries), then the XSDT (rev >= 2)
+ * or RSDT, then the MADT ("APIC"), and list every enabled processor: type 0 (Processor Local APIC,
+ * flags bit 0 enabled, or bit 1 online-capable) and type 9 (Processor Local x2APIC, same flags).
+ * Every table is checksummed and every length bounded (table length within sane limits, each
+ * entry's length >= 2 and inside the table; never loop forever, never read past a table). 0 on
+ * success; -1 if there is no RSDP or MADT, or anything is malformed: then a line
+ * "acpi: <what is wrong>; going on with one CPU" is printed with kprintf, out->count = 0.
+ * Details: an APIC id already listed is not listed again (firmware may give a CPU both a type
+ * 0 and a type 9 entry), nor is the type 0 broadcast id 0xFF; past ACPI_MAX_CPUS the rest are
+ * left out (a line says so; still 0). lapic_base is reported as found: it may lie above
+ * IDENTITY_MAP_END (the caller maps it). On failure *out is all zero (source NULL). Time:
+ * O(table bytes), at most ACPI_TABLE_MAX per table. Not thread-safe (acpi_last_error). */
+int acpi_find_cpus(struct acpi_cpus *out);
+/* The same parser on tables the caller provides (for tests): rsdp points at an RSDP structure. */
+int acpi_parse_rsdp(const void *rsdp, struct acpi_cpus *out);
+#define ACPI_TABLE_MAX         (1u << 20)     /* longest RSDT/XSDT/MADT accepted, in bytes */
+/* The last failure's "<what is wrong>" text (without "; going on with one CPU"), "" after a
+ * success: for tests, which check that a bad table is rejected for the right reason. */
+extern char acpi_last_error[128];
+
+/* ---- SMP (kernel/smp.c) ----------------------------------------------------------------------
+ * smp_init (kmain) starts every enabled CPU of the ACPI MADT: each AP runs ap_main on its own
+ * stack with GS base = its struct cpu, then waits for work posted by smp_run_all. */
+#define SMP_MAX_CPUS           16
+#define IRQ_VECTOR_TIMER       0x40     /* the local APIC timer (boot/isr.asm) */
+#define IRQ_VECTOR_SPURIOUS    0xFF     /* the local APIC's spurious vector */
+
+struct cpu {
+    struct cpu *self;                   /* GS:0, so this_cpu() is one load */
+    unsigned    id;                     /* 0 = the BSP, 1.. in start-up order */
+    uint32_t    apic_id;
+    volatile uint32_t online;
+    volatile uint64_t ticks;            /* LAPIC timer interrupts taken */
+    void      (*work_fn)(void *);       /* smp_run_all's mailbox */
+    void       *work_arg;
+    uint64_t    work_gen, work_done;
+};
+
+struct smp_barrier {
+    unsigned count, phase, n;
+};
+
+extern struct cpu cpus[SMP_MAX_CPUS];
+extern unsigned smp_cpu_count;          /* CPUs online, the BSP included */
+extern unsigned smp_missing;            /* CPUs the MADT lists that did not start */
+extern uint64_t tsc_per_ms;             /* TSC ticks per millisecond (PIT-calibrated) */
+
+/* The running CPU's data (only after smp_init). */
+static inline struct cpu *this_cpu(void)
+{
+    struct cpu *c;
+    __asm__ volatile("mov %%gs:0, %0" : "=r"(c));
+    return c;
+}
+/* Has smp_init set up per-CPU data (this_cpu() usable)? */
+static inline int smp_ready(void) { return cpus[0].self != 0; }
+
+/* Start the APs; print "smp: N CPUs online (...)"; a CPU that does not report in within the
+ * timeout is printed with its APIC id and counted in smp_missing. Returns smp_cpu_count. The
+ * kernel command line smp_skip=APICID withholds one AP's SIPI (a test of that report). */
+unsigned smp_init(void);
+/* Run fn(arg) on every online CPU, the BSP (CPU 0) included; 0 when all finished within
+ * timeout_ms, -1 (each late CPU printed) if not. */
+int smp_run_all(void (*fn)(void *), void *arg, unsigned timeout_ms);
+/* A barrier for n CPUs; wait returns 0, or -1 after timeout_ms. */
+void smp_barrier_init(struct smp_barrier *b, unsigned n);
+int smp_barrier_wait(struct smp_barrier *b, unsigned timeout_ms);
+uint64_t time_ms(void);                 /* milliseconds of TSC time */
+void delay_us(uint64_t us);
+uint32_t lapic_id(void);
+void lapic_eoi(void);
+/* The LAPIC timer of this CPU: periodic, IRQ_VECTOR_TIMER, initial count `count` at divide 16;
+ * each tick counts in this_cpu()->ticks and calls smp_timer_hook (if set) with interrupts off. */
+void lapic_timer_start(uint32_t count);
+void lapic_timer_stop(void);
+extern void (*volatile smp_timer_hook)(void);
+void smp_timer_tick(void);              /* (kernel/idt.c's interrupt handler) */
+void idt_load(void);                    /* this CPU loads the kernel's IDT (APs, kernel/idt.c) */
 
 /* ---- Interrupt controller (kernel/kmain.c) ------------------------------------------------- */
 #define PIC1_DATA              0x21     /* 8259 master: interrupt mask register */

@@ -136,6 +136,7 @@ void kmain(uint32_t magic, uint64_t info)
         panic("unknown boot magic 0x%x", magic);
     boot_info_print();
     heap_setup();
+    smp_init();
 
     char pattern[BOOT_STRING_MAX];
     if (!boot_cmdline_get("ktest", pattern, sizeof pattern))

@@ -1,6 +1,24 @@
 /* kprintf.c -- freestanding printf family: kvsnprintf formats into a buffer, kprintf sends
- * the result to COM1. One formatting core writes through a small sink (buffer or serial). */
+ * the result to COM1. One formatting core writes through a small sink (buffer or serial). One
+ * kprintf call's output is not interleaved with another CPU's (a print lock, given up after a
+ * bounded wait so that a CPU that faulted while printing cannot silence the others). */
 #include "kernel.h"
+#include "cpu.h"
+
+#define PRINT_SPIN_MAX         20000000ul  /* pause loops before printing without the lock */
+
+static uint32_t print_lock;
+
+/* 1 if this call took the print lock (and must release it), 0 if it gave up waiting. */
+static int print_lock_take(void)
+{
+    for (unsigned long i = 0; i < PRINT_SPIN_MAX; i++) {
+        if (!__atomic_exchange_n(&print_lock, 1, __ATOMIC_ACQUIRE))
+            return 1;
+        cpu_pause();
+    }
+    return 0;
+}
 
 struct sink {
     char  *buf;         /* NULL: write to the serial port */
@@ -176,9 +194,12 @@ int kvprintf(const char *fmt, va_list ap)
 {
     struct sink s = { NULL, 0, 0 };
     va_list copy;
+    int locked = print_lock_take();
     va_copy(copy, ap);
     format(&s, fmt, &copy);
     va_end(copy);
+    if (locked)
+        __atomic_store_n(&print_lock, 0, __ATOMIC_RELEASE);
     return (int)s.len;
 }
 

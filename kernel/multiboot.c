@@ -1,6 +1,7 @@
 /* multiboot.c -- copies the boot information out of the Multiboot1 (qemu -kernel) or
  * Multiboot2 (GRUB) structures into struct boot_info: memory map, command line, boot loader
- * name and where the structures lie, and derives the free RAM ranges the heap may add.
+ * name, the ACPI RSDP copy (Multiboot2) and where the structures lie, and derives the free RAM
+ * ranges the heap may add.
  * Malformed info (a size too small to step over, data past the info's end) stops the parse
  * with a "boot: malformed ..." line; what was read before it is kept. */
 #include "kernel.h"
@@ -42,6 +43,8 @@ struct mb2_tag {
 #define MB2_TAG_LOADER     2
 #define MB2_TAG_MEMINFO    4
 #define MB2_TAG_MMAP       6
+#define MB2_TAG_ACPI_OLD   14       /* payload: a copy of the ACPI 1.0 RSDP (20 bytes) */
+#define MB2_TAG_ACPI_NEW   15       /* payload: a copy of the ACPI 2.0+ RSDP (36 bytes) */
 #define MB2_TAG_ALIGN      8
 
 struct mb2_tag_mmap {
@@ -133,6 +136,21 @@ static int parse_mb1(const struct mb1_info *mb)
     return 0;
 }
 
+/* Keep the RSDP copy of an ACPI tag (payload bytes, at most BOOT_RSDP_MAX): a "new" tag
+ * replaces an earlier copy, an "old" one is taken only if there is none yet. acpi.c checks it. */
+static void copy_rsdp(const struct mb2_tag *tag)
+{
+    if (tag->type == MB2_TAG_ACPI_OLD && boot_info.rsdp_size != 0)
+        return;
+    uint64_t n = tag->size - sizeof *tag;
+    if (n > BOOT_RSDP_MAX)
+        n = BOOT_RSDP_MAX;
+    const uint8_t *src = (const uint8_t *)(tag + 1);
+    for (uint64_t i = 0; i < n; i++)
+        boot_info.rsdp[i] = src[i];
+    boot_info.rsdp_size = (unsigned)n;
+}
+
 /* One tag, known to lie inside the info: [tag, tag + tag->size). 0, or 1 if malformed. */
 static int parse_mb2_tag(const struct mb2_tag *tag, uint64_t offset)
 {
@@ -147,6 +165,8 @@ static int parse_mb2_tag(const struct mb2_tag *tag, uint64_t offset)
             return malformed(offset, "basic memory tag size", tag->size);
         boot_info.mem_lower_kb = m->mem_lower;
         boot_info.mem_upper_kb = m->mem_upper;
+    } else if (tag->type == MB2_TAG_ACPI_OLD || tag->type == MB2_TAG_ACPI_NEW) {
+        copy_rsdp(tag);
     } else if (tag->type == MB2_TAG_MMAP) {
         const struct mb2_tag_mmap *m = (const void *)tag;
         if (tag->size < sizeof *m)
