@@ -35,8 +35,19 @@ KCFLAGS        += -DKHEAP_DEBUG=1
 HOST_NASMFLAGS += -DKHEAP_DEBUG=1
 HOST_CFLAGS    += -DKHEAP_DEBUG=1
 endif
+# HIGHER_HALF=1: the kernel linked at KERNEL_VMA + its load address (-mcmodel=kernel); boot.asm
+# jumps there and removes the identity map. make test builds it in $(BUILD)/hh.
+HIGHER_HALF ?= 0
+ifeq ($(HIGHER_HALF),1)
+KERNEL_VMA := 0xffffffff80000000
+KCFLAGS    := $(subst -mcmodel=small,-mcmodel=kernel,$(KCFLAGS)) -DKERNEL_HIGHER_HALF=1
+NASMFLAGS  += -DKERNEL_VMA=$(KERNEL_VMA)
+else
+KERNEL_VMA := 0
+endif
 LDFLAGS := -n -z max-page-size=0x1000 -z noexecstack --no-warn-rwx-segments --fatal-warnings \
-           -T linker.ld --defsym=__heap_size=$(HEAP_SIZE) --defsym=__dma_heap_size=$(DMA_HEAP_SIZE)
+           -T linker.ld --defsym=__heap_size=$(HEAP_SIZE) --defsym=__dma_heap_size=$(DMA_HEAP_SIZE) \
+           --defsym=KERNEL_VMA=$(KERNEL_VMA)
 
 ifeq ($(ACCEL),kvm)
 QEMU_ACCEL := -accel kvm -cpu max
@@ -493,11 +504,18 @@ bench-kernel: $(BENCH_KERNEL) $(BENCH_BIN)/bench
 HOST_TEST_BINS = $(addprefix $(BUILD)/host/tests/,$(HOST_TESTS))
 
 host-tests: $(HOST_TEST_BINS)
-test-build: all harness-kernels host-tests
+# The higher-half kernel (HIGHER_HALF=1, suite kernel-higher-half): its own build directory.
+KERNEL_HH := $(BUILD)/hh/kernel.elf
+.PHONY: kernel-hh
+kernel-hh:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/hh HIGHER_HALF=1 kernel
+
+test-build: all harness-kernels host-tests kernel-hh
 
 test: deps
 	@$(MAKE) --no-print-directory test-build
-	@HOST_TESTS="$(HOST_TESTS)" KERNEL="$(KERNEL)" ISO="$(ISO)" KTIMEOUT="$(KTIMEOUT)" \
+	@HOST_TESTS="$(HOST_TESTS)" KERNEL="$(KERNEL)" KERNEL_HH="$(KERNEL_HH)" ISO="$(ISO)" \
+	  KTIMEOUT="$(KTIMEOUT)" \
 	  QEMU="$(QEMU)" QEMU_FLAGS="$(QEMU_FLAGS)" BUILD="$(BUILD)" tools/test-all
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,8 +1,21 @@
 ; boot.asm -- Multiboot1 + Multiboot2 headers and the 32-bit entry of build/kernel.elf.
 ; `qemu -kernel` (Multiboot1, a.out kludge) and GRUB `multiboot2` enter _start in 32-bit
-; protected mode; we check the CPU, build identity page tables for the first 4 GiB (2 MiB
-; pages), switch to long mode and call kmain(magic, info). Failures are reported on COM1.
+; protected mode; we check the CPU, build page tables for the first 4 GiB (2 MiB pages: an
+; identity map, the same memory at KERNEL_PHYS_MAP (the direct map) and the first 2 GiB at
+; 0xffffffff80000000), switch to long mode and call kmain(magic, info). Failures are reported
+; on COM1. Linked at KERNEL_VMA + load address (0, or 0xffffffff80000000 for the higher-half
+; kernel: then the 32-bit code uses PHYS() addresses, and the 64-bit entry moves to the higher
+; half and removes the identity map before kmain).
 default rel
+
+%ifndef KERNEL_VMA
+  %define KERNEL_VMA 0
+%endif
+%define PHYS(x) ((x) - KERNEL_VMA)
+KERNEL_PHYS_MAP     equ 0xFFFF800000000000  ; kernel/kernel.h: the direct map of physical memory
+PML4_DIRECT         equ 256             ; PML4 slot of KERNEL_PHYS_MAP
+PML4_HIGH           equ 511             ; PML4 slot of 0xffffffff80000000 (the last 2 GiB)
+PDPT_HIGH_FIRST     equ 510             ; its PDPT slots 510, 511: physical 0..2 GiB
 
 ; ---- Multiboot constants -------------------------------------------------------------------
 MB1_HEADER_MAGIC    equ 0x1BADB002
@@ -37,7 +50,7 @@ UART_LSR_THRE       equ 1 << 5          ; line status: transmit holding register
 
 extern kmain
 extern _kernel_start, _data_end, _bss_end
-global _start, boot_stack_top, boot_kmain_rsp, boot_gdt_pointer
+global _start, boot_stack_top, boot_kmain_rsp, boot_gdt_pointer, boot_pdpt
 
 ; ---- Headers -------------------------------------------------------------------------------
 section .multiboot
@@ -46,11 +59,11 @@ mb1_header:
     dd MB1_HEADER_MAGIC
     dd MB1_FLAGS
     dd 0x100000000 - (MB1_HEADER_MAGIC + MB1_FLAGS)   ; checksum: the three sum to 0
-    dd mb1_header                       ; header_addr
-    dd _kernel_start                    ; load_addr: the file is contiguous from here ...
-    dd _data_end                        ; load_end_addr: ... to here
-    dd _bss_end                         ; bss_end_addr: zeroed by the loader (heap included)
-    dd _start                           ; entry_addr
+    dd PHYS(mb1_header)                 ; header_addr (physical addresses, all five)
+    dd PHYS(_kernel_start)              ; load_addr: the file is contiguous from here ...
+    dd PHYS(_data_end)                  ; load_end_addr: ... to here
+    dd PHYS(_bss_end)                   ; bss_end_addr: zeroed by the loader (heap included)
+    dd PHYS(_start)                     ; entry_addr
 
 align 8
 mb2_header:
@@ -72,27 +85,27 @@ bits 32
 _start:
     cli
     cld
-    mov esp, boot_stack_top
-    mov [boot_magic], eax               ; cpuid clobbers ebx: save both first
-    mov [boot_info], ebx
+    mov esp, PHYS(boot_stack_top)
+    mov [PHYS(boot_magic)], eax         ; cpuid clobbers ebx: save both first
+    mov [PHYS(boot_info)], ebx
     call serial_init32
     call check_multiboot
     call check_cpuid
     call check_long_mode
     call set_up_page_tables
     call enable_paging
-    lgdt [gdt64.pointer]
-    jmp gdt64.code:long_mode_start
+    lgdt [PHYS(gdt64.pointer32)]
+    jmp gdt64.code:PHYS(long_mode_start)
 
 ; check_multiboot -- halt with a message unless a Multiboot1/2 loader started us.
 ; IN: [boot_magic]. Clobbers: eax, esi.
 check_multiboot:
-    mov eax, [boot_magic]
+    mov eax, [PHYS(boot_magic)]
     cmp eax, MB2_BOOT_MAGIC
     je .ok
     cmp eax, MB1_BOOT_MAGIC
     je .ok
-    mov esi, msg_no_multiboot
+    mov esi, PHYS(msg_no_multiboot)
     jmp boot_fail
 .ok:
     ret
@@ -114,7 +127,7 @@ check_cpuid:
     je .no_cpuid
     ret
 .no_cpuid:
-    mov esi, msg_no_cpuid
+    mov esi, PHYS(msg_no_cpuid)
     jmp boot_fail
 
 ; check_long_mode -- halt with a message unless extended CPUID exists and reports long mode.
@@ -130,31 +143,42 @@ check_long_mode:
     jz .no_lm
     ret
 .no_ext:
-    mov esi, msg_no_ext_cpuid
+    mov esi, PHYS(msg_no_ext_cpuid)
     jmp boot_fail
 .no_lm:
-    mov esi, msg_no_long_mode
+    mov esi, PHYS(msg_no_long_mode)
     jmp boot_fail
 
-; set_up_page_tables -- identity map [0, 4 GiB) with 2 MiB pages: PML4[0] -> PDPT,
-; PDPT[0..3] -> 4 page directories of 512 huge pages. The tables are in .bss (zeroed).
+; set_up_page_tables -- map [0, 4 GiB) with 2 MiB pages: PML4[0] (identity) and
+; PML4[PML4_DIRECT] (the direct map) -> PDPT, PDPT[0..3] -> 4 page directories of 512 huge
+; pages; PML4[PML4_HIGH] -> pdpt_high, whose slots 510 and 511 map physical [0, 2 GiB) at
+; 0xffffffff80000000 (the higher-half kernel). The tables are in .bss (zeroed).
 ; Clobbers: eax, ecx, edi.
 set_up_page_tables:
-    mov eax, pdpt
+    mov eax, PHYS(pdpt)
     or eax, PTE_PRESENT | PTE_WRITE
-    mov [pml4], eax
+    mov [PHYS(pml4)], eax
+    mov [PHYS(pml4) + PML4_DIRECT * 8], eax
+    mov eax, PHYS(pdpt_high)
+    or eax, PTE_PRESENT | PTE_WRITE
+    mov [PHYS(pml4) + PML4_HIGH * 8], eax
+    mov eax, PHYS(page_dirs)
+    or eax, PTE_PRESENT | PTE_WRITE
+    mov [PHYS(pdpt_high) + PDPT_HIGH_FIRST * 8], eax
+    add eax, 4096
+    mov [PHYS(pdpt_high) + (PDPT_HIGH_FIRST + 1) * 8], eax
     xor ecx, ecx
 .pdpt_entry:                            ; PDPT[ecx] -> page_dirs + ecx * 4 KiB
     mov eax, ecx
     shl eax, 12
-    add eax, page_dirs
+    add eax, PHYS(page_dirs)
     or eax, PTE_PRESENT | PTE_WRITE
-    mov [pdpt + ecx * 8], eax
+    mov [PHYS(pdpt) + ecx * 8], eax
     inc ecx
     cmp ecx, IDENTITY_GIB
     jb .pdpt_entry
     xor ecx, ecx
-    mov edi, page_dirs
+    mov edi, PHYS(page_dirs)
 .pd_entry:                              ; entry ecx maps ecx * 2 MiB (64-bit: high half in edx)
     mov eax, ecx
     and eax, 0x7FF                      ; low 11 bits of the page number fit in the low dword
@@ -172,7 +196,7 @@ set_up_page_tables:
 ; enable_paging -- CR3 = pml4, CR4.PAE, EFER.LME, then CR0.PG (enters compatibility mode).
 ; Clobbers: eax, ecx, edx.
 enable_paging:
-    mov eax, pml4
+    mov eax, PHYS(pml4)
     mov cr3, eax
     mov eax, cr4
     or eax, CR4_PAE
@@ -246,6 +270,15 @@ long_mode_start:
     xor eax, eax
     mov fs, ax
     mov gs, ax
+%if KERNEL_VMA
+    mov rax, .high                      ; to the higher half (still running identity mapped)
+    jmp rax
+.high:
+    lgdt [gdt64.pointer]                ; the GDT at its higher-half address
+    mov qword [pml4], 0                 ; the identity map goes: a low address faults now
+    mov rax, cr3
+    mov cr3, rax
+%endif
     mov rsp, boot_stack_top
     xor ebp, ebp
     mov edi, [boot_magic]
@@ -267,8 +300,11 @@ gdt64:
 .data: equ $ - gdt64
     dq (1 << 41) | (1 << 44) | (1 << 47)                ; writable, code/data, present
 .pointer:
-    dw $ - gdt64 - 1
+    dw .pointer - gdt64 - 1
     dq gdt64
+.pointer32:                             ; for lgdt in 32-bit mode: the physical address
+    dw .pointer - gdt64 - 1
+    dd PHYS(gdt64)
 boot_gdt_pointer equ gdt64.pointer      ; for the APs (boot/ap_start.asm loads it)
 
 msg_no_multiboot: db "kheap boot error: not started by a Multiboot loader (bad magic in EAX)", 13, 10, 0
@@ -284,8 +320,10 @@ boot_kmain_rsp: dq 0
 
 section .bss
 alignb 4096
+boot_pdpt equ pdpt                      ; the identity/direct PDPT (the higher-half APs need it)
 pml4:       resb 4096
 pdpt:       resb 4096
+pdpt_high:  resb 4096
 page_dirs:  resb 4096 * IDENTITY_GIB
 alignb 16
 boot_stack: resb STACK_SIZE

@@ -233,4 +233,32 @@ extern uint64_t kmain_frame_rsp;               /* the same, as kmain itself saw 
 
 #define IDENTITY_MAP_END       (4ull << 30)    /* boot.asm maps [0, 4 GiB) */
 
+/* Where physical memory is: boot.asm maps [0, IDENTITY_MAP_END) at KERNEL_PHYS_MAP (the direct
+ * map), and the identity-mapped kernel also at 0. The higher-half kernel (make HIGHER_HALF=1,
+ * -DKERNEL_HIGHER_HALF) runs at KERNEL_VMA + its load address with the identity map removed,
+ * so every physical address the kernel reads (boot info, ACPI tables, the local APIC, RAM it
+ * gives the heap) goes through phys_to_virt. */
+#define KERNEL_PHYS_MAP        0xFFFF800000000000ull
+#ifdef KERNEL_HIGHER_HALF
+#define KERNEL_VMA             0xFFFFFFFF80000000ull
+#else
+#define KERNEL_VMA             0ull
+#endif
+static inline void *phys_to_virt(uint64_t p)
+{
+    return (void *)(KERNEL_VMA ? p + KERNEL_PHYS_MAP : p);
+}
+/* The physical address of a kernel-image or direct-map address (identity: itself). */
+static inline uint64_t virt_to_phys(const void *v)
+{
+    uint64_t a = (uint64_t)v;
+#ifdef KERNEL_HIGHER_HALF
+    if (a >= KERNEL_VMA)
+        return a - KERNEL_VMA;
+#endif
+    if (a >= KERNEL_PHYS_MAP && a < KERNEL_PHYS_MAP + IDENTITY_MAP_END)
+        return a - KERNEL_PHYS_MAP;
+    return a;
+}
+
 #endif

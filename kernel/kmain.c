@@ -80,7 +80,7 @@ unsigned kernel_heap_setup(int verbose)
     size_t n = boot_free_ranges(free, FREE_RANGES_MAX);
     uint64_t added = 0;
     for (size_t i = 0; i < n; i++) {
-        rc = kheap_add_region((void *)free[i].base, free[i].length);
+        rc = kheap_add_region(phys_to_virt(free[i].base), free[i].length);
         if (rc != 0)
             panic("kheap_add_region(0x%lx, 0x%lx) = %d", free[i].base, free[i].length, rc);
         if (verbose)
@@ -99,7 +99,7 @@ static void dma_heap_setup(void)
 {
     size_t size = (size_t)(__dma_heap_end - __dma_heap_start);
     kernel_dma_heap = kheap_create(__dma_heap_start, size);
-    if (!kernel_dma_heap || (uint64_t)__dma_heap_end > DMA_LIMIT)
+    if (!kernel_dma_heap || virt_to_phys(__dma_heap_end) > DMA_LIMIT)
         panic("kheap_create(%p, %zu) for DMA failed", (void *)__dma_heap_start, size);
     const struct kheap_hooks hooks = {
         .error = kernel_heap_error,

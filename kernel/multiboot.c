@@ -104,26 +104,26 @@ static int malformed(uint64_t offset, const char *what, uint64_t value)
 static int parse_mb1(const struct mb1_info *mb)
 {
     boot_info.multiboot_version = 1;
-    cover((uint64_t)mb, sizeof *mb);
+    cover(virt_to_phys(mb), sizeof *mb);
     if (mb->flags & MB1_INFO_MEM) {
         boot_info.mem_lower_kb = mb->mem_lower;
         boot_info.mem_upper_kb = mb->mem_upper;
     }
     if (mb->flags & MB1_INFO_CMDLINE) {
-        const char *s = (const char *)(uint64_t)mb->cmdline;
+        const char *s = phys_to_virt(mb->cmdline);
         copy_string(boot_info.cmdline, s, SIZE_MAX);
-        cover((uint64_t)s, string_size(s));
+        cover(mb->cmdline, string_size(s));
     }
     if (mb->flags & MB1_INFO_LOADER) {
-        const char *s = (const char *)(uint64_t)mb->boot_loader_name;
+        const char *s = phys_to_virt(mb->boot_loader_name);
         copy_string(boot_info.loader_name, s, SIZE_MAX);
-        cover((uint64_t)s, string_size(s));
+        cover(mb->boot_loader_name, string_size(s));
     }
     if (mb->flags & MB1_INFO_MMAP) {
         uint64_t start = mb->mmap_addr, end = start + mb->mmap_length;
         cover(start, mb->mmap_length);
         for (uint64_t p = start; p < end; ) {
-            const struct mb1_mmap_entry *e = (const void *)p;
+            const struct mb1_mmap_entry *e = phys_to_virt(p);
             if (end - p < sizeof *e)
                 return malformed(p - start, "memory map entry cut off by mmap_length, bytes left",
                                  end - p);
@@ -186,7 +186,7 @@ static int parse_mb2(const uint8_t *info)
 {
     uint32_t total = *(const uint32_t *)info;
     boot_info.multiboot_version = 2;
-    cover((uint64_t)info, total);
+    cover(virt_to_phys(info), total);
     if (total < MB2_INFO_HEADER)
         return malformed(0, "total_size", total);
     for (uint64_t off = MB2_INFO_HEADER; off < total; ) {
@@ -210,9 +210,9 @@ int boot_info_parse(uint32_t magic, uint64_t info_addr)
 {
     boot_info = (struct boot_info){ 0 };
     if (magic == MULTIBOOT1_BOOT_MAGIC)
-        return parse_mb1((const struct mb1_info *)info_addr);
+        return parse_mb1(phys_to_virt(info_addr));
     if (magic == MULTIBOOT2_BOOT_MAGIC)
-        return parse_mb2((const uint8_t *)info_addr);
+        return parse_mb2(phys_to_virt(info_addr));
     return -1;
 }
 
@@ -267,7 +267,7 @@ size_t boot_free_ranges(struct boot_mem_range *out, size_t max)
 {
     uint64_t exclude[2 + BOOT_INFO_PIECES][2] = {  /* [start, end) nobody may hand out */
         { 0, MiB },
-        { (uint64_t)_kernel_start, (uint64_t)_kernel_end },
+        { virt_to_phys(_kernel_start), virt_to_phys(_kernel_end) },
     };
     size_t nexclude = 2;
     for (unsigned i = 0; i < boot_info.info_count; i++, nexclude++) {

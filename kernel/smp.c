@@ -189,8 +189,8 @@ static void __attribute__((noreturn)) ap_main(uint64_t index)
 /* The trampoline's parameter block where the copy at SMP_TRAMP_BASE has it. */
 static struct smp_tramp_params *ap_tramp_params_at(void)
 {
-    return (struct smp_tramp_params *)(SMP_TRAMP_BASE +
-                                       ((const char *)&ap_tramp_params - ap_tramp_start));
+    return phys_to_virt(SMP_TRAMP_BASE + (uint64_t)((const char *)&ap_tramp_params -
+                                                    ap_tramp_start));
 }
 
 /* INIT-SIPI-SIPI for the CPU with this APIC id as cpus[index]; wait for it to report in.
@@ -226,12 +226,20 @@ unsigned smp_init(void)
     tsc_calibrate();
     cpuid(1, &a, &b, &ecx, &d);
     x2apic = (ecx & CPUID_1_ECX_X2APIC) != 0;
-    lapic_mmio = (volatile uint32_t *)(rdmsr64(MSR_APIC_BASE) & APIC_BASE_ADDR_MASK);
+    lapic_mmio = phys_to_virt(rdmsr64(MSR_APIC_BASE) & APIC_BASE_ADDR_MASK);
     lapic_enable();
     cpus[0].id = 0;
     cpus[0].apic_id = lapic_id();
     cpus[0].online = 1;
     cpu_set_gs(&cpus[0]);
+#ifdef KERNEL_HIGHER_HALF
+    /* The trampoline enters long mode at its physical address, which the higher-half kernel
+     * no longer maps: this configuration runs on the BSP alone. */
+    kprintf("smp: 1 CPU online (APIC id %u, %s; the higher-half kernel starts no other CPU)\n",
+            cpus[0].apic_id, x2apic ? "x2APIC" : "xAPIC");
+    (void)found, (void)skip, (void)skip_apic, (void)smp_start_ap;
+    return smp_cpu_count = 1;
+#endif
     if (boot_cmdline_get("smp_skip", skip, sizeof skip)) {   /* test knob: one AP gets no SIPI */
         skip_apic = 0;
         for (const char *q = skip; *q >= '0' && *q <= '9'; q++)
@@ -243,7 +251,7 @@ unsigned smp_init(void)
         return smp_cpu_count = 1;
     }
     /* the trampoline below 1 MiB (never heap memory: boot_free_ranges starts at 1 MiB) */
-    __builtin_memcpy((void *)SMP_TRAMP_BASE, ap_tramp_start, (size_t)(ap_tramp_end - ap_tramp_start));
+    __builtin_memcpy(phys_to_virt(SMP_TRAMP_BASE), ap_tramp_start, (size_t)(ap_tramp_end - ap_tramp_start));
     struct smp_tramp_params *p = ap_tramp_params_at();
     p->cr3 = read_cr3();
     p->gdtr = (uint64_t)boot_gdt_pointer;

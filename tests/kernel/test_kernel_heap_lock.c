@@ -230,17 +230,18 @@ KTEST(kernel_heap_regions_exclude_image_and_info)
     for (unsigned r = 0; r < sp.n; r++) {
         uint64_t a = sp.start[r], b = sp.end[r];
         KEXPECT(a < b);
-        KEXPECT(a >= MiB);
         if (a >= hs && b <= he) {                      /* the static region, in .bss */
             in_static++;
             continue;
         }
-        KEXPECT(!overlaps(a, b, (uint64_t)_kernel_start, (uint64_t)_kernel_end));
+        uint64_t pa = virt_to_phys((void *)a), pb = pa + (b - a);  /* RAM: physical addresses */
+        KEXPECT(pa >= MiB);
+        KEXPECT(!overlaps(pa, pb, virt_to_phys(_kernel_start), virt_to_phys(_kernel_end)));
         for (unsigned j = 0; j < boot_info.info_count; j++)
-            KEXPECT(!overlaps(a, b, boot_info.info[j].start, boot_info.info[j].end));
+            KEXPECT(!overlaps(pa, pb, boot_info.info[j].start, boot_info.info[j].end));
         int inside_free = 0;                            /* and inside a free RAM range */
         for (size_t j = 0; j < nfree; j++)
-            inside_free |= a >= fr[j].base && b <= fr[j].base + fr[j].length;
+            inside_free |= pa >= fr[j].base && pb <= fr[j].base + fr[j].length;
         KEXPECT(inside_free);
         ktest_note("region %u: 0x%lx-0x%lx (%lu KiB)", r, a, b, (b - a) >> 10);
     }

@@ -214,7 +214,7 @@ KTEST(kheap_multiboot_regions)
         KEXPECT_EQ(s.regions, n + 1);
         ktest_note("%zu RAM regions, %zu MiB in blocks", n, s.total_bytes >> 20);
         /* overlaps are refused, also with the static region */
-        KEXPECT_EQ(kheap_add_region((void *)ranges[0].base, 4096), KHEAP_E_OVERLAP);
+        KEXPECT_EQ(kheap_add_region(phys_to_virt(ranges[0].base), 4096), KHEAP_E_OVERLAP);
         KEXPECT_EQ(kheap_add_region(__heap_start + 4096, 4096), KHEAP_E_OVERLAP);
     }
     /* blocks larger than the static region come from RAM regions, and coalescing stays

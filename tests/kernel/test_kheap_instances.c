@@ -32,7 +32,7 @@ KTEST(dma_heap_blocks_below_16mib)
     KEXPECT_NOT_NULL(h);
     if (!h)
         return;
-    KEXPECT((uint64_t)__dma_heap_end <= DMA_LIMIT);
+    KEXPECT(virt_to_phys(__dma_heap_end) <= DMA_LIMIT);
     /* random sizes, some aligned, until the heap is exhausted */
     while (n < 1024) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -42,7 +42,7 @@ KTEST(dma_heap_blocks_below_16mib)
                       : kheap_alloc(h, size);
         if (!q)
             break;
-        KEXPECT((uint64_t)q + size <= DMA_LIMIT);
+        KEXPECT(virt_to_phys(q) + size <= DMA_LIMIT);
         KEXPECT(q >= __dma_heap_start && q + size <= __dma_heap_end);
         for (size_t i = 0; i < size; i += 64)
             q[i] = (char)n;
@@ -74,7 +74,7 @@ KTEST(heaps_reject_each_others_pointers)
     rec.n = 0;
 
     char *p = kmalloc(100), *d = kheap_alloc(h, 100);
-    KEXPECT((uint64_t)d < DMA_LIMIT);
+    KEXPECT(virt_to_phys(d) < DMA_LIMIT);
     struct kheap_stats s0, d0, s1, d1;
     kheap_get_stats(&s0);
     kheap_stats(h, &d0);
