@@ -593,8 +593,91 @@ block_merge:
 %endif
         mov     rbx, r12
 .file:
-        ; 4. header, footer, list
+        ; 4. header, footer, list; then, with a trim hook, maybe give the region's end back
         BLOCK_MAKE_FREE rbx, r13
+        mov     rdi, rbx
+        mov     rsi, r13
+        pop     r15
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     rbx
+        cmp     qword CTL(KH_CTL_TRIM), 0
+        jne     heap_trim_tail
+        ret
+.end:
+
+; heap_trim_tail -- free block F (just filed) may end its region: offer the whole pages beyond
+; its first KHEAP_MIN_BLOCK bytes to the trim hook; if taken, the region ends there
+;   [ ... F free ............................... ][S]   =>   [ ... F' ][S']  | given back
+;                                                             F + 32 + 8 <= T (page aligned)
+; C: void heap_trim_tail(uintptr_t f, uint64_t s)   (the hook is set)
+; Nothing is offered unless F's right neighbour is its region's end sentinel, the region ends
+; on a page boundary and the span is at least trim_min (KHEAP_TRIM_MIN if 0). Only memory below
+; the new end T is written, and only after the hook took [T, E). O(regions) (the region whose
+; end moves; the highest end when it was this one) + the hook.
+; IN rdi = F, rsi = S   OUT none; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
+static heap_trim_tail:function (heap_trim_tail.end - heap_trim_tail)
+heap_trim_tail:
+        push    rbx
+        push    r12
+        push    r13
+        push    r14
+        push    r15
+        mov     rbx, rdi                ; F
+        mov     r12, rsi                ; S
+        ; 1. the sentinel right of F, a page-aligned end, a big enough span
+        mov     rax, KH_SIZE_MASK
+        test    rax, [rbx + r12]
+        jnz     .out                    ; a block, not the sentinel
+        lea     r14, [rbx + r12 + KH_SENTINEL_SIZE]     ; E
+        test    r14d, KHEAP_PAGE_SIZE - 1
+        jnz     .out
+        lea     r13, [rbx + KHEAP_MIN_BLOCK + KH_SENTINEL_SIZE + KHEAP_PAGE_SIZE - 1]
+        and     r13, -KHEAP_PAGE_SIZE   ; T
+        mov     r15, r14
+        sub     r15, r13                ; E - T
+        jbe     .out
+        mov     rax, CTL(KH_CTL_TRIM_MIN)
+        mov     ecx, KHEAP_TRIM_MIN
+        test    rax, rax
+        cmovz   rax, rcx
+        cmp     r15, rax
+        jb      .out
+        ; 2. offer [T, E); nothing was changed yet
+        mov     rdi, r13
+        mov     rsi, r15
+        call    CTL(KH_CTL_TRIM)
+        test    eax, eax
+        jz      .out
+        ; 3. taken: F shrinks to end at T - 8, the sentinel moves there, the region ends at T
+        BIN_REMOVE rbx, r12
+        lea     r12, [r13 - KH_SENTINEL_SIZE]
+        sub     r12, rbx                ; F's new size (>= KHEAP_MIN_BLOCK)
+        BLOCK_MAKE_FREE rbx, r12
+        lea     rdi, [r13 - KH_SENTINEL_SIZE]
+        mov     esi, KH_F_PREV_FREE
+        call    block_set
+        sub     CTL(KH_CTL_TOTAL), r15
+        add     CTL(KH_CTL_TRIMMED), r15
+        mov     rdx, CTL(KH_CTL_REGIONS)
+        xor     ecx, ecx                ; the highest end of the others
+.region:
+        test    rdx, rdx
+        jz      .bounds
+        cmp     [rdx + KH_RGN_END], r14
+        jne     .other
+        mov     [rdx + KH_RGN_END], r13
+.other:
+        mov     rax, [rdx + KH_RGN_END]
+        cmp     rax, rcx
+        cmova   rcx, rax
+        mov     rdx, [rdx + KH_RGN_NEXT]
+        jmp     .region
+.bounds:
+        mov     CTL(KH_CTL_MAX), rcx
+        SPAN_UPDATE rax
+.out:
         pop     r15
         pop     r14
         pop     r13
@@ -1784,6 +1867,8 @@ heap_stats:
         mov     [rdi + KH_ST_ERRORS], rax
         mov     rax, CTL(KH_CTL_NREGIONS)
         mov     [rdi + KH_ST_REGIONS], eax
+        mov     rax, CTL(KH_CTL_TRIMMED)
+        mov     [rdi + KH_ST_TRIMMED], rax
         ; largest free block: the first valid head from the highest non-empty list down
         xor     eax, eax
         mov     rdx, CTL(KH_CTL_FL_MAP)

@@ -79,17 +79,30 @@ typedef void (*kheap_error_fn)(int error, void *ptr, void *caller);
  * not call the heap; the memory must stay valid while the heap lives. */
 typedef size_t (*kheap_grow_fn)(size_t need, void **start);
 
+/* Give-back: when a free of the heap leaves a free block that ends its region, the region ends
+ * on a page boundary (KHEAP_PAGE_SIZE) and at least trim_min bytes of whole pages lie beyond the
+ * block's first KHEAP_MIN_BLOCK bytes, the hook is offered those pages, [start, start + size),
+ * page aligned. Return non-zero to take them: they leave the heap (the region now ends at
+ * start, total_bytes shrinks, trimmed_bytes grows) and the heap never touches them again; 0
+ * leaves everything as it was. Runs with the lock held; must not call the heap. The grow hook
+ * may hand the same memory back later (it then extends the region again). */
+typedef int (*kheap_trim_fn)(void *start, size_t size);
+#define KHEAP_PAGE_SIZE        4096
+#define KHEAP_TRIM_MIN         (64 * 1024)   /* trim_min when the hook leaves it 0 */
+
 /* Every hook of one heap. A zero field means none: errors are only counted, no lock is taken
- * (then only one thread or CPU may use the heap at a time), the heap does not grow. lock and
- * unlock come together or not at all; both are called with lock_ctx, on a 16-byte aligned
- * stack, and may clobber the caller-saved registers. For IRQ-safety the lock must disable
- * interrupts (see asm/spinlock.h). */
+ * (then only one thread or CPU may use the heap at a time), the heap does not grow nor give
+ * memory back. lock and unlock come together or not at all; both are called with lock_ctx, on
+ * a 16-byte aligned stack, and may clobber the caller-saved registers. For IRQ-safety the lock
+ * must disable interrupts (see asm/spinlock.h). */
 struct kheap_hooks {
     kheap_error_fn error;
     void         (*lock)(void *lock_ctx);
     void         (*unlock)(void *lock_ctx);
     void          *lock_ctx;
     kheap_grow_fn  grow;
+    kheap_trim_fn  trim;
+    size_t         trim_min;           /* smallest span offered to trim (0: KHEAP_TRIM_MIN) */
 };
 
 /* ---- statistics ------------------------------------------------------------------------------- */
@@ -107,6 +120,7 @@ struct kheap_stats {
     uint64_t errors;         /* misuse reports */
     unsigned regions;        /* regions under management */
     unsigned fragmentation_ppm; /* (1 - largest_free / free_bytes) * 10^6; 0 if nothing free */
+    uint64_t trimmed_bytes;  /* bytes given back through the trim hook (they left the heap) */
 };
 
 /* ---- heap instances --------------------------------------------------------------------------
@@ -146,7 +160,9 @@ void *kheap_realloc(kheap_t *h, void *p, size_t n);
  * KHEAP_E_INVAL and NULL); freed with kheap_free. Needs a free block of about n + align. O(1). */
 void *kheap_alloc_aligned(kheap_t *h, size_t align, size_t n);
 
-/* Free p (NULL: nothing). Misuse is reported and ignored, the heap stays consistent: a pointer
+/* Free p (NULL: nothing). With a trim hook, a merge that leaves a large enough free span at the
+ * end of a region offers its pages to the hook (see kheap_trim_fn): O(regions) + the hook's
+ * time then. Misuse is reported and ignored, the heap stays consistent: a pointer
  * in no region of h (another heap's block, say) is KHEAP_E_BAD_PTR; a free block
  * KHEAP_E_DOUBLE_FREE; an interior pointer or overwritten header KHEAP_E_BAD_HEADER; a corrupt
  * neighbour KHEAP_E_BAD_HEADER or KHEAP_E_FREELIST (the block is then kept, not freed). A

@@ -195,6 +195,7 @@ struct kh_ctl {
     uint64_t          fail_ppm;      /* kheap_fail_rate: failures per 10^6; 0 = off */
     uint64_t          fail_rng;      /* its PRNG state (splitmix64) */
     uint64_t          total;         /* bytes in blocks (used + free) */
+    uint64_t          trimmed;       /* bytes given back through hooks.trim */
     uint64_t          failed, errors;
     struct kh_region *regions;       /* region descriptors, newest first */
     uint64_t          nregions;      /* 0: not initialised (the empty default heap) */

@@ -27,6 +27,9 @@ void kheap_offsets(void)
     KH_OFFSET(KH_CTL_LOCK_REL, kh_ctl, hooks.unlock);
     KH_OFFSET(KH_CTL_LOCK_CTX, kh_ctl, hooks.lock_ctx);
     KH_OFFSET(KH_CTL_GROW, kh_ctl, hooks.grow);
+    KH_OFFSET(KH_CTL_TRIM, kh_ctl, hooks.trim);
+    KH_OFFSET(KH_CTL_TRIM_MIN, kh_ctl, hooks.trim_min);
+    KH_OFFSET(KH_CTL_TRIMMED, kh_ctl, trimmed);
     KH_OFFSET(KH_CTL_USED, kh_ctl, used);
     KH_OFFSET(KH_CTL_PEAK, kh_ctl, peak);
     KH_OFFSET(KH_CTL_ALLOCS, kh_ctl, allocs);
@@ -70,6 +73,7 @@ void kheap_offsets(void)
     KH_OFFSET(KH_ST_ERRORS, kheap_stats, errors);
     KH_OFFSET(KH_ST_REGIONS, kheap_stats, regions);
     KH_OFFSET(KH_ST_FRAG, kheap_stats, fragmentation_ppm);
+    KH_OFFSET(KH_ST_TRIMMED, kheap_stats, trimmed_bytes);
     KH_SIZE(KH_ST_BYTES, kheap_stats);
     KH_OFFSET(KH_BI_PTR, kheap_block_info, ptr);
     KH_OFFSET(KH_BI_SIZE, kheap_block_info, size);

@@ -312,7 +312,8 @@ static unsigned char harena[1 * MiB] __attribute__((aligned(4096)));
 KTEST(test_hooks_half_pair_refused)
 {
     kheap_t *h = kheap_create(harena, sizeof harena);
-    struct kheap_hooks full = { handler_0, lock_hook, unlock_hook, &lock_calls, NULL };
+    struct kheap_hooks full = { .error = handler_0, .lock = lock_hook, .unlock = unlock_hook,
+                                .lock_ctx = &lock_calls };
     struct kheap_hooks half = full, got_hooks;
     KEXPECT_EQ(kheap_set_hooks(h, &full), 0);
     half.unlock = NULL;
@@ -421,6 +422,112 @@ KTEST(test_state_is_per_heap)
     KEXPECT_EQ(sa.used_bytes + sb.used_bytes, 0);
     KEXPECT_EQ(kheap_verify(a), 0);
     KEXPECT_EQ(kheap_verify(b), 0);
+}
+
+/* ---- give-back: the trim hook, with a toy page allocator ------------------------------------ */
+
+/* A toy page allocator over one mapping: memory is handed out upwards from `top` (the grow
+ * hook) and taken back at the top (the trim hook), which makes it inaccessible (PROT_NONE): a
+ * heap that touched it again would fault. */
+static struct {
+    unsigned char *base, *top, *limit;
+    int grows, trims, refuse;
+    size_t last_size;
+} pages;
+
+static size_t toy_grow(size_t need, void **start)
+{
+    size_t n = (need + 64 * 1024 - 1) & ~(size_t)(64 * 1024 - 1);
+    pages.grows++;
+    if (pages.top + n > pages.limit)
+        return 0;
+    mprotect(pages.top, n, PROT_READ | PROT_WRITE);
+    *start = pages.top;
+    pages.top += n;
+    return n;
+}
+
+static int toy_trim(void *start, size_t size)
+{
+    pages.trims++;
+    pages.last_size = size;
+    if (pages.refuse || (unsigned char *)start + size != pages.top ||
+        (uintptr_t)start % KHEAP_PAGE_SIZE || size % KHEAP_PAGE_SIZE)
+        return 0;
+    mprotect(start, size, PROT_NONE);
+    pages.top = start;
+    return 1;
+}
+
+KTEST(test_trim_gives_pages_back)
+{
+    size_t map = 16 * MiB, first = KHEAP_CTL_SIZE + 64 * 1024;
+    unsigned char *m = mmap(NULL, map, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    KEXPECT(m != MAP_FAILED);
+    if (m == MAP_FAILED)
+        return;
+    mprotect(m, first, PROT_READ | PROT_WRITE);
+    pages.base = m;
+    pages.top = m + first;
+    pages.limit = m + map;
+    kheap_t *h = kheap_create(m, first);
+    struct kheap_hooks hooks = { .error = handler_0, .grow = toy_grow, .trim = toy_trim };
+    KEXPECT_EQ(kheap_set_hooks(h, &hooks), 0);
+    memset(got, 0, sizeof got);
+    struct kheap_stats s0, s;
+    kheap_stats(h, &s0);
+    /* grow: 40 blocks of 60 KiB need new pages (the region is extended upwards) */
+    static void *p[40];
+    for (int i = 0; i < 40; i++) {
+        p[i] = kheap_alloc(h, 60 * 1024);
+        KEXPECT(p[i] != NULL);
+        if (p[i])
+            memset(p[i], i, 60 * 1024);
+    }
+    kheap_stats(h, &s);
+    KEXPECT(pages.grows > 0 && s.total_bytes > s0.total_bytes + 2 * MiB);
+    KEXPECT_EQ(s.regions, 1);
+    /* a refused offer changes nothing */
+    pages.refuse = 1;
+    kheap_free(h, p[39]);
+    p[39] = NULL;
+    KEXPECT(pages.trims > 0);
+    struct kheap_stats s1;
+    kheap_stats(h, &s1);
+    KEXPECT_EQ(s1.total_bytes, s.total_bytes);
+    KEXPECT_EQ(s1.trimmed_bytes, 0);
+    pages.refuse = 0;
+    /* free everything: the region's end goes back, page by page, and is never touched again */
+    for (int i = 0; i < 39; i++)
+        kheap_free(h, p[i]);
+    kheap_stats(h, &s);
+    KEXPECT(s.trimmed_bytes >= 2 * MiB);
+    KEXPECT_EQ(s.total_bytes + s.trimmed_bytes, s1.total_bytes);
+    KEXPECT(s.total_bytes <= s0.total_bytes + 64 * 1024);     /* back to about the first size */
+    KEXPECT(pages.top <= m + first + 64 * 1024);
+    KEXPECT_EQ(s.used_bytes, 0);
+    KEXPECT_EQ(kheap_verify(h), 0);                            /* reads no given-back page */
+    KEXPECT_EQ(got[0].n, 0);
+    /* a span below trim_min is not offered */
+    hooks.trim_min = 8 * MiB;
+    KEXPECT_EQ(kheap_set_hooks(h, &hooks), 0);
+    int trims = pages.trims;
+    void *q = kheap_alloc(h, 1 * MiB);
+    KEXPECT(q != NULL);
+    kheap_free(h, q);
+    KEXPECT_EQ(pages.trims, trims);
+    /* and the grow hook may hand the pages back: they are used again */
+    for (int i = 0; i < 20; i++) {
+        p[i] = kheap_alloc(h, 60 * 1024);
+        KEXPECT(p[i] != NULL);
+        if (p[i])
+            memset(p[i], 0x5A, 60 * 1024);
+    }
+    for (int i = 0; i < 20; i++)
+        kheap_free(h, p[i]);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    KEXPECT_EQ(got[0].n, 0);
+    munmap(m, map);
 }
 
 /* ---- reliability holes ---------------------------------------------------------------------- */

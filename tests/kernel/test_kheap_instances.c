@@ -1,9 +1,13 @@
 /* test_kheap_instances.c -- the kernel's two heaps: the DMA heap kmain made over its region
  * below 16 MiB, and the default heap. Every DMA block lies below 16 MiB, each heap reports the
- * other's pointers (KHEAP_E_BAD_PTR) and changes nothing, and calls with a bad heap fail. */
+ * other's pointers (KHEAP_E_BAD_PTR) and changes nothing, and calls with a bad heap fail; a
+ * heap grows from and gives pages back to a toy page allocator. */
 #include "kernel.h"
 #include "ktest.h"
 #include "mm/kheap.h"
+#include "asm/spinlock.h"
+
+static struct kspinlock pool_lock = KSPINLOCK_INIT;
 
 static struct { int n, code; void *ptr; } rec;
 
@@ -136,4 +140,75 @@ KTEST(instance_calls_reject_bad_heaps)
     for (unsigned i = 0; i < 64; i++)
         KEXPECT_EQ(not_a_heap[i], 0);            /* never written */
     KEXPECT(kheap_default() != NULL && kheap_default() != kernel_dma_heap);
+}
+
+/* The trim hook with a toy page allocator over a static pool: pages handed out upwards by the
+ * grow hook, taken back at the top by the trim hook, which fills them with a pattern; while
+ * they are out the heap must not write them. */
+#define POOL_BYTES   (4u << 20)
+#define POOL_FIRST   (KHEAP_CTL_SIZE + 64 * 1024)
+#define OUT_PATTERN  0xDB
+static uint8_t pool[POOL_BYTES] __attribute__((aligned(4096)));
+static uint8_t *pool_top;
+static unsigned pool_trims;
+
+static size_t pool_grow(size_t need, void **start)
+{
+    size_t n = (need + 65535) & ~(size_t)65535;
+    if (pool_top + n > pool + POOL_BYTES)
+        return 0;
+    *start = pool_top;
+    pool_top += n;
+    return n;
+}
+
+static int pool_trim(void *start, size_t size)
+{
+    if ((uint8_t *)start + size != pool_top || (uintptr_t)start % KHEAP_PAGE_SIZE)
+        return 0;
+    __builtin_memset(start, OUT_PATTERN, size);
+    pool_top = start;
+    pool_trims++;
+    return 1;
+}
+
+static int pool_out_intact(void)
+{
+    for (uint8_t *q = pool_top; q < pool + POOL_BYTES; q++)
+        if (*q != OUT_PATTERN)
+            return 0;
+    return 1;
+}
+
+KTEST(kheap_trim_gives_pages_to_a_page_allocator)
+{
+    static void *p[48];
+    __builtin_memset(pool + POOL_FIRST, OUT_PATTERN, POOL_BYTES - POOL_FIRST);
+    pool_top = pool + POOL_FIRST;
+    kheap_t *h = kheap_create(pool, POOL_FIRST);
+    struct kheap_hooks hooks = { .error = record, .lock = kspin_lock_irqsave,
+                                 .unlock = kspin_unlock_irqrestore, .lock_ctx = &pool_lock,
+                                 .grow = pool_grow, .trim = pool_trim };
+    KEXPECT_EQ(kheap_set_hooks(h, &hooks), 0);
+    rec.n = 0;
+    for (int i = 0; i < 48; i++) {
+        p[i] = kheap_alloc(h, 60 * 1024);
+        KEXPECT_NOT_NULL(p[i]);
+    }
+    struct kheap_stats s;
+    kheap_stats(h, &s);
+    KEXPECT(s.total_bytes > 2u << 20);
+    for (int i = 47; i >= 0; i--) {
+        kheap_free(h, p[i]);
+        KEXPECT_MSG(pool_out_intact(), "given-back pages written after free %d", i);
+    }
+    kheap_stats(h, &s);
+    KEXPECT(pool_trims > 0);
+    KEXPECT(s.trimmed_bytes >= 2u << 20);
+    KEXPECT(pool_top <= pool + POOL_FIRST + 64 * 1024);
+    KEXPECT_EQ(s.used_bytes, 0);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    KEXPECT(pool_out_intact());
+    KEXPECT_EQ(rec.n, 0);
+    ktest_note("%u trims, %lu KiB given back", pool_trims, (unsigned long)(s.trimmed_bytes >> 10));
 }
