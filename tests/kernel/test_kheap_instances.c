@@ -142,14 +142,13 @@ KTEST(instance_calls_reject_bad_heaps)
     KEXPECT(kheap_default() != NULL && kheap_default() != kernel_dma_heap);
 }
 
-/* The trim hook with a toy page allocator over a static pool: pages handed out upwards by the
- * grow hook, taken back at the top by the trim hook, which fills them with a pattern; while
- * they are out the heap must not write them. */
+/* The trim hook with a toy page allocator over a pool (4 MiB taken from the default heap):
+ * pages handed out upwards by the grow hook, taken back at the top by the trim hook, which
+ * fills them with a pattern; while they are out the heap must not write them. */
 #define POOL_BYTES   (4u << 20)
 #define POOL_FIRST   (KHEAP_CTL_SIZE + 64 * 1024)
 #define OUT_PATTERN  0xDB
-static uint8_t pool[POOL_BYTES] __attribute__((aligned(4096)));
-static uint8_t *pool_top;
+static uint8_t *pool, *pool_top;
 static unsigned pool_trims;
 
 static size_t pool_grow(size_t need, void **start)
@@ -183,6 +182,10 @@ static int pool_out_intact(void)
 KTEST(kheap_trim_gives_pages_to_a_page_allocator)
 {
     static void *p[48];
+    pool = kmalloc_aligned(KHEAP_PAGE_SIZE, POOL_BYTES);
+    KEXPECT_NOT_NULL(pool);
+    if (!pool)
+        return;
     __builtin_memset(pool + POOL_FIRST, OUT_PATTERN, POOL_BYTES - POOL_FIRST);
     pool_top = pool + POOL_FIRST;
     kheap_t *h = kheap_create(pool, POOL_FIRST);
@@ -211,4 +214,5 @@ KTEST(kheap_trim_gives_pages_to_a_page_allocator)
     KEXPECT(pool_out_intact());
     KEXPECT_EQ(rec.n, 0);
     ktest_note("%u trims, %lu KiB given back", pool_trims, (unsigned long)(s.trimmed_bytes >> 10));
+    kfree(pool);
 }
