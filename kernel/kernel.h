@@ -226,6 +226,7 @@ int kheap_dump_to(void (*out)(const char *line, void *ctx), void *ctx);
 
 /* ---- Linker symbols (linker.ld) and boot stub (boot/boot.asm) -------------------------------- */
 extern char _kernel_start[], _kernel_end[];    /* the whole image, .bss and the heap included */
+extern char _image_end[];                      /* end of code, data and .bss (the heap is above) */
 extern char __heap_start[], __heap_end[];      /* static heap region, 4 KiB aligned */
 extern char __dma_heap_start[], __dma_heap_end[];  /* the DMA heap's region, below 16 MiB */
 extern uint64_t boot_kmain_rsp;                /* RSP just before boot.asm called kmain */

@@ -265,11 +265,12 @@ int boot_cmdline_get(const char *key, char *out, size_t size)
 
 size_t boot_free_ranges(struct boot_mem_range *out, size_t max)
 {
-    uint64_t exclude[2 + BOOT_INFO_PIECES][2] = {  /* [start, end) nobody may hand out */
+    uint64_t exclude[3 + BOOT_INFO_PIECES][2] = {  /* [start, end) nobody may hand out */
         { 0, MiB },
-        { virt_to_phys(_kernel_start), virt_to_phys(_kernel_end) },
+        { virt_to_phys(_kernel_start), virt_to_phys(_image_end) },
+        { virt_to_phys(__heap_start), virt_to_phys(__heap_end) },
     };
-    size_t nexclude = 2;
+    size_t nexclude = 3;
     for (unsigned i = 0; i < boot_info.info_count; i++, nexclude++) {
         exclude[nexclude][0] = boot_info.info[i].start;
         exclude[nexclude][1] = boot_info.info[i].end;

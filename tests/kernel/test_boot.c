@@ -70,7 +70,7 @@ KTEST(boot_static_heap_in_usable_ram)
     KEXPECT(he > hs);
     KEXPECT(he <= (uint64_t)_kernel_end);
     KEXPECT(usable_entry_holding(hs, he) >= 0);
-    KEXPECT(usable_entry_holding((uint64_t)_kernel_start, (uint64_t)_kernel_end) >= 0);
+    KEXPECT(usable_entry_holding((uint64_t)_kernel_start, (uint64_t)_image_end) >= 0);
 }
 
 /* Never written: the loader must have zeroed it with the rest of .bss (Multiboot1's
@@ -90,7 +90,9 @@ KTEST(boot_info_outside_kernel_image)
     for (unsigned i = 0; i < boot_info.info_count; i++) {
         KEXPECT(boot_info.info[i].end > boot_info.info[i].start);
         KEXPECT(!overlaps(boot_info.info[i].start, boot_info.info[i].end,
-                          (uint64_t)_kernel_start, (uint64_t)_kernel_end));
+                          (uint64_t)_kernel_start, (uint64_t)_image_end));
+        KEXPECT(!overlaps(boot_info.info[i].start, boot_info.info[i].end,
+                          (uint64_t)__heap_start, (uint64_t)__heap_end));
     }
 }
 
@@ -109,7 +111,8 @@ KTEST(boot_free_ranges_exclude_kernel_and_info)
         KEXPECT(a >= MiB);
         KEXPECT(b <= IDENTITY_MAP_END);
         KEXPECT(usable_entry_holding(a, b) >= 0);
-        KEXPECT(!overlaps(a, b, (uint64_t)_kernel_start, (uint64_t)_kernel_end));
+        KEXPECT(!overlaps(a, b, (uint64_t)_kernel_start, (uint64_t)_image_end));
+        KEXPECT(!overlaps(a, b, (uint64_t)__heap_start, (uint64_t)__heap_end));
         for (unsigned j = 0; j < boot_info.info_count; j++)
             KEXPECT(!overlaps(a, b, boot_info.info[j].start, boot_info.info[j].end));
         for (size_t j = 0; j < i; j++)

@@ -236,7 +236,8 @@ KTEST(kernel_heap_regions_exclude_image_and_info)
         }
         uint64_t pa = virt_to_phys((void *)a), pb = pa + (b - a);  /* RAM: physical addresses */
         KEXPECT(pa >= MiB);
-        KEXPECT(!overlaps(pa, pb, virt_to_phys(_kernel_start), virt_to_phys(_kernel_end)));
+        KEXPECT(!overlaps(pa, pb, virt_to_phys(_kernel_start), virt_to_phys(_image_end)));
+        KEXPECT(!overlaps(pa, pb, virt_to_phys(__heap_start), virt_to_phys(__heap_end)));
         for (unsigned j = 0; j < boot_info.info_count; j++)
             KEXPECT(!overlaps(pa, pb, boot_info.info[j].start, boot_info.info[j].end));
         int inside_free = 0;                            /* and inside a free RAM range */
