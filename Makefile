@@ -10,10 +10,15 @@ KHEAP_DEBUG ?= 0
 ACCEL       ?= tcg
 CMDLINE     ?=
 KTIMEOUT    ?= 60
+# UEFI=1: `make run`/`make debug` boot build/kheap-uefi.iso under OVMF instead of the BIOS ISO.
+UEFI        ?= 0
+OVMF_CODE   ?= /usr/share/OVMF/OVMF_CODE.fd
+OVMF_VARS   ?= /usr/share/OVMF/OVMF_VARS.fd
 
 BUILD   := build
 KERNEL  := $(BUILD)/kernel.elf
 ISO     := $(BUILD)/kheap.iso
+UEFI_ISO := $(BUILD)/kheap-uefi.iso
 
 CC      ?= cc
 NASM    := nasm
@@ -39,6 +44,7 @@ endif
 # jumps there and removes the identity map. make test builds it in $(BUILD)/hh.
 HIGHER_HALF ?= 0
 ifeq ($(HIGHER_HALF),1)
+KHEAP_LIB_MEMFUNCS := 1                  # it links the library as an embedder: memcpy & co. too
 KERNEL_VMA := 0xffffffff80000000
 KCFLAGS    := $(subst -mcmodel=small,-mcmodel=kernel,$(KCFLAGS)) -DKERNEL_HIGHER_HALF=1
 NASMFLAGS  += -DKERNEL_VMA=$(KERNEL_VMA)
@@ -56,6 +62,17 @@ QEMU_ACCEL := -accel tcg,thread=multi -cpu max
 endif
 QEMU_FLAGS := $(QEMU_ACCEL) -m 256M -display none -no-reboot -monitor none -serial stdio \
               -device isa-debug-exit,iobase=0xf4,iosize=0x04
+# UEFI firmware (Debian's ovmf): the code read-only, the variable store a snapshot QEMU throws
+# away at exit (nothing written, the same start every boot). A missing file: QEMU says which.
+QEMU_OVMF  := -drive if=pflash,format=raw,readonly=on,file=$(OVMF_CODE) \
+              -drive if=pflash,format=raw,snapshot=on,file=$(OVMF_VARS)
+ifeq ($(UEFI),1)
+RUN_ISO    := $(UEFI_ISO)
+RUN_FW     := $(QEMU_OVMF)
+else
+RUN_ISO    := $(ISO)
+RUN_FW     :=
+endif
 # CPUs for `make run` / `make debug` (`make run SMP=4`); make test boots -smp 1 and -smp 4.
 SMP ?= 1
 # SMP_STRESS_NOLOCK=1: the SMP stress runs without the heaps' locks (it must then fail).
@@ -96,9 +113,9 @@ h2inc = sed -n '/^\#define[[:space:]]\+$(1)[A-Z0-9_]*[[:space:]]\+[^[:space:]]/{
         $^ > $@.tmp && mv $@.tmp $@
 
 .PHONY: all iso run test debug clean deps kernel listing test-build harness-kernels host-tests
-all: $(KERNEL) $(ISO)
+all: $(KERNEL) $(ISO) $(UEFI_ISO)
 kernel: $(KERNEL)
-iso: $(ISO)
+iso: $(ISO) $(UEFI_ISO)
 
 $(BUILD)/%.o: %.asm $(FLAGS_STAMP)
 	@mkdir -p $(@D)
@@ -132,36 +149,54 @@ $(BUILD)/harness/%.o: tests/harness/%.c $(FLAGS_STAMP)
 harness-kernels: $(HARNESS_KERNELS)
 .PRECIOUS: $(BUILD)/harness/%.o
 
-# A BIOS-only GRUB ISO with just the modules the boot needs (about 0.5 MiB). The kernel in it
+# A BIOS-only GRUB ISO with just the modules the boot needs (about 0.8 MiB). The kernel in it
 # keeps its symbols but not its DWARF (gdb reads build/kernel.elf), so the ISO stays < 1 MiB.
 GRUB_MODULES := normal configfile multiboot2 serial terminal iso9660 biosdisk
+GRUB_CFG     := 'serial --unit=0 --speed=115200' 'terminal_input serial' \
+  'terminal_output serial' 'set timeout=0' 'menuentry "kheap" {' \
+  '  multiboot2 /boot/kernel.elf $(CMDLINE)' '  boot' '}'
 $(ISO): $(KERNEL) $(FLAGS_STAMP)
 	@mkdir -p $(BUILD)/iso/boot/grub
 	objcopy --strip-debug $(KERNEL) $(BUILD)/iso/boot/kernel.elf
-	printf '%s\n' 'serial --unit=0 --speed=115200' 'terminal_input serial' \
-	  'terminal_output serial' 'set timeout=0' 'menuentry "kheap" {' \
-	  '  multiboot2 /boot/kernel.elf $(CMDLINE)' '  boot' '}' > $(BUILD)/iso/boot/grub/grub.cfg
+	printf '%s\n' $(GRUB_CFG) > $(BUILD)/iso/boot/grub/grub.cfg
 	grub-mkrescue -d /usr/lib/grub/i386-pc --install-modules="$(GRUB_MODULES)" \
 	  --locales= --fonts= --themes= --compress=xz -o $@ $(BUILD)/iso 2>$(BUILD)/grub-mkrescue.log \
 	  || { cat $(BUILD)/grub-mkrescue.log; exit 1; }
 	@size=$$(stat -c %s $@); [ $$size -lt 1048576 ] || \
 	  { echo "$@ is $$size bytes: over the 1 MiB budget"; rm -f $@; exit 1; }
 
+# The UEFI ISO: EFI-only (GRUB for x86_64-efi; BIOS machines boot build/kheap.iso), the same
+# kernel and grub.cfg (GRUB's `serial` drives COM1 on EFI too). About 3.8 MiB, most of it the
+# 2.88 MB FAT image grub-mkrescue makes for the EFI boot (mtools). The part_* modules: the EFI
+# core image's built-in config insmods every partition map; without them GRUB prints an error each.
+UEFI_GRUB_MODULES := normal configfile multiboot2 serial terminal iso9660 part_acorn part_amiga \
+                     part_bsd part_dfly part_dvh part_plan part_sun part_sunpc
+$(UEFI_ISO): $(KERNEL) $(FLAGS_STAMP)
+	@mkdir -p $(BUILD)/iso-uefi/boot/grub
+	objcopy --strip-debug $(KERNEL) $(BUILD)/iso-uefi/boot/kernel.elf
+	printf '%s\n' $(GRUB_CFG) > $(BUILD)/iso-uefi/boot/grub/grub.cfg
+	grub-mkrescue -d /usr/lib/grub/x86_64-efi --install-modules="$(UEFI_GRUB_MODULES)" \
+	  --locales= --fonts= --themes= --compress=xz -o $@ $(BUILD)/iso-uefi \
+	  2>$(BUILD)/grub-mkrescue-uefi.log || { cat $(BUILD)/grub-mkrescue-uefi.log; exit 1; }
+	@size=$$(stat -c %s $@); [ $$size -lt 5242880 ] || \
+	  { echo "$@ is $$size bytes: over the 5 MiB budget"; rm -f $@; exit 1; }
+
 deps:
 	@tools/deps
 
 # Boot the ISO with serial on this terminal; the kernel exits QEMU itself (status 33 = passed).
+# UEFI=1: the UEFI ISO under OVMF (3-4 s of firmware before GRUB under TCG).
 run: deps
 	@$(MAKE) --no-print-directory all
-	@$(QEMU) $(QEMU_FLAGS) -smp $(SMP) -cdrom $(ISO); st=$$?; \
+	@$(QEMU) $(QEMU_FLAGS) -smp $(SMP) $(RUN_FW) -cdrom $(RUN_ISO); st=$$?; \
 	  if [ $$st -eq 33 ]; then echo "kernel: all tests passed (QEMU status 33)"; \
 	  else echo "kernel: FAILED (QEMU status $$st)"; exit 1; fi
 
 # QEMU halted at the first instruction, gdb attached with the ELF64 symbols, stopped at kmain.
 # Extra gdb options: make debug GDB_ARGS='-batch -ex bt'.
-debug: $(ISO)
+debug: $(RUN_ISO)
 	@command -v gdb >/dev/null || { echo "make debug needs gdb: sudo apt-get install gdb"; exit 1; }
-	@$(QEMU) $(QEMU_FLAGS) -smp $(SMP) -s -S -cdrom $(ISO) </dev/null & qpid=$$!; \
+	@$(QEMU) $(QEMU_FLAGS) -smp $(SMP) -s -S $(RUN_FW) -cdrom $(RUN_ISO) </dev/null & qpid=$$!; \
 	  gdb -q $(KERNEL) -ex 'target remote localhost:1234' -ex 'hbreak kmain' -ex 'continue' \
 	    $(GDB_ARGS); \
 	  kill $$qpid 2>/dev/null; wait $$qpid 2>/dev/null; true
@@ -500,6 +535,54 @@ bench: bench-build
 bench-kernel: $(BENCH_KERNEL) $(BENCH_BIN)/bench
 	@$(BENCH_KENV) tools/bench-kernel
 
+# ==== lib ====
+# kheap for other kernels (docs/EMBEDDING.md). `make lib`: build/lib/libkheap.a -- freestanding,
+# position-independent (links at any address), no SSE/x87, no red zone, only the documented API
+# global, nothing undefined -- and build/lib/include/ (kheap.h, kheap_diag.h). KHEAP_DEBUG and
+# KHEAP_QUICK_DEPTH as everywhere; KHEAP_LIB_MEMFUNCS=1 also exports memcpy/memset/memmove/
+# memcmp. The rules are mm/kheap.mk's, the fragment a kernel's own Makefile includes.
+KHEAP_SRC      := .
+KHEAP_BUILD    := $(BUILD)/lib/obj
+KHEAP_LIB      := $(BUILD)/lib/libkheap.a
+KHEAP_INCLUDE  := $(BUILD)/lib/include
+KHEAP_MEMFUNCS := $(if $(filter 1,$(KHEAP_LIB_MEMFUNCS)),1,0)
+KHEAP_CC       := $(CC)
+KHEAP_NASM     := $(NASM)
+KHEAP_LD       := $(LD)
+KHEAP_CFLAGS   := -ffreestanding -fPIE -fno-plt -mno-red-zone -mgeneral-regs-only \
+                  -fno-stack-protector -fno-asynchronous-unwind-tables -O2 -g -Wall -Wextra -Werror
+include mm/kheap.mk
+.PHONY: lib
+lib: kheap-lib
+
+# lib_check (tests/host/lib_check.sh): a -mcmodel=kernel object (examples/minimal/kernel.c)
+# links against the library at 0xffffffff80100000; no SSE/x87 code, no absolute relocation in
+# code, nothing undefined, exactly the headers' API exported; and examples/minimal/Makefile
+# (include mm/kheap.mk, KHEAP_MEMFUNCS=1, the kernel's own flags), built into
+# build/examples/minimal, exports memcpy & co. too and links.
+HOST_TESTS    += lib_check
+EXAMPLE_BUILD := $(BUILD)/examples/minimal
+.PHONY: example-minimal
+example-minimal:
+	@$(MAKE) --no-print-directory -C examples/minimal BUILD=$(abspath $(EXAMPLE_BUILD))
+
+$(BUILD)/host/tests/lib_check: tests/host/lib_check.sh tools/tap.sh $(KHEAP_LIB) \
+  $(KHEAP_PUBLIC_HEADERS) example-minimal
+	@mkdir -p $(@D)
+	printf '#!/bin/sh\ncd "%s" && CC="%s" LD="%s" LIB="%s" LIB_MEMFUNCS="%s" INCLUDE="%s" MEMFUNCS_LIB="%s" EXAMPLE_ELF="%s" DEBUG="%s" DEPTH="%s" WORK="%s" exec tests/host/lib_check.sh\n' \
+	  "$(CURDIR)" "$(CC)" "$(LD)" "$(abspath $(KHEAP_LIB))" "$(KHEAP_MEMFUNCS)" \
+	  "$(abspath $(KHEAP_INCLUDE))" "$(abspath $(EXAMPLE_BUILD)/kheap/libkheap.a)" \
+	  "$(abspath $(EXAMPLE_BUILD)/kernel.elf)" "$(if $(filter 1,$(KHEAP_DEBUG)),1,0)" \
+	  "$(or $(KHEAP_QUICK_DEPTH),$(KHEAP_QUICK_DEPTH_DEFAULT))" "$(abspath $(BUILD)/lib_check)" > $@
+	chmod +x $@
+
+# The higher-half kernel links the heap exactly as an embedder would: build/hh/lib/libkheap.a
+# (with memcpy & co.), not the heap's and the string routines' own objects.
+ifeq ($(HIGHER_HALF),1)
+LINK_OBJS = $(BOOT_OBJS) $(KERNEL_OBJS) $(filter-out $(BUILD)/asm/string.o,$(ASM_OBJS)) \
+            $(KTEST_OBJS) $(KHEAP_LIB)
+endif
+
 # ==== tests ====
 HOST_TEST_BINS = $(addprefix $(BUILD)/host/tests/,$(HOST_TESTS))
 
@@ -516,6 +599,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-build
 	@HOST_TESTS="$(HOST_TESTS)" KERNEL="$(KERNEL)" KERNEL_HH="$(KERNEL_HH)" ISO="$(ISO)" \
 	  KTIMEOUT="$(KTIMEOUT)" \
-	  QEMU="$(QEMU)" QEMU_FLAGS="$(QEMU_FLAGS)" BUILD="$(BUILD)" tools/test-all
+	  QEMU="$(QEMU)" QEMU_FLAGS="$(QEMU_FLAGS)" BUILD="$(BUILD)" \
+	  UEFI_ISO="$(UEFI_ISO)" QEMU_OVMF="$(QEMU_OVMF)" tools/test-all
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
