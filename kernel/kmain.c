@@ -74,7 +74,7 @@ unsigned kernel_heap_setup(int verbose)
     if (rc != 0)
         panic("kheap_init(%p, %zu) = %d", (void *)__heap_start, size, rc);
     if (verbose)
-        kprintf("heap: region 0x%lx-0x%lx (%zu KiB, static, in .bss)\n",
+        kprintf("heap: region 0x%lx-0x%lx (%zu KiB, static, in the kernel image)\n",
                 (uint64_t)__heap_start, (uint64_t)__heap_end, size >> 10);
     struct boot_mem_range free[FREE_RANGES_MAX];
     size_t n = boot_free_ranges(free, FREE_RANGES_MAX);
