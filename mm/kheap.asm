@@ -532,8 +532,9 @@ block_neighbours:
 ;   [ P used ][ H ][ N used ]       =>  [ P ][ H free ][ N, PREV_FREE ]
 ;
 ; (A cached N is used here; it keeps its QUICK flag and gets PREV_FREE like any used block.)
-; C: void block_merge(uintptr_t h, uint64_t word, uintptr_t p)   (p: 0 if P is used)
-; IN rdi = H, rsi = H's header word without check bits, rdx = P or 0   OUT none
+; C: uintptr_t block_merge(uintptr_t h, uint64_t word, uintptr_t p)   (p: 0 if P is used)
+; IN rdi = H, rsi = H's header word without check bits, rdx = P or 0
+; OUT rax = the free block filed (P, or H), rdx = its size
 ; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
 static block_merge:function (block_merge.end - block_merge)
 block_merge:
@@ -593,30 +594,32 @@ block_merge:
 %endif
         mov     rbx, r12
 .file:
-        ; 4. header, footer, list; then, with a trim hook, maybe give the region's end back
+        ; 4. header, footer, list
         BLOCK_MAKE_FREE rbx, r13
-        mov     rdi, rbx
-        mov     rsi, r13
+        mov     rax, rbx
+        mov     rdx, r13
         pop     r15
         pop     r14
         pop     r13
         pop     r12
         pop     rbx
-        cmp     qword CTL(KH_CTL_TRIM), 0
-        jne     heap_trim_tail
         ret
 .end:
 
-; heap_trim_tail -- free block F (just filed) may end its region: offer the whole pages beyond
-; its first KHEAP_MIN_BLOCK bytes to the trim hook; if taken, the region ends there
+; heap_trim_tail -- free block F (just filed by a user's free) may end the heap's highest
+; region: offer the whole pages beyond its first KHEAP_MIN_BLOCK bytes to the trim hook; if
+; taken, the region (and the heap) ends there
 ;   [ ... F free ............................... ][S]   =>   [ ... F' ][S']  | given back
 ;                                                             F + 32 + 8 <= T (page aligned)
 ; C: void heap_trim_tail(uintptr_t f, uint64_t s)   (the hook is set)
-; Nothing is offered unless F's right neighbour is its region's end sentinel, the region ends
-; on a page boundary and the span is at least trim_min (KHEAP_TRIM_MIN if 0). Only memory below
-; the new end T is written, and only after the hook took [T, E). O(regions) (the region whose
-; end moves; the highest end when it was this one) + the hook.
-; IN rdi = F, rsi = S   OUT none; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
+; Nothing is offered unless F's right neighbour is a sound end sentinel (check bits, size 0,
+; used) at E - 8 where E is the heap's highest end (max_addr: given-back pages then lie above
+; every region, so a stale pointer into them is rejected without a read), E is page aligned,
+; the region ending at E is found, and the span is at least trim_min (KHEAP_TRIM_MIN if 0).
+; Only memory below the new end T is written, and only after the hook took [T, E).
+; O(regions) (finding the region) + the hook.
+; IN rdi = F, rsi = S   OUT none; clobbers caller-saved; callee-saved: rbx, r12-r15
+; stack: 64 + the hook's
 static heap_trim_tail:function (heap_trim_tail.end - heap_trim_tail)
 heap_trim_tail:
         push    rbx
@@ -624,15 +627,22 @@ heap_trim_tail:
         push    r13
         push    r14
         push    r15
+        sub     rsp, 16                 ; [rsp] = the region descriptor
         mov     rbx, rdi                ; F
         mov     r12, rsi                ; S
-        ; 1. the sentinel right of F, a page-aligned end, a big enough span
-        mov     rax, KH_SIZE_MASK
-        test    rax, [rbx + r12]
-        jnz     .out                    ; a block, not the sentinel
-        lea     r14, [rbx + r12 + KH_SENTINEL_SIZE]     ; E
+        ; 1. a sound sentinel right of F, at the heap's page-aligned highest end
+        lea     r14, [rbx + r12]        ; the sentinel
+        mov     rsi, [r14]
+        BLOCK_CHECK rsi, r14, rax, rcx, .out
+        mov     rcx, KH_SIZE_MASK | KH_F_FREE
+        test    rax, rcx
+        jnz     .out                    ; a block, not a sentinel
+        add     r14, KH_SENTINEL_SIZE   ; E
+        cmp     r14, CTL(KH_CTL_MAX)
+        jne     .out
         test    r14d, KHEAP_PAGE_SIZE - 1
         jnz     .out
+        ; 2. the span [T, E), big enough
         lea     r13, [rbx + KHEAP_MIN_BLOCK + KH_SENTINEL_SIZE + KHEAP_PAGE_SIZE - 1]
         and     r13, -KHEAP_PAGE_SIZE   ; T
         mov     r15, r14
@@ -644,13 +654,28 @@ heap_trim_tail:
         cmovz   rax, rcx
         cmp     r15, rax
         jb      .out
-        ; 2. offer [T, E); nothing was changed yet
+        ; 3. the region that ends at E (bounded by nregions, should the list be corrupt)
+        mov     rdx, CTL(KH_CTL_REGIONS)
+        mov     rcx, CTL(KH_CTL_NREGIONS)
+.find:
+        test    rdx, rdx
+        jz      .out
+        sub     rcx, 1
+        jc      .out
+        cmp     [rdx + KH_RGN_END], r14
+        je      .found
+        mov     rdx, [rdx + KH_RGN_NEXT]
+        jmp     .find
+.found:
+        mov     [rsp], rdx
+        ; 4. offer [T, E); nothing was changed yet
         mov     rdi, r13
         mov     rsi, r15
         call    CTL(KH_CTL_TRIM)
         test    eax, eax
         jz      .out
-        ; 3. taken: F shrinks to end at T - 8, the sentinel moves there, the region ends at T
+        ; 5. taken: F shrinks to end at T - 8, the sentinel moves there, the region and the heap
+        ; end at T (no other region ends above: they are all below F's)
         BIN_REMOVE rbx, r12
         lea     r12, [r13 - KH_SENTINEL_SIZE]
         sub     r12, rbx                ; F's new size (>= KHEAP_MIN_BLOCK)
@@ -660,24 +685,12 @@ heap_trim_tail:
         call    block_set
         sub     CTL(KH_CTL_TOTAL), r15
         add     CTL(KH_CTL_TRIMMED), r15
-        mov     rdx, CTL(KH_CTL_REGIONS)
-        xor     ecx, ecx                ; the highest end of the others
-.region:
-        test    rdx, rdx
-        jz      .bounds
-        cmp     [rdx + KH_RGN_END], r14
-        jne     .other
+        mov     rdx, [rsp]
         mov     [rdx + KH_RGN_END], r13
-.other:
-        mov     rax, [rdx + KH_RGN_END]
-        cmp     rax, rcx
-        cmova   rcx, rax
-        mov     rdx, [rdx + KH_RGN_NEXT]
-        jmp     .region
-.bounds:
-        mov     CTL(KH_CTL_MAX), rcx
+        mov     CTL(KH_CTL_MAX), r13
         SPAN_UPDATE rax
 .out:
+        add     rsp, 16
         pop     r15
         pop     r14
         pop     r13
@@ -688,8 +701,9 @@ heap_trim_tail:
 
 ; block_free -- free used block H: its neighbours are checked before anything is written
 ; (block_neighbours); then, if allowed and H is small enough and its front-cache list has room,
-; H is cached (quick_push), else merged into the free lists (block_merge). The caller counts
-; the free (frees): the front-cache flush frees blocks their user had freed already.
+; H is cached (quick_push), else merged into the free lists (block_merge) and, for a user's free
+; (may_cache), the heap's end maybe given back (heap_trim_tail). The caller counts the free
+; (frees): the front-cache flush frees blocks their user had freed already.
 ; C: int block_free(uintptr_t h, uint64_t word, int may_cache)
 ;    (1 freed or cached; 0 a neighbour was corrupt: reported, H leaked, still used)
 ; IN rdi = H (from block_from_user), rsi = H's header word without check bits, edx = may_cache
@@ -724,6 +738,15 @@ block_free:
         mov     rsi, r12
         mov     rdx, rax
         call    block_merge
+        ; a user's free (not the cache's flush, whose allocation needs the room) may give the
+        ; heap's end back
+        test    r13d, r13d
+        jz      .done
+        cmp     qword CTL(KH_CTL_TRIM), 0
+        je      .done
+        mov     rdi, rax
+        mov     rsi, rdx
+        call    heap_trim_tail
 .done:
         mov     eax, 1
         jmp     .out

@@ -79,13 +79,15 @@ typedef void (*kheap_error_fn)(int error, void *ptr, void *caller);
  * not call the heap; the memory must stay valid while the heap lives. */
 typedef size_t (*kheap_grow_fn)(size_t need, void **start);
 
-/* Give-back: when a free of the heap leaves a free block that ends its region, the region ends
- * on a page boundary (KHEAP_PAGE_SIZE) and at least trim_min bytes of whole pages lie beyond the
- * block's first KHEAP_MIN_BLOCK bytes, the hook is offered those pages, [start, start + size),
- * page aligned. Return non-zero to take them: they leave the heap (the region now ends at
- * start, total_bytes shrinks, trimmed_bytes grows) and the heap never touches them again; 0
- * leaves everything as it was. Runs with the lock held; must not call the heap. The grow hook
- * may hand the same memory back later (it then extends the region again). */
+/* Give-back: when a free (kfree, krealloc's) leaves a free block that ends the heap's highest
+ * region, that end is on a page boundary (KHEAP_PAGE_SIZE) and at least trim_min bytes of whole
+ * pages lie beyond the block's first KHEAP_MIN_BLOCK bytes, the hook is offered those pages,
+ * [start, start + size), page aligned. Return non-zero to take them: they leave the heap (the
+ * region and the heap now end at start, total_bytes shrinks, trimmed_bytes grows) and the heap
+ * never reads or writes them again (it may unmap them at once: a stale pointer into them lies
+ * above the heap and is rejected without a read); 0 leaves everything as it was. Never called
+ * from the flush of an allocation that needs the room. Runs with the lock held; must not call
+ * the heap. The grow hook may hand the same memory back later (it then extends the region). */
 typedef int (*kheap_trim_fn)(void *start, size_t size);
 #define KHEAP_PAGE_SIZE        4096
 #define KHEAP_TRIM_MIN         (64 * 1024)   /* trim_min when the hook leaves it 0 */

@@ -530,6 +530,48 @@ KTEST(test_trim_gives_pages_back)
     munmap(m, map);
 }
 
+/* Only the heap's highest end is offered (a hole below max would be read by kfree's first
+ * test), and only after a sound sentinel: a zeroed header right of a free block is no end. */
+static int trims_seen;
+static int count_trim(void *start, size_t size) { (void)start, (void)size; return ++trims_seen, 1; }
+
+KTEST(test_trim_only_at_the_heaps_end)
+{
+    size_t map = 4 * MiB;
+    unsigned char *m = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    KEXPECT(m != MAP_FAILED);
+    if (m == MAP_FAILED)
+        return;
+    kheap_t *h = kheap_create(m, KHEAP_CTL_SIZE + 512 * 1024);      /* region 1, page-aligned end */
+    KEXPECT_EQ(kheap_extend(h, m + 2 * MiB, 128 * 1024), 0);       /* region 2: the highest */
+    struct kheap_hooks hooks = { .error = handler_0, .trim = count_trim };
+    KEXPECT_EQ(kheap_set_hooks(h, &hooks), 0);
+    memset(got, 0, sizeof got);
+    trims_seen = 0;
+    void *low = kheap_alloc(h, 400 * 1024);                         /* only region 1 holds it */
+    KEXPECT(low != NULL && (unsigned char *)low < m + MiB);
+    kheap_free(h, low);                                             /* region 1's end: not offered */
+    KEXPECT_EQ(trims_seen, 0);
+    /* a zeroed used header right of a free block is not taken for the end sentinel */
+    unsigned char *a = kheap_alloc(h, 100 * 1024), *n = kheap_alloc(h, 100 * 1024),
+                  *x = kheap_alloc(h, 64);
+    KEXPECT(a && n && x);
+    kheap_free(h, n);                                               /* free (too big to cache) */
+    uint64_t *hx = (uint64_t *)(x - KHEAP_HEADER_SIZE), saved = *hx;
+    *hx = 0;
+    kheap_free(h, a);                                               /* merges with n, next is x */
+    KEXPECT_EQ(trims_seen, 0);
+    KEXPECT_EQ(kheap_verify(h), KHEAP_E_CORRUPT);
+    *hx = saved;
+    kheap_free(h, x);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    struct kheap_stats s;
+    kheap_stats(h, &s);
+    KEXPECT_EQ(s.trimmed_bytes, 0);
+    KEXPECT_EQ(s.regions, 2);
+    munmap(m, map);
+}
+
 /* ---- reliability holes ---------------------------------------------------------------------- */
 
 /* One overwritten used header right of a free list's head: the first allocation that reaches
