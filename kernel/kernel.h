@@ -93,6 +93,8 @@ int boot_cmdline_get(const char *key, char *out, size_t size);
  * above 1 MiB, minus the kernel image (static heap included) and the boot info. Writes at most
  * max ranges to out (type BOOT_MEM_USABLE, page aligned), returns how many it wrote. */
 size_t boot_free_ranges(struct boot_mem_range *out, size_t max);
+/* Is the physical range [start, end) inside one usable entry of the memory map? */
+int boot_range_usable(uint64_t start, uint64_t end);
 
 /* ---- ACPI (kernel/acpi.c) ------------------------------------------------------------------ */
 #define ACPI_MAX_CPUS          64

@@ -70,6 +70,10 @@ void kernel_heap_error(int code, void *ptr, void *caller)
 unsigned kernel_heap_setup(int verbose)
 {
     size_t size = (size_t)(__heap_end - __heap_start);
+    uint64_t ps = virt_to_phys(__heap_start), pe = virt_to_phys(__heap_end);
+    if (!boot_range_usable(ps, pe))         /* not loaded, not zeroed: it must be RAM */
+        panic("the static heap 0x%lx-0x%lx is not usable RAM in the memory map: the machine "
+              "needs at least %lu MiB (qemu -m)", ps, pe, (pe >> 20) + 8);
     int rc = kheap_init(__heap_start, size);
     if (rc != 0)
         panic("kheap_init(%p, %zu) = %d", (void *)__heap_start, size, rc);

@@ -263,6 +263,16 @@ int boot_cmdline_get(const char *key, char *out, size_t size)
     return 0;
 }
 
+int boot_range_usable(uint64_t start, uint64_t end)
+{
+    for (unsigned i = 0; i < boot_info.mmap_count; i++) {
+        const struct boot_mem_range *r = &boot_info.mmap[i];
+        if (r->type == BOOT_MEM_USABLE && start >= r->base && end <= r->base + r->length)
+            return 1;
+    }
+    return 0;
+}
+
 size_t boot_free_ranges(struct boot_mem_range *out, size_t max)
 {
     uint64_t exclude[3 + BOOT_INFO_PIECES][2] = {  /* [start, end) nobody may hand out */

@@ -213,7 +213,12 @@ static int smp_start_ap(unsigned index, uint32_t apic_id, int skip_sipi)
     uint64_t deadline = time_ms() + SMP_START_TIMEOUT_MS;
     while (!__atomic_load_n(&c->online, __ATOMIC_ACQUIRE) && time_ms() < deadline)
         cpu_pause();
-    return __atomic_load_n(&c->online, __ATOMIC_ACQUIRE) != 0;
+    if (__atomic_load_n(&c->online, __ATOMIC_ACQUIRE))
+        return 1;
+    /* late or dead: INIT holds it in wait-for-SIPI, so that it cannot start later on the
+     * stack and parameters the next AP gets */
+    lapic_ipi(apic_id, ICR_INIT | ICR_LEVEL_ASSERT);
+    return 0;
 }
 
 unsigned smp_init(void)
