@@ -169,7 +169,8 @@ unsigned smp_init(void);
 /* Run fn(arg) on every online CPU, the BSP (CPU 0) included; 0 when all finished within
  * timeout_ms, -1 (each late CPU printed) if not. */
 int smp_run_all(void (*fn)(void *), void *arg, unsigned timeout_ms);
-/* A barrier for n CPUs; wait returns 0, or -1 after timeout_ms. */
+/* A barrier for n CPUs; wait returns 0, or -1 after timeout_ms (the barrier then still counts
+ * that CPU: smp_barrier_init it again before the next use). */
 void smp_barrier_init(struct smp_barrier *b, unsigned n);
 int smp_barrier_wait(struct smp_barrier *b, unsigned timeout_ms);
 uint64_t time_ms(void);                 /* milliseconds of TSC time */
