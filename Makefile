@@ -514,6 +514,17 @@ $(BUILD)/host/tests/bench_kernel_smoke: $(BENCH_KERNEL) $(BENCH_BIN)/bench tools
 	printf '#!/bin/sh\ncd "%s" && exec tools/bench-kernel --smoke\n' "$(CURDIR)" > $@
 	chmod +x $@
 
+# The placement benchmark (tests/host/bench/locality.c): one binary per allocator, run by
+# tools/locality interleaved (`make locality`; not part of make test or make bench).
+LOCALITY_BINS := $(addprefix $(BENCH_BIN)/locality-,$(filter-out firstfit,$(BENCH_ALLOCS)))
+$(BENCH_BIN)/locality-%: $(BENCH_OBJ)/locality.o $(BENCH_OBJ)/adapter_%.o
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(BENCH_LDLIBS_$*)
+$(BENCH_BIN)/locality-kheap: $(HOST_LIB)
+.PHONY: locality
+locality: $(LOCALITY_BINS)
+	@BUILD=$(BUILD) tools/locality
+
 # Cycles per kmalloc+kfree pair, release vs KHEAP_DEBUG=1 (the cost of the debug options).
 PAIRCOST := $(BENCH_BIN)/paircost
 $(PAIRCOST): $(BENCH_SRC)/paircost.c $(HOST_LIB) mm/kheap.h

@@ -1,0 +1,112 @@
+/*
+ * locality.c -- the placement benchmark (`make locality`): how fast a program walks what it
+ * allocated, with each allocator as its malloc. A heap is first churned (random small blocks
+ * allocated and freed, leaving holes of every size, as a long-running program's heap has), then
+ * N small objects of mixed sizes are allocated and linked in allocation order, the list is
+ * walked (the program's own work: a garbage collector tracing its objects), and the objects are
+ * freed in allocation order; a second round frees in random order. The phases are timed as a
+ * whole (wall clock): the walk measures placement, not allocator code. One binary per allocator
+ * (build/bench/bin/locality-NAME, linked with its bench adapter); tools/locality runs them
+ * interleaved and prints medians.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench.h"
+
+#define ARENA_BYTES  (512ul << 20)
+#define CHURN        400000            /* blocks live during the churn */
+#define OBJECTS      1000000
+#define WALKS        5
+
+struct node {
+    struct node *next;
+    uint64_t     key;
+    uint64_t     body[];                /* 0..30 more words: 16..256-byte objects */
+};
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static uint64_t rng = 0x853C49E6748FEA9Bull;
+static uint64_t next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+int main(void)
+{
+    const struct bench_alloc *a = &BENCH_ALLOC_SYMBOL;
+    static void *churn[CHURN];
+    static struct node *order[OBJECTS];
+    void *arena = a->takes_arena ? aligned_alloc(4096, ARENA_BYTES) : NULL;
+    if (a->init(arena, ARENA_BYTES) != 0)
+        return 1;
+    /* 1. churn: a heap with holes, half of the churn blocks stay live */
+    for (size_t i = 0; i < CHURN; i++)
+        churn[i] = a->malloc(16 + next() % 496);
+    for (size_t k = 0; k < 4 * CHURN; k++) {
+        size_t i = next() % CHURN;
+        a->free(churn[i]);
+        churn[i] = a->malloc(16 + next() % 496);
+    }
+    for (size_t i = 0; i < CHURN; i += 2) {
+        a->free(churn[i]);
+        churn[i] = NULL;
+    }
+    double build = 0, walk = 0, free_seq = 0, free_rnd = 0;
+    uint64_t sum = 0;
+    for (int round = 0; round < 2; round++) {
+        /* 2. build: objects of 16..256 bytes, linked in allocation order */
+        double t0 = now_ms();
+        struct node *head = NULL, **tail = &head;
+        for (size_t i = 0; i < OBJECTS; i++) {
+            size_t words = next() % 31;
+            struct node *n = a->malloc(sizeof *n + words * 8);
+            if (!n)
+                return 2;
+            n->next = NULL;
+            n->key = i;
+            *tail = n;
+            tail = &n->next;
+            order[i] = n;
+        }
+        double t1 = now_ms();
+        /* 3. walk, as the program's own work does, WALKS times */
+        for (int w = 0; w < WALKS; w++)
+            for (struct node *n = head; n; n = n->next)
+                sum += n->key;
+        double t2 = now_ms();
+        /* 4. free: in allocation order, or (round 1) in random order */
+        if (round == 1)
+            for (size_t i = OBJECTS - 1; i > 0; i--) {
+                size_t j = next() % (i + 1);
+                struct node *t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+        for (size_t i = 0; i < OBJECTS; i++)
+            a->free(order[i]);
+        double t3 = now_ms();
+        build += t1 - t0;
+        walk += t2 - t1;
+        *(round ? &free_rnd : &free_seq) = t3 - t2;
+    }
+    if (sum != (uint64_t)WALKS * 2 * ((uint64_t)OBJECTS * (OBJECTS - 1) / 2))
+        return 3;
+    if (a->check && a->check() != 0)
+        return 4;
+    printf("%s build %.1f walk %.1f free_seq %.1f free_rnd %.1f\n", a->name, build / 2,
+           walk / 2, free_seq, free_rnd);
+    return 0;
+}
