@@ -276,8 +276,10 @@ $(KHEAP_OFFSETS_INC): mm/kheap_offsets.c $(KHEAP_HEADERS)
 	$(CC) -std=gnu11 -Wall -Wextra -Werror -I. -S -o $@.s $<
 	sed -n 's/.*->\([A-Z0-9_]*\) \([0-9]*\).*/%define \1 \2/p' $@.s > $@.tmp && mv $@.tmp $@
 
+# NASM 2.16's -MD lists only the source file, never its %includes: they are named here.
 $(BUILD)/mm/kheap.o $(BUILD)/host/mm/kheap.o: $(KHEAP_GEN) mm/kheap_block.inc \
   mm/kheap_debug.inc mm/kheap_quick.inc
+$(BUILD)/boot/boot.o $(BUILD)/boot/ap_start.o: boot/long_mode.inc
 $(BUILD)/mm/kheap.o: NASMFLAGS += -I$(BUILD)/mm/ -Imm/
 $(BUILD)/host/mm/kheap.o: HOST_NASMFLAGS += -I$(BUILD)/mm/ -Imm/
 

@@ -8,11 +8,7 @@
 default rel
 
 AP_TRAMP_BASE   equ 0x8000              ; kernel/smp.c: SMP_TRAMP_BASE must match
-CR0_PE          equ 1 << 0
-CR0_PG          equ 1 << 31
-CR4_PAE         equ 1 << 5
-MSR_EFER        equ 0xC0000080
-EFER_LME        equ 1 << 8
+%include "boot/long_mode.inc"
 
 ; The trampoline's GDT: the kernel's code and data selectors (boot.asm's gdt64) at the same
 ; offsets, so they stay valid after the switch to the kernel's GDT, plus 32-bit code.
@@ -48,18 +44,7 @@ ap_protected:
     mov ds, ax
     mov es, ax
     mov ss, ax
-    mov eax, cr4
-    or eax, CR4_PAE
-    mov cr4, eax
-    mov eax, [T(ap_tramp_params.cr3)]
-    mov cr3, eax
-    mov ecx, MSR_EFER
-    rdmsr
-    or eax, EFER_LME
-    wrmsr
-    mov eax, cr0
-    or eax, CR0_PG
-    mov cr0, eax
+    LONG_MODE_ON [T(ap_tramp_params.cr3)]
     jmp SEL_CODE64:T(ap_long)
 
 bits 64

@@ -29,14 +29,11 @@ MB2_BOOT_MAGIC      equ 0x36D76289      ; EAX from a Multiboot2 loader
 MB2_ARCH_I386       equ 0
 
 ; ---- CPU constants -------------------------------------------------------------------------
+%include "boot/long_mode.inc"
 EFLAGS_ID           equ 1 << 21
 CPUID_EXT_BASE      equ 0x80000000
 CPUID_EXT_FEATURES  equ 0x80000001
 CPUID_EXT_LM        equ 1 << 29         ; EDX of 0x80000001: long mode
-CR0_PG              equ 1 << 31
-CR4_PAE             equ 1 << 5
-MSR_EFER            equ 0xC0000080
-EFER_LME            equ 1 << 8
 PTE_PRESENT         equ 1 << 0
 PTE_WRITE           equ 1 << 1
 PTE_HUGE            equ 1 << 7          ; in a page directory entry: a 2 MiB page
@@ -196,18 +193,7 @@ set_up_page_tables:
 ; enable_paging -- CR3 = pml4, CR4.PAE, EFER.LME, then CR0.PG (enters compatibility mode).
 ; Clobbers: eax, ecx, edx.
 enable_paging:
-    mov eax, PHYS(pml4)
-    mov cr3, eax
-    mov eax, cr4
-    or eax, CR4_PAE
-    mov cr4, eax
-    mov ecx, MSR_EFER
-    rdmsr
-    or eax, EFER_LME
-    wrmsr
-    mov eax, cr0
-    or eax, CR0_PG
-    mov cr0, eax
+    LONG_MODE_ON PHYS(pml4)
     ret
 
 ; serial_init32 -- COM1 at 115200 8N1, FIFOs on (same set-up as kernel/serial.c).
