@@ -1936,16 +1936,37 @@ heap_stats:
         ret
 .end:
 
-; heap_flush -- kheap_flush under the lock: every front-cache block back to the free lists
+; heap_flush -- kheap_flush under the lock: every front-cache block back to the free lists,
+; then, with a trim hook, the free block that ends the heap (if any) offered to it: a cached
+; block can sit between a free span and the end, and its merge in the flush is not a user's
+; free (so block_free does not offer it). O(1) + heap_trim_tail's O(regions) + the hook.
 ; C: void heap_flush(void)
-; IN none   OUT none; clobbers caller-saved; stack: see quick_flush
+; IN none   OUT none; clobbers caller-saved; callee-saved: rbx; stack: 16 + quick_flush's or
+; heap_trim_tail's
 static heap_flush:function (heap_flush.end - heap_flush)
 heap_flush:
+        push    rbx                     ; (the callees' stack alignment)
 %if KH_QUICK
-        jmp     quick_flush             ; (its count is not part of the API)
-%else
-        ret
+        call    quick_flush             ; (its count is not part of the API)
 %endif
+        cmp     qword CTL(KH_CTL_TRIM), 0
+        je      .out
+        ; the end sentinel at max - 8 and its free left neighbour, checked as a free checks it
+        mov     rdi, CTL(KH_CTL_MAX)
+        sub     rdi, KH_SENTINEL_SIZE
+        HDR_ADDR_OK rdi, rcx, .out
+        mov     rsi, [rdi]
+        BLOCK_CHECK rsi, rdi, rbx, rcx, .out
+        mov     rsi, rbx
+        call    block_read_prev         ; P, 0, or -1 (a corrupt P: left to kheap_verify)
+        test    rax, rax
+        jle     .out
+        mov     rdi, rax
+        mov     rsi, r8                 ; P's size (its footer's, equal to its header's)
+        call    heap_trim_tail          ; (re-checks that P ends at a sound sentinel)
+.out:
+        pop     rbx
+        ret
 .end:
 
 ; heap_fail_after / heap_fail_rate -- the fault-injection setters, under the lock

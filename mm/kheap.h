@@ -85,9 +85,12 @@ typedef size_t (*kheap_grow_fn)(size_t need, void **start);
  * [start, start + size), page aligned. Return non-zero to take them: they leave the heap (the
  * region and the heap now end at start, total_bytes shrinks, trimmed_bytes grows) and the heap
  * never reads or writes them again (it may unmap them at once: a stale pointer into them lies
- * above the heap and is rejected without a read); 0 leaves everything as it was. Never called
- * from the flush of an allocation that needs the room. Runs with the lock held; must not call
- * the heap. The grow hook may hand the same memory back later (it then extends the region). */
+ * above the heap and is rejected without a read); 0 leaves everything as it was. Also offered
+ * by kheap_flush_in; never from the flush of an allocation that needs the room. Runs with the
+ * lock held; must not call the heap. The grow hook may hand the same memory back later (it
+ * then extends the region). Memory given to the heap later above unmapped pages makes them a
+ * gap between regions, which kheap_free reads (it must be readable): map them again first, or
+ * give the heap only memory that starts at the heap's end. */
 typedef int (*kheap_trim_fn)(void *start, size_t size);
 #define KHEAP_PAGE_SIZE        4096
 #define KHEAP_TRIM_MIN         (64 * 1024)   /* trim_min when the hook leaves it 0 */
@@ -199,8 +202,10 @@ int kheap_set_hooks(kheap_t *h, const struct kheap_hooks *hooks);
 int kheap_get_hooks(kheap_t *h, struct kheap_hooks *hooks);
 
 /* Give every front-cache block back to the free lists, merged: afterwards a heap with nothing
- * allocated is one free block per region. O(1): at most KH_QUICK_CLASSES * KHEAP_QUICK_DEPTH
- * blocks. */
+ * allocated is one free block per region. With a trim hook, the free block that then ends the
+ * heap's highest region is offered to it as a free's would be (a cached block kept it from
+ * being offered). O(1): at most KH_QUICK_CLASSES * KHEAP_QUICK_DEPTH blocks; + O(regions) and
+ * the hook with a trim hook. */
 void kheap_flush_in(kheap_t *h);
 
 /* The heap behind kmalloc & co.; NULL before kheap_init (or after a failed one). */

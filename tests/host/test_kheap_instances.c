@@ -530,6 +530,52 @@ KTEST(test_trim_gives_pages_back)
     munmap(m, map);
 }
 
+/* A cached block between a free span and the heap's end: its free offers nothing (it is only
+ * cached), so kheap_flush_in, which merges it, offers the end; exactly the pages beyond the
+ * free block's first KHEAP_MIN_BLOCK bytes (and the sentinel) go. */
+KTEST(test_trim_behind_a_cached_block)
+{
+    size_t map = 16 * MiB, first = KHEAP_CTL_SIZE + 64 * 1024;
+    unsigned char *m = mmap(NULL, map, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    KEXPECT(m != MAP_FAILED);
+    if (m == MAP_FAILED)
+        return;
+    mprotect(m, first, PROT_READ | PROT_WRITE);
+    pages.base = m;
+    pages.top = m + first;
+    pages.limit = m + map;
+    pages.refuse = 0;
+    kheap_t *h = kheap_create(m, first);
+    struct kheap_hooks hooks = { .error = handler_0, .grow = toy_grow, .trim = toy_trim };
+    KEXPECT_EQ(kheap_set_hooks(h, &hooks), 0);
+    memset(got, 0, sizeof got);
+    static void *p[10];
+    for (int i = 0; i < 10; i++)
+        KEXPECT((p[i] = kheap_alloc(h, 60 * 1024)) != NULL);
+    void *x = kheap_alloc(h, 100), *y = kheap_alloc(h, 60 * 1024);
+    KEXPECT(x && y && (uintptr_t)p[0] < (uintptr_t)x && (uintptr_t)x < (uintptr_t)y);
+    kheap_free(h, y);                                   /* the end: given back at once */
+    for (int i = 0; i < 10; i++)
+        kheap_free(h, p[i]);                            /* a free span below x */
+    kheap_free(h, x);                                   /* cached: still between span and end */
+    struct kheap_stats s1, s2;
+    kheap_stats(h, &s1);
+    KEXPECT_EQ(s1.used_bytes, 0);
+    kheap_flush_in(h);
+    kheap_stats(h, &s2);
+    KEXPECT(s2.trimmed_bytes >= s1.trimmed_bytes + 10 * 60 * 1024);
+    KEXPECT_EQ(s2.total_bytes + s2.trimmed_bytes, s1.total_bytes + s1.trimmed_bytes);
+    uintptr_t f = (uintptr_t)p[0] - KHEAP_HEADER_SIZE;  /* the heap's first block */
+    uintptr_t t = (f + KHEAP_MIN_BLOCK + 8 + KHEAP_PAGE_SIZE - 1) & ~(uintptr_t)(KHEAP_PAGE_SIZE - 1);
+    KEXPECT_EQ((uintptr_t)pages.top, t);
+    KEXPECT_EQ(kheap_verify(h), 0);                     /* reads no given-back page */
+    KEXPECT((p[0] = kheap_alloc(h, 200 * 1024)) != NULL);  /* and grows again */
+    kheap_free(h, p[0]);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    KEXPECT_EQ(got[0].n, 0);
+    munmap(m, map);
+}
+
 /* Only the heap's highest end is offered (a hole below max would be read by kfree's first
  * test), and only after a sound sentinel: a zeroed header right of a free block is no end. */
 static int trims_seen;
