@@ -618,6 +618,65 @@ KTEST(test_trim_only_at_the_heaps_end)
     munmap(m, map);
 }
 
+/* The guards of an offer: at least KHEAP_TRIM_MIN of pages when trim_min is 0; a region end on
+ * a page boundary; never from the front cache's flush inside an allocation (the retry needs the
+ * room it merged). count_trim takes whatever it is offered. */
+KTEST(test_trim_guards)
+{
+    size_t map = 4 * MiB;
+    unsigned char *m = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    KEXPECT(m != MAP_FAILED);
+    if (m == MAP_FAILED)
+        return;
+    struct kheap_hooks hooks = { .error = handler_0, .trim = count_trim };
+    memset(got, 0, sizeof got);
+    /* trim_min 0 means KHEAP_TRIM_MIN: a 60 KiB span at the end is kept, a larger one offered */
+    kheap_t *h = kheap_create(m, KHEAP_CTL_SIZE + 1 * MiB);
+    KEXPECT_EQ(kheap_set_hooks(h, &hooks), 0);
+    trims_seen = 0;
+    struct kheap_stats s;
+    kheap_stats(h, &s);
+    void *b = kheap_alloc(h, s.largest_free - 64 * 1024), *c = kheap_alloc(h, 20 * 1024);
+    KEXPECT(b && c);
+    kheap_free(h, c);                                   /* c + the tail: < 64 KiB of pages */
+    KEXPECT_EQ(trims_seen, 0);
+    kheap_free(h, b);                                   /* the whole heap: offered */
+    KEXPECT_EQ(trims_seen, 1);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    /* a region that does not end on a page boundary is never offered */
+    h = kheap_create(m + 2 * MiB, KHEAP_CTL_SIZE + 512 * 1024 + 37 * 16);
+    KEXPECT_EQ(kheap_set_hooks(h, &hooks), 0);
+    trims_seen = 0;
+    void *x = kheap_alloc(h, 300 * 1024);
+    KEXPECT(x != NULL);
+    kheap_free(h, x);
+    KEXPECT_EQ(trims_seen, 0);
+    KEXPECT_EQ(kheap_verify(h), 0);
+#if KHEAP_QUICK_DEPTH > 0
+    /* [ A free ][ x cached ][ tail, never freed ][end]: an allocation that needs all three
+     * flushes x and gets the merged block; nothing is offered on the way */
+    h = kheap_create(m, KHEAP_CTL_SIZE + 1 * MiB);
+    KEXPECT_EQ(kheap_set_hooks(h, &hooks), 0);
+    trims_seen = 0;
+    kheap_stats(h, &s);
+    size_t all = s.largest_free;
+    void *a = kheap_alloc(h, all - 100 * 1024);
+    x = kheap_alloc(h, 100);
+    KEXPECT(a && x);
+    kheap_free(h, a);                                   /* its right neighbour x is used */
+    kheap_free(h, x);                                   /* cached */
+    KEXPECT_EQ(trims_seen, 0);
+    void *big = kheap_alloc(h, all - 4096);
+    KEXPECT(big != NULL);
+    KEXPECT_EQ(trims_seen, 0);
+    kheap_free(h, big);                                 /* a user's free: offered */
+    KEXPECT_EQ(trims_seen, 1);
+    KEXPECT_EQ(kheap_verify(h), 0);
+#endif
+    KEXPECT_EQ(got[0].n, 0);
+    munmap(m, map);
+}
+
 /* ---- reliability holes ---------------------------------------------------------------------- */
 
 /* One overwritten used header right of a free list's head: the first allocation that reaches
