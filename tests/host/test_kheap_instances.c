@@ -459,21 +459,36 @@ static int toy_trim(void *start, size_t size)
     return 1;
 }
 
+/* A heap on the toy page allocator: TOY_MAP bytes reserved, the first TOY_FIRST accessible and
+ * the heap's first region, the toy hooks set (into *hooks too). NULL if the mapping fails. */
+#define TOY_MAP   (16 * MiB)
+#define TOY_FIRST (KHEAP_CTL_SIZE + 64 * 1024)
+static kheap_t *toy_heap(struct kheap_hooks *hooks)
+{
+    unsigned char *m = mmap(NULL, TOY_MAP, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    mprotect(m, TOY_FIRST, PROT_READ | PROT_WRITE);
+    memset(&pages, 0, sizeof pages);
+    pages.base = m;
+    pages.top = m + TOY_FIRST;
+    pages.limit = m + TOY_MAP;
+    *hooks = (struct kheap_hooks){ .error = handler_0, .grow = toy_grow, .trim = toy_trim };
+    kheap_t *h = kheap_create(m, TOY_FIRST);
+    if (kheap_set_hooks(h, hooks) != 0)
+        return NULL;
+    memset(got, 0, sizeof got);
+    return h;
+}
+
 KTEST(test_trim_gives_pages_back)
 {
-    size_t map = 16 * MiB, first = KHEAP_CTL_SIZE + 64 * 1024;
-    unsigned char *m = mmap(NULL, map, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    KEXPECT(m != MAP_FAILED);
-    if (m == MAP_FAILED)
+    struct kheap_hooks hooks;
+    kheap_t *h = toy_heap(&hooks);
+    KEXPECT(h != NULL);
+    if (!h)
         return;
-    mprotect(m, first, PROT_READ | PROT_WRITE);
-    pages.base = m;
-    pages.top = m + first;
-    pages.limit = m + map;
-    kheap_t *h = kheap_create(m, first);
-    struct kheap_hooks hooks = { .error = handler_0, .grow = toy_grow, .trim = toy_trim };
-    KEXPECT_EQ(kheap_set_hooks(h, &hooks), 0);
-    memset(got, 0, sizeof got);
+    unsigned char *m = pages.base;
     struct kheap_stats s0, s;
     kheap_stats(h, &s0);
     /* grow: 40 blocks of 60 KiB need new pages (the region is extended upwards) */
@@ -504,7 +519,7 @@ KTEST(test_trim_gives_pages_back)
     KEXPECT(s.trimmed_bytes >= 2 * MiB);
     KEXPECT_EQ(s.total_bytes + s.trimmed_bytes, s1.total_bytes);
     KEXPECT(s.total_bytes <= s0.total_bytes + 64 * 1024);     /* back to about the first size */
-    KEXPECT(pages.top <= m + first + 64 * 1024);
+    KEXPECT(pages.top <= m + TOY_FIRST + 64 * 1024);
     KEXPECT_EQ(s.used_bytes, 0);
     KEXPECT_EQ(kheap_verify(h), 0);                            /* reads no given-back page */
     KEXPECT_EQ(got[0].n, 0);
@@ -527,7 +542,7 @@ KTEST(test_trim_gives_pages_back)
         kheap_free(h, p[i]);
     KEXPECT_EQ(kheap_verify(h), 0);
     KEXPECT_EQ(got[0].n, 0);
-    munmap(m, map);
+    munmap(m, TOY_MAP);
 }
 
 /* A cached block between a free span and the heap's end: its free offers nothing (it is only
@@ -535,20 +550,12 @@ KTEST(test_trim_gives_pages_back)
  * free block's first KHEAP_MIN_BLOCK bytes (and the sentinel) go. */
 KTEST(test_trim_behind_a_cached_block)
 {
-    size_t map = 16 * MiB, first = KHEAP_CTL_SIZE + 64 * 1024;
-    unsigned char *m = mmap(NULL, map, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    KEXPECT(m != MAP_FAILED);
-    if (m == MAP_FAILED)
+    struct kheap_hooks hooks;
+    kheap_t *h = toy_heap(&hooks);
+    KEXPECT(h != NULL);
+    if (!h)
         return;
-    mprotect(m, first, PROT_READ | PROT_WRITE);
-    pages.base = m;
-    pages.top = m + first;
-    pages.limit = m + map;
-    pages.refuse = 0;
-    kheap_t *h = kheap_create(m, first);
-    struct kheap_hooks hooks = { .error = handler_0, .grow = toy_grow, .trim = toy_trim };
-    KEXPECT_EQ(kheap_set_hooks(h, &hooks), 0);
-    memset(got, 0, sizeof got);
+    unsigned char *m = pages.base;
     static void *p[10];
     for (int i = 0; i < 10; i++)
         KEXPECT((p[i] = kheap_alloc(h, 60 * 1024)) != NULL);
@@ -573,7 +580,7 @@ KTEST(test_trim_behind_a_cached_block)
     kheap_free(h, p[0]);
     KEXPECT_EQ(kheap_verify(h), 0);
     KEXPECT_EQ(got[0].n, 0);
-    munmap(m, map);
+    munmap(m, TOY_MAP);
 }
 
 /* Only the heap's highest end is offered (a hole below max would be read by kfree's first
