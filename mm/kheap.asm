@@ -606,6 +606,29 @@ block_merge:
         ret
 .end:
 
+; heap_trim_right -- with a trim hook, the free block right of used block H (krealloc's freed
+; tail, merged) offered to heap_trim_tail if it ends the heap: a shrink is a user's free too
+; C: void heap_trim_right(uintptr_t h)
+; IN rdi = H (valid used header)   OUT none; clobbers caller-saved; stack: heap_trim_tail's
+static heap_trim_right:function (heap_trim_right.end - heap_trim_right)
+heap_trim_right:
+        cmp     qword CTL(KH_CTL_TRIM), 0
+        je      .out
+        mov     rax, KH_SIZE_MASK
+        and     rax, [rdi]
+        add     rdi, rax                ; F, H's right neighbour
+        HDR_ADDR_OK rdi, rcx, .out
+        mov     rsi, [rdi]
+        BLOCK_CHECK rsi, rdi, rax, rcx, .out
+        test    al, KH_F_FREE
+        jz      .out
+        and     rax, -KHEAP_ALIGN
+        mov     rsi, rax                ; F's size
+        jmp     heap_trim_tail          ; (checks that F ends at the heap's sound end)
+.out:
+        ret
+.end:
+
 ; heap_trim_tail -- free block F (just filed by a user's free) may end the heap's highest
 ; region: offer the whole pages beyond its first KHEAP_MIN_BLOCK bytes to the trim hook; if
 ; taken, the region (and the heap) ends there
@@ -1217,6 +1240,11 @@ heap_realloc:
         mov     rsi, r14
         call    block_trim
         STATS_PEAK rax                  ; after the trim: the absorbed surplus never counts
+        cmp     r14, r15
+        jae     .trimmed                ; kept or grown in place: no give-back (no churn)
+        mov     rdi, r13
+        call    heap_trim_right         ; shrunk: the freed tail may end the heap
+.trimmed:
 %if KHEAP_DEBUG
         mov     rdi, r13                ; canary and trailer for the new size
         mov     rsi, r12

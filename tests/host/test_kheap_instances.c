@@ -583,6 +583,42 @@ KTEST(test_trim_behind_a_cached_block)
     munmap(m, TOY_MAP);
 }
 
+/* krealloc shrinking the heap's last block in place frees its tail: that end is offered like a
+ * free's; growing in place offers nothing. */
+KTEST(test_trim_after_krealloc_shrink)
+{
+    struct kheap_hooks hooks;
+    kheap_t *h = toy_heap(&hooks);
+    KEXPECT(h != NULL);
+    if (!h)
+        return;
+    unsigned char *m = pages.base;
+    unsigned char *p = kheap_alloc(h, 2 * MiB);
+    KEXPECT(p != NULL);
+    if (p)
+        memset(p, 0x33, 2 * MiB);
+    struct kheap_stats s1, s2;
+    kheap_stats(h, &s1);
+    int trims = pages.trims;
+    unsigned char *q = kheap_realloc(h, p, 100 * 1024);        /* shrinks in place */
+    KEXPECT(q == p);
+    kheap_stats(h, &s2);
+    KEXPECT(pages.trims > trims);
+    KEXPECT(s2.trimmed_bytes >= s1.trimmed_bytes + MiB);
+    KEXPECT_EQ(s2.total_bytes + s2.trimmed_bytes, s1.total_bytes + s1.trimmed_bytes);
+    KEXPECT(q && q[100 * 1024 - 1] == 0x33);
+    KEXPECT_EQ(kheap_verify(h), 0);                            /* reads no given-back page */
+    trims = pages.trims;
+    q = kheap_realloc(h, q, 1 * MiB);                          /* grows: nothing offered */
+    KEXPECT(q != NULL);
+    KEXPECT_EQ(pages.trims, trims);
+    KEXPECT(q && q[0] == 0x33);
+    kheap_free(h, q);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    KEXPECT_EQ(got[0].n, 0);
+    munmap(m, TOY_MAP);
+}
+
 /* Only the heap's highest end is offered (a hole below max would be read by kfree's first
  * test), and only after a sound sentinel: a zeroed header right of a free block is no end. */
 static int trims_seen;
