@@ -614,12 +614,12 @@ static heap_trim_right:function (heap_trim_right.end - heap_trim_right)
 heap_trim_right:
         cmp     qword CTL(KH_CTL_TRIM), 0
         je      .out
-        mov     rax, KH_SIZE_MASK
-        and     rax, [rdi]
-        add     rdi, rax                ; F, H's right neighbour
-        HDR_ADDR_OK rdi, rcx, .out
-        mov     rsi, [rdi]
-        BLOCK_CHECK rsi, rdi, rax, rcx, .out
+        HDR_LOW rsi, [rdi]
+        and     rsi, -KHEAP_ALIGN
+        add     rdi, rsi                ; F, H's right neighbour (H is valid: F is in the heap)
+        call    block_read_next         ; F's size | flags, checked and its links too; rdi kept
+        cmp     rax, -1
+        je      .out                    ; (corrupt: left to the next free or kheap_verify)
         test    al, KH_F_FREE
         jz      .out
         and     rax, -KHEAP_ALIGN
