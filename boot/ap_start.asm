@@ -50,13 +50,7 @@ ap_protected:
 bits 64
 ; ap_long -- the kernel's GDT, the AP's stack, entry(arg). entry never returns.
 ap_long:
-    mov ax, SEL_DATA
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    xor eax, eax
-    mov fs, ax
-    mov gs, ax
+    DATA_SEGMENTS SEL_DATA
     mov rax, [abs T(ap_tramp_params.gdtr)]
     lgdt [rax]
     mov rsp, [abs T(ap_tramp_params.stack)]

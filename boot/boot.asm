@@ -249,13 +249,7 @@ bits 64
 ; long_mode_start -- first 64-bit code: data segments, 16-byte aligned stack, kmain(magic, info).
 ; boot_kmain_rsp records RSP just before the call (the ABI wants it 16-byte aligned).
 long_mode_start:
-    mov ax, gdt64.data
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    xor eax, eax
-    mov fs, ax
-    mov gs, ax
+    DATA_SEGMENTS gdt64.data
 %if KERNEL_VMA
     mov rax, .high                      ; to the higher half (still running identity mapped)
     jmp rax
