@@ -103,6 +103,15 @@ void ktest_tap_plan(unsigned tests);            /* "1..N" */
 /* `ok N - name`, `not ok N - name`, or with skip != NULL `ok N - name # SKIP skip`. */
 void ktest_tap_result(int ok, const char *name, const char *skip);
 
+/* Deterministic random numbers for the tests: xorshift64 (13, 7, 17); *s must not be 0. */
+static inline uint64_t ktest_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
 #ifndef KERNEL
 /* Host programs: the arguments other than ktest=PATTERN (argv[0] included), for a
  * KTEST_SETUP that takes options (tests/host/ktest_main.c). */

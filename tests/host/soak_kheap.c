@@ -45,14 +45,6 @@ static const kheap_error_fn report_fn[MAX_HEAPS] = {
     report_0, report_1, report_2, report_3, report_4, report_5, report_6, report_7,
 };
 
-static inline uint64_t next(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 /* The pattern of byte i of a block with this seed; only its first HEAD and last TAIL bytes
  * carry it (a large block is not filled whole: that would be a memset benchmark). */
 static inline unsigned char pat(uint32_t seed, size_t i) { return (unsigned char)(seed + i * 131); }
@@ -82,7 +74,7 @@ static int intact(const struct slot *b, size_t keep)
 
 static size_t random_size(uint64_t *s)
 {
-    uint64_t r = next(s);
+    uint64_t r = ktest_rand(s);
     unsigned k = (unsigned)(r % 100);
     if (k < 70)
         return 1 + (r >> 8) % 512;
@@ -108,7 +100,7 @@ static void *soak_run(void *arg)
     size_t live_bytes = 0;
     memset(slot, 0, sizeof slot);
     for (op = 0; op < s->ops; op++) {
-        uint64_t r = next(&rng);
+        uint64_t r = ktest_rand(&rng);
         struct slot *b = &slot[r % SLOTS];
         unsigned kind = (unsigned)(r >> 16) % 16;
         if (!b->p) {

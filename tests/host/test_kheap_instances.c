@@ -116,13 +116,7 @@ static int intact3(const struct live3 *b)
 }
 
 static uint64_t rng3 = 0x9E3779B97F4A7C15ull;
-static uint64_t next3(void)
-{
-    rng3 ^= rng3 << 13;
-    rng3 ^= rng3 >> 7;
-    rng3 ^= rng3 << 17;
-    return rng3;
-}
+static uint64_t next3(void) { return ktest_rand(&rng3); }
 
 KTEST(test_three_heaps_random)
 {
@@ -251,10 +245,7 @@ static void *worker_run(void *arg)
     static __thread size_t len[N];
     uint64_t r = 0x1234567ull * (unsigned)(w->id + 1);
     for (unsigned long op = 0; op < OPS; op++) {
-        r ^= r << 13;
-        r ^= r >> 7;
-        r ^= r << 17;
-        unsigned i = (unsigned)(r % N);
+        unsigned i = (unsigned)(ktest_rand(&r) % N);
         if (p[i]) {
             for (size_t k = 0; k < len[i]; k += 16)
                 w->bad += p[i][k] != (uint8_t)(w->id * 64 + i);

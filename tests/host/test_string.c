@@ -38,10 +38,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint8_t rnd8(void)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint8_t)(rng_state >> 24);
+    return (uint8_t)(ktest_rand(&rng_state) >> 24);
 }
 
 static void fill_random(uint8_t *p, size_t n)

@@ -53,13 +53,7 @@ static int in_static(const void *p, size_t n)
 }
 
 static uint64_t rng_state = 88172645463325252ull;
-static uint64_t rng(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
+static uint64_t rng(void) { return ktest_rand(&rng_state); }
 
 static void fill(unsigned char *p, size_t n, unsigned char seed)
 {

@@ -141,14 +141,6 @@ static void inst_error(int code, void *ptr, void *caller)
     __atomic_add_fetch(&inst_reports, 1, __ATOMIC_RELAXED);
 }
 
-static uint64_t next(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 static inline uint64_t pat(const struct blk *b, uint64_t i)
 {
     return (uint64_t)b->owner << 56 | (uint64_t)b->seed << 24 | i;
@@ -225,7 +217,7 @@ static void stress_run(void *arg)
             __atomic_store_n(&in->tail, in->tail + 1, __ATOMIC_RELEASE);
             s->received++;
         }
-        uint64_t r = next(&s->rng);
+        uint64_t r = ktest_rand(&s->rng);
         struct blk *b = &s->slot[r % SLOTS];
         unsigned kind = (unsigned)(r >> 8) % 8;
         if (!b->p) {

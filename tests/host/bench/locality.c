@@ -35,18 +35,11 @@ static double now_ms(void)
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
-static uint64_t rng = 0x853C49E6748FEA9Bull;
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 int main(void)
 {
     const struct bench_alloc *a = &BENCH_ALLOC_SYMBOL;
+    struct bench_rng rng;
+    bench_rng_seed(&rng, BENCH_SEED_BASE);             /* the same objects for every allocator */
     static void *churn[CHURN];
     static struct node *order[OBJECTS];
     void *arena = a->takes_arena ? aligned_alloc(4096, ARENA_BYTES) : NULL;
@@ -54,11 +47,11 @@ int main(void)
         return 1;
     /* 1. churn: a heap with holes, half of the churn blocks stay live */
     for (size_t i = 0; i < CHURN; i++)
-        churn[i] = a->malloc(16 + next() % 496);
+        churn[i] = a->malloc(bench_range(&rng, 16, 511));
     for (size_t k = 0; k < 4 * CHURN; k++) {
-        size_t i = next() % CHURN;
+        size_t i = bench_range(&rng, 0, CHURN - 1);
         a->free(churn[i]);
-        churn[i] = a->malloc(16 + next() % 496);
+        churn[i] = a->malloc(bench_range(&rng, 16, 511));
     }
     for (size_t i = 0; i < CHURN; i += 2) {
         a->free(churn[i]);
@@ -71,7 +64,7 @@ int main(void)
         double t0 = now_ms();
         struct node *head = NULL, **tail = &head;
         for (size_t i = 0; i < OBJECTS; i++) {
-            size_t words = next() % 31;
+            size_t words = bench_range(&rng, 0, 30);
             struct node *n = a->malloc(sizeof *n + words * 8);
             if (!n)
                 return 2;
@@ -90,7 +83,7 @@ int main(void)
         /* 4. free: in allocation order, or (round 1) in random order */
         if (round == 1)
             for (size_t i = OBJECTS - 1; i > 0; i--) {
-                size_t j = next() % (i + 1);
+                size_t j = bench_range(&rng, 0, i);
                 struct node *t = order[i];
                 order[i] = order[j];
                 order[j] = t;
