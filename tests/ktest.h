@@ -103,6 +103,16 @@ void ktest_tap_plan(unsigned tests);            /* "1..N" */
 /* `ok N - name`, `not ok N - name`, or with skip != NULL `ok N - name # SKIP skip`. */
 void ktest_tap_result(int ok, const char *name, const char *skip);
 
+/* Are a and b the same string? (NULL equals nothing: a missing string fails the check.) */
+static inline int ktest_streq(const char *a, const char *b)
+{
+    if (!a || !b)
+        return 0;
+    while (*a && *a == *b)
+        a++, b++;
+    return *a == *b;
+}
+
 /* Deterministic random numbers for the tests: xorshift64 (13, 7, 17); *s must not be 0. */
 static inline uint64_t ktest_rand(uint64_t *s)
 {

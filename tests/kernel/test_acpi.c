@@ -204,15 +204,6 @@ static int contains(const char *s, const char *sub)
     return !*sub;
 }
 
-static int streq(const char *a, const char *b)
-{
-    if (!a || !b)
-        return 0;
-    while (*a && *a == *b)
-        a++, b++;
-    return *a == *b;
-}
-
 /* acpi_parse_rsdp on the synthetic tables must fail with count 0 (out pre-filled with junk)
  * and an acpi_last_error naming `why`. */
 #define EXPECT_REJECTED(why)                                                               \
@@ -238,7 +229,7 @@ KTEST(acpi_madt_lists_enabled_lapics)
     for (unsigned i = 0; i < 4; i++)
         KEXPECT_EQ(c.apic_id[i], want[i]);
     KEXPECT_EQ(c.lapic_base, LAPIC_DEFAULT);
-    KEXPECT(streq(c.source, "RSDT"));
+    KEXPECT(ktest_streq(c.source, "RSDT"));
     KEXPECT_EQ(acpi_last_error[0], '\0');
 }
 
@@ -293,13 +284,13 @@ KTEST(acpi_rsdt_and_xsdt_paths)
     madt_four_cpus();
     fw_build(0);
     KEXPECT_EQ(acpi_parse_rsdp(rsdp, &c), 0);
-    KEXPECT(streq(c.source, "RSDT"));
+    KEXPECT(ktest_streq(c.source, "RSDT"));
     KEXPECT_EQ(c.count, 4);
 
     fw_build(2);
     rsdt[SDT_OFF_CHECKSUM] ^= 1;
     KEXPECT_EQ(acpi_parse_rsdp(rsdp, &c), 0);
-    KEXPECT(streq(c.source, "XSDT"));
+    KEXPECT(ktest_streq(c.source, "XSDT"));
     KEXPECT_EQ(c.count, 4);
 
     fw_build(2);
@@ -307,7 +298,7 @@ KTEST(acpi_rsdt_and_xsdt_paths)
     rsdp_seal();
     xsdt[SDT_OFF_CHECKSUM] ^= 1;
     KEXPECT_EQ(acpi_parse_rsdp(rsdp, &c), 0);
-    KEXPECT(streq(c.source, "RSDT"));
+    KEXPECT(ktest_streq(c.source, "RSDT"));
     KEXPECT_EQ(c.count, 4);
 }
 
@@ -527,7 +518,7 @@ KTEST(acpi_multiboot2_tags_copy_rsdp)
         struct acpi_cpus c;
         KEXPECT_EQ(acpi_find_cpus(&c), 0);             /* the copy leads to the fake tables */
         KEXPECT_EQ(c.count, 4);
-        KEXPECT(streq(c.source, "XSDT"));
+        KEXPECT(ktest_streq(c.source, "XSDT"));
     }
     /* a "new" tag too short for a revision 2 RSDP: copied as is, rejected by acpi */
     KEXPECT_EQ(mb2_parse_acpi(0, RSDP_V1_SIZE), 0);
@@ -552,7 +543,7 @@ KTEST(acpi_firmware_tables_list_bsp)
     struct acpi_cpus c;
     KEXPECT_EQ(acpi_find_cpus(&c), 0);
     KEXPECT(c.count >= 1);
-    KEXPECT(streq(c.source, "RSDT") || streq(c.source, "XSDT"));
+    KEXPECT(ktest_streq(c.source, "RSDT") || ktest_streq(c.source, "XSDT"));
     uint32_t bsp = bsp_apic_id();
     int found = 0;
     for (unsigned i = 0; i < c.count; i++)

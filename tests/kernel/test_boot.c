@@ -7,13 +7,6 @@
 
 #define MiB (1ull << 20)
 
-static int streq(const char *a, const char *b)
-{
-    while (*a && *a == *b)
-        a++, b++;
-    return *a == *b;
-}
-
 static int overlaps(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1)
 {
     return a0 < b1 && b0 < a1;
@@ -144,7 +137,7 @@ KTEST(cpu_stack_aligned_at_kmain)
     do {                                                                                  \
         char buf_[128];                                                                   \
         int n_ = ksnprintf(buf_, sizeof buf_, __VA_ARGS__);                               \
-        ktest_check(streq(buf_, want), __FILE__, __LINE__,                                \
+        ktest_check(ktest_streq(buf_, want), __FILE__, __LINE__,                                \
                     "ksnprintf(%s) = \"%s\", want \"%s\"", #__VA_ARGS__, buf_, want);     \
         KEXPECT_EQ(n_, sizeof(want) - 1);                                                 \
     } while (0)
@@ -171,11 +164,11 @@ KTEST(ksnprintf_truncates)
 {
     char buf[8] = "XXXXXXX";
     KEXPECT_EQ(ksnprintf(buf, 4, "%s", "abcdef"), 6);
-    KEXPECT(streq(buf, "abc"));
+    KEXPECT(ktest_streq(buf, "abc"));
     KEXPECT_EQ(ksnprintf(buf, 0, "%d", 12345), 5);
-    KEXPECT(streq(buf, "abc"));                          /* size 0: nothing written */
+    KEXPECT(ktest_streq(buf, "abc"));                          /* size 0: nothing written */
     KEXPECT_EQ(ksnprintf(buf, 1, "x"), 1);
-    KEXPECT(streq(buf, ""));
+    KEXPECT(ktest_streq(buf, ""));
 }
 
 KTEST(serial_loopback)

@@ -82,13 +82,6 @@ static int mb2_parse(uint32_t total)
     return boot_info_parse(MULTIBOOT2_BOOT_MAGIC, (uint64_t)buf);
 }
 
-static int streq(const char *a, const char *b)
-{
-    while (*a && *a == *b)
-        a++, b++;
-    return *a == *b;
-}
-
 KTEST(kernel_multiboot2_parse_wellformed)
 {
     saved = boot_info;
@@ -104,8 +97,8 @@ KTEST(kernel_multiboot2_parse_wellformed)
     uint32_t total = len;
     KEXPECT_EQ(mb2_parse(total), 0);
     KEXPECT_EQ(boot_info.multiboot_version, 2);
-    KEXPECT(streq(boot_info.cmdline, "ktest=x"));
-    KEXPECT(streq(boot_info.loader_name, "crafted"));
+    KEXPECT(ktest_streq(boot_info.cmdline, "ktest=x"));
+    KEXPECT(ktest_streq(boot_info.loader_name, "crafted"));
     KEXPECT_EQ(boot_info.mem_lower_kb, 639);
     KEXPECT_EQ(boot_info.mem_upper_kb, 261120);
     KEXPECT_EQ(boot_info.mmap_count, 2);
@@ -124,7 +117,7 @@ KTEST(kernel_multiboot2_parse_malformed)
     mb2_tag(MB2_TAG_LOADER, 0);
     mb2_tag(MB2_TAG_END, 8);
     KEXPECT_EQ(mb2_parse(len), 1);
-    KEXPECT(streq(boot_info.cmdline, "a=1"));
+    KEXPECT(ktest_streq(boot_info.cmdline, "a=1"));
     KEXPECT_EQ(boot_info.loader_name[0], '\0');
     /* a tag size below its own header */
     mb2_begin();
@@ -144,7 +137,7 @@ KTEST(kernel_multiboot2_parse_malformed)
     mb2_string(MB2_TAG_CMDLINE, "b=2", 4);
     mb2_mmap(MB2_ENTRY_SIZE, 2);
     KEXPECT_EQ(mb2_parse(8 + 16 + 16 + MB2_ENTRY_SIZE), 1);
-    KEXPECT(streq(boot_info.cmdline, "b=2"));
+    KEXPECT(ktest_streq(boot_info.cmdline, "b=2"));
     KEXPECT_EQ(boot_info.mmap_count, 0);
     /* total_size ends inside a tag header, or before the info header itself */
     mb2_begin();
@@ -155,7 +148,7 @@ KTEST(kernel_multiboot2_parse_malformed)
     mb2_begin();
     mb2_string(MB2_TAG_CMDLINE, "abcd", 4);           /* then 4 bytes of padding: poison */
     KEXPECT_EQ(mb2_parse(len), 0);
-    KEXPECT(streq(boot_info.cmdline, "abcd"));
+    KEXPECT(ktest_streq(boot_info.cmdline, "abcd"));
     boot_info = saved;
 }
 
