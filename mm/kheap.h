@@ -42,7 +42,7 @@ extern "C" {
 #define KHEAP_QUICK_MAX        512         /* largest block size the front cache holds */
 #define KHEAP_MAX_ALLOC        0x0000400000000000  /* larger n or align: NULL (KHEAP_E_SIZE) */
 #define KHEAP_REGION_MIN       64          /* smallest region kheap_extend accepts (aligned) */
-#define KHEAP_CTL_SIZE         8192        /* bytes of kheap_create's memory the heap keeps */
+#define KHEAP_CTL_SIZE         16384       /* bytes of kheap_create's memory the heap keeps */
 #define KHEAP_CREATE_MIN       (KHEAP_CTL_SIZE + KHEAP_REGION_MIN)  /* smallest kheap_create */
 
 /* ---- errors: returned (negative) and passed to the error hook; 0 is success ----------------- */
@@ -95,6 +95,17 @@ typedef int (*kheap_trim_fn)(void *start, size_t size);
 #define KHEAP_PAGE_SIZE        4096
 #define KHEAP_TRIM_MIN         (64 * 1024)   /* trim_min when the hook leaves it 0 */
 
+/* Per-CPU caches: the index, below ncpu, of the cache slot the calling CPU may use. Small
+ * allocations and frees (the slab tier, see docs/heap.md) go through that slot without the
+ * lock; only refills and drains, KH_MAG_BATCH objects at a time, take it. No other CPU or
+ * thread may use the same index until the kheap call returns: a CPU index while the caller
+ * cannot migrate (a kernel: preemption off), or a thread's own slot. An interrupt handler on
+ * the same CPU may call the heap meanwhile (kheap sees the slot busy and takes the lock).
+ * Called on a 16-byte aligned stack; may clobber the caller-saved registers; must not call the
+ * heap. A result >= ncpu makes the call take the lock, as without the hook. */
+typedef unsigned (*kheap_cpu_fn)(void);
+#define KHEAP_MAX_CPUS         256
+
 /* Every hook of one heap. A zero field means none: errors are only counted, no lock is taken
  * (then only one thread or CPU may use the heap at a time), the heap does not grow nor give
  * memory back. lock and unlock come together or not at all; both are called with lock_ctx, on
@@ -108,17 +119,21 @@ struct kheap_hooks {
     kheap_grow_fn  grow;
     kheap_trim_fn  trim;
     size_t         trim_min;           /* smallest span offered to trim (0: KHEAP_TRIM_MIN) */
+    kheap_cpu_fn   cpu;                /* the per-CPU caches' index (NULL: one cache) */
+    unsigned       ncpu;               /* cpu's results are below this, 1..KHEAP_MAX_CPUS */
 };
 
 /* ---- statistics ------------------------------------------------------------------------------- */
 struct kheap_stats {
     size_t   total_bytes;    /* bytes in blocks, used + free (control block, descriptors and
                                 sentinels excluded) */
-    size_t   used_bytes;     /* bytes in allocated blocks, headers included */
-    size_t   free_bytes;     /* total - used: free blocks and front-cache blocks */
+    size_t   used_bytes;     /* bytes users hold: allocated blocks (headers included) and live
+                                slab objects (their class size); slabs' free and cached objects,
+                                their headers and the per-CPU slots' block are free_bytes */
+    size_t   free_bytes;     /* total - used */
     size_t   largest_free;   /* the largest block one allocation can get now (the front cache
                                 flushed, as an allocation that needs it does); usable: 8 less */
-    size_t   peak_used;      /* highest used_bytes since the heap was made */
+    size_t   peak_used;      /* highest bytes in allocated blocks, slabs counted whole */
     uint64_t allocs;         /* successful allocations (also moving reallocs) */
     uint64_t frees;          /* successful frees (also realloc(p, 0) and the free of a move) */
     uint64_t failed_allocs;  /* allocation calls that returned NULL */
@@ -126,6 +141,13 @@ struct kheap_stats {
     unsigned regions;        /* regions under management */
     unsigned fragmentation_ppm; /* (1 - largest_free / free_bytes) * 10^6; 0 if nothing free */
     uint64_t trimmed_bytes;  /* bytes given back through the trim hook (they left the heap) */
+    size_t   slab_bytes;     /* bytes of the blocks that are slabs: at most, beyond what live
+                                objects need, one partly used slab per class and CPU... see
+                                docs/heap.md "Memory the slab tier holds" */
+    size_t   slab_free_bytes;  /* of those, bytes of objects free in their slabs */
+    size_t   cached_bytes;   /* bytes of objects in per-CPU caches (free to users; at most
+                                ncpu * KH_SLAB_CLASSES * 32 objects; another CPU's may be
+                                changing while this is read) */
 };
 
 /* ---- heap instances --------------------------------------------------------------------------

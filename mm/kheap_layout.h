@@ -154,6 +154,43 @@
 #define KH_PPM               1000000
 
 /* ---------------------------------------------------------------------------------------------
+ * The slab tier. Requests of at most KH_SLAB_MAX bytes (in the debug build: n + the debug
+ * extra) are served from slabs of one size class each: a slab is a used block of the TLSF tier
+ * (KH_SLAB_BLOCK bytes) whose payload S is aligned to KH_SLAB_SIZE, so the slab of an object p
+ * is p & -KH_SLAB_SIZE. Its block's header is at S - 8 and the next block's at S + size - 8:
+ * slabs carved one after another tile memory with no gap, and objects end by S + size - 8.
+ * Objects carry no header: their state is a byte in the slab header.
+ *
+ *   S: [check][cls nfree hint gen][next][prev][ state[cap] ][pad][obj 0][obj 1] ... [obj cap-1]
+ *      0      8                   16    24    KH_SLAB_HDR        first = kh_slab_class[c].first
+ *
+ * check = ((S ^ cls) * KH_HASH_K1) ^ slab_key: a 64-bit keyed value (slab_key is derived from
+ * the secret like the link key), so a pointer is a slab object only if its slab's first word
+ * holds what only the heap can compute; a stray write into it is caught (the object is then
+ * reported, never followed). A slab given back to the TLSF tier has its check cleared.
+ * state[i]: KH_OBJ_FREE (in the slab), KH_OBJ_LIVE (the user's), KH_OBJ_CACHED (in a per-CPU
+ * cache). Double and interior frees are exact: p must be first + i * size with i < cap, and
+ * its state LIVE. Slabs with FREE objects are on their class's partial list (next/prev, plain
+ * addresses, each checked before use); a list is on only while gen == the class's generation
+ * (dropping a corrupt list is gen++). Empty slabs: one kept per class (spare), the rest given
+ * back at once.
+ * ------------------------------------------------------------------------------------------- */
+#define KH_SLAB_LOG2         14
+#define KH_SLAB_SIZE         (1 << KH_SLAB_LOG2)  /* bytes of a slab, its alignment */
+#define KH_SLAB_BLOCK        KH_SLAB_SIZE         /* its TLSF block: [S - 8, S + size - 8) */
+#define KH_SLAB_CLASSES      16
+#define KH_SLAB_MAX          512                  /* the largest object size */
+#define KH_SLAB_HDR          40                   /* state[] starts here */
+#define KH_SLAB_KEY_K        0x2545F4914F6CDD1D   /* slab_key = fold((secret ^ K) * K1) */
+#define KH_OBJ_FREE          0
+#define KH_OBJ_LIVE          1
+#define KH_OBJ_CACHED        2
+/* Per-CPU caches: per CPU and class a stack of up to KH_MAG_DEPTH objects; a refill takes
+ * KH_MAG_BATCH from the slabs, a full stack gives KH_MAG_BATCH back (both under the lock). */
+#define KH_MAG_DEPTH         32
+#define KH_MAG_BATCH         16
+
+/* ---------------------------------------------------------------------------------------------
  * The control block of a heap: the first KHEAP_CTL_SIZE bytes of kheap_create's memory (64-byte
  * aligned); kheap_t * points at it. Hot fields first (every call touches them), then the
  * front cache, then the TLSF bitmaps and list heads. NASM reads these structures through
@@ -178,6 +215,35 @@ struct kh_quick {
 struct kh_site {                     /* one line of the leak report (scratch, under the lock) */
     void             *site;
     size_t            blocks, bytes;
+};
+
+struct kh_class {                    /* one slab size class (kh_slab_class[], mm/kheap_slab.inc) */
+    uint32_t          size;          /* object bytes */
+    uint32_t          recip;         /* ceil(2^32 / size): index = (offset * recip) >> 32 */
+    uint32_t          first;         /* offset of object 0 from S */
+    uint32_t          cap;           /* objects per slab */
+};
+
+struct kh_slab {                     /* at S, the first bytes of a slab */
+    uint64_t          check;         /* ((S ^ cls) * KH_HASH_K1) ^ slab_key */
+    uint8_t           cls;
+    uint8_t           pad;
+    uint16_t          nfree;         /* objects in state KH_OBJ_FREE */
+    uint16_t          hint;          /* no FREE object below this index */
+    uint16_t          gen;           /* on its partial list iff == the class's gen */
+    uintptr_t         next, prev;    /* partial list (S of a slab, or 0) */
+    uint64_t          spare_pad;
+    uint8_t           state[];       /* at KH_SLAB_HDR */
+};
+
+struct kh_cpu {                      /* one CPU's caches (kheap.h: the cpu hook) */
+    uint8_t           busy;          /* a kheap call of this CPU is using it */
+    uint8_t           drain;         /* kheap_flush asked: give everything back first */
+    uint8_t           pad[6];
+    uint64_t          allocs, frees; /* calls served here (the heap's counters have the rest) */
+    uint8_t           count[KH_SLAB_CLASSES];    /* objects in each stack */
+    uint8_t           pad2[24];
+    uintptr_t         obj[KH_SLAB_CLASSES][KH_MAG_DEPTH];
 };
 
 struct kh_ctl {
@@ -211,9 +277,26 @@ struct kh_ctl {
     uint64_t          quick_lost_bytes;          /* how many bytes (kheap_verify counts them) */
     struct kh_site    sites[KH_LEAK_SLOTS];      /* leak report scratch */
     unsigned          nsites;
+    /* the slab tier */
+    uint64_t          slab_key;      /* key of every slab check (from the secret) */
+    struct kh_cpu    *cpus;          /* the per-CPU caches: &cpu0, or a block of ncpu (cpu_block) */
+    uint64_t          ncpu;          /* slots at cpus (1 without a cpu hook) */
+    uintptr_t         cpu_block;     /* payload of the block holding the slots, or 0 */
+    uint64_t          slab_bytes;    /* bytes of blocks that are slabs */
+    uint64_t          slab_free;     /* bytes of FREE objects in slabs */
+    uint64_t          slab_count;    /* slabs */
+    uint64_t          slab_cap;      /* bytes of all objects of all slabs (cap * size each) */
+    uintptr_t         partial[KH_SLAB_CLASSES];  /* partial list heads */
+    uintptr_t         spare[KH_SLAB_CLASSES];    /* one empty slab kept per class, or 0 */
+    uint64_t          gen[KH_SLAB_CLASSES];      /* partial list generations */
+    struct kh_cpu     cpu0;          /* the slot of a heap without a cpu hook */
 };
 
 _Static_assert(sizeof(struct kh_region) == KH_RGN_SIZE, "region descriptor size");
+_Static_assert(sizeof(struct kh_slab) == KH_SLAB_HDR, "slab header");
+_Static_assert(sizeof(struct kh_class) == 16, "class entry");
+_Static_assert(sizeof(struct kh_cpu) % 64 == 0, "per-CPU slots on their own lines");
+_Static_assert(KH_MAG_DEPTH < 256 && KH_MAG_BATCH <= KH_MAG_DEPTH / 2, "stack counts are bytes");
 _Static_assert((KH_RGN_SIZE + KHEAP_HEADER_SIZE) % KHEAP_ALIGN == 0, "first payload aligned");
 _Static_assert(sizeof(struct kh_ctl) <= KHEAP_CTL_SIZE, "the control block fits KHEAP_CTL_SIZE");
 _Static_assert(KHEAP_CTL_SIZE % 64 == 0, "regions after the control block stay aligned");
