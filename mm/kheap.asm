@@ -204,6 +204,8 @@ block_from_user:
         jb      .bad_ptr
         cmp     rdi, CTL(KH_CTL_MAX)
         jae     .bad_ptr
+        cmp     rdi, CTL(KH_CTL_CPU_BLOCK)
+        je      .bad_header             ; the heap's own block of per-CPU slots
         mov     r8, [rsi]
         BLOCK_CHECK r8, rsi, rdx, rcx, .bad_header
         test    dl, KH_F_FREE | KH_F_QUICK
@@ -1033,6 +1035,8 @@ heap_malloc_nf:
 %macro FREE_FAST 3
         lea     rdx, [rdi - KHEAP_HEADER_SIZE]  ; H
         HDR_ADDR_OK rdx, rcx, %1
+        cmp     rdi, [KHB + KH_CTL_CPU_BLOCK]
+        je      %1                      ; the per-CPU slots' block: block_from_user reports it
         mov     r8, [rdx]
         BLOCK_CHECK r8, rdx, rsi, rcx, %1
         test    sil, KH_F_FREE | KH_F_QUICK
@@ -1083,7 +1087,8 @@ heap_free:
         add     rsp, 8
         test    rax, rax
         jz      .block
-        js      .done                   ; reported
+        cmp     rax, -1                 ; (S may be negative: a higher-half heap)
+        je      .done                   ; reported
         mov     rsi, rax                ; a live slab object
         mov     edx, r9d
         sub     rsp, 8
@@ -1237,7 +1242,8 @@ heap_realloc:
         call    slab_user
         test    rax, rax
         jz      .block
-        js      .null
+        cmp     rax, -1                 ; (S may be negative: a higher-half heap)
+        je      .null
         mov     r15d, ecx               ; its class
         mov     r14d, [r10 + KH_CLS_SIZE]
 %if KHEAP_DEBUG
@@ -1619,7 +1625,8 @@ heap_ksize:
         add     rsp, 8
         test    rax, rax
         jz      .block
-        js      .zero
+        cmp     rax, -1                 ; (S may be negative: a higher-half heap)
+        je      .zero
 %if KHEAP_DEBUG
         mov     esi, [r10 + KH_CLS_SIZE]
         jmp     dbg_slab_usable
@@ -2519,7 +2526,9 @@ heap_setup_cpus:
         jae     %1
         imul    rax, rax, KH_CPU_BYTES
         add     rax, [r11 + KH_CTL_CPUS]
-        cmp     word [rax + KH_CPU_BUSY], 0     ; busy, or a drain asked (KH_CPU_DRAIN)
+        cmp     byte [rax + KH_CPU_BUSY], 0     ; (bytes: a word load would not be
+        jne     %1                              ; forwarded from the last call's byte store)
+        cmp     byte [rax + KH_CPU_DRAIN], 0
         jne     %1
         mov     byte [rax + KH_CPU_BUSY], 1
 %endmacro
@@ -2563,26 +2572,17 @@ heap_setup_cpus:
         xor     r10, [r11 + KH_CTL_SLAB_KEY]
         cmp     r10, [r9 + KH_SL_CHECK]
         jne     %%miss
-        mov     [rax + KH_CPU_COUNT + rcx], dl  ; popped (put back below if it is bad)
-        mov     rsi, rcx
-        shl     rsi, 4
-        lea     r10, [rel kh_slab_class]
-        add     rsi, r10                        ; the class entry
-        mov     r10, r8
-        sub     r10, r9
-        SLAB_INDEX rcx, r10, rsi, rdx, %%bad
-        cmp     byte [r9 + KH_SL_STATE + rcx], KH_OBJ_CACHED
-        jne     %%bad
-        mov     byte [r9 + KH_SL_STATE + rcx], KH_OBJ_LIVE
+        test    r8b, KHEAP_ALIGN - 1
+        jnz     %%miss
+        SLAB_GRANULE r10, r8
+        cmp     byte [r9 + KH_SL_STATE + r10], KH_OBJ_CACHED
+        jne     %%miss                          ; (only an object's first granule can be)
+        mov     byte [r9 + KH_SL_STATE + r10], KH_OBJ_LIVE
+        mov     [rax + KH_CPU_COUNT + rcx], dl  ; popped
         inc     qword [rax + KH_CPU_ALLOCS]
         mov     byte [rax + KH_CPU_BUSY], 0
         mov     rax, r8
         ret
-%%bad:
-        lea     rdx, [rel kh_slab_class]
-        sub     rsi, rdx
-        shr     rsi, 4
-        inc     byte [rax + KH_CPU_COUNT + rsi]
 %%miss:
         mov     byte [rax + KH_CPU_BUSY], 0
         jmp     %1
@@ -2622,19 +2622,13 @@ heap_setup_cpus:
         mov     r9, rdi
         and     r9, -KH_SLAB_SIZE
         movzx   ecx, byte [r9 + KH_SL_CLS]
-        cmp     byte [rax + KH_CPU_COUNT + rcx], KH_MAG_DEPTH
-        jae     %%miss                          ; full: the full path drains it
-        mov     rsi, rcx
-        shl     rsi, 4
-        lea     r8, [rel kh_slab_class]
-        add     rsi, r8
-        mov     r10, rdi
-        sub     r10, r9
-        SLAB_INDEX r8, r10, rsi, rdx, %%miss
-        cmp     byte [r9 + KH_SL_STATE + r8], KH_OBJ_LIVE
-        jne     %%miss
-        mov     byte [r9 + KH_SL_STATE + r8], KH_OBJ_CACHED
         movzx   edx, byte [rax + KH_CPU_COUNT + rcx]
+        cmp     edx, KH_MAG_DEPTH
+        jae     %%miss                          ; full: the full path drains it
+        SLAB_GRANULE r8, rdi
+        cmp     byte [r9 + KH_SL_STATE + r8], KH_OBJ_LIVE
+        jne     %%miss                          ; (only an object's first granule can be)
+        mov     byte [r9 + KH_SL_STATE + r8], KH_OBJ_CACHED
         mov     r8, rcx
         shl     r8, 8
         add     r8, rax

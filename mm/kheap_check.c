@@ -104,16 +104,15 @@ static void kh_check_content(uintptr_t h, uint64_t size, uint64_t word, struct k
 /* ---- slabs -------------------------------------------------------------------------------- */
 
 /* Does the class table describe slabs the checks may read: objects aligned, after the state
- * bytes and inside the slab, and the reciprocal NASM divides by? A build error rather than
- * heap damage, ruled out before any slab is read with it. */
+ * bytes and inside the slab's block (which ends at S + KH_SLAB_BLOCK - 8)? A build error
+ * rather than heap damage, ruled out before any slab is read with it. */
 static int kh_classes_ok(void)
 {
     for (unsigned i = 0; i < KH_SLAB_CLASSES; i++) {
         const struct kh_class *k = &kh_slab_class[i];
         if (k->size == 0 || k->size % KHEAP_ALIGN || k->size > KH_SLAB_MAX || k->cap == 0 ||
-            k->first % KHEAP_ALIGN || k->first < KH_SLAB_HDR + (uint64_t)k->cap ||
-            k->first + (uint64_t)k->cap * k->size > KH_SLAB_SIZE ||
-            k->recip != (uint32_t)(((1ull << 32) + k->size - 1) / k->size))
+            k->first != KH_SLAB_FIRST ||
+            k->first + (uint64_t)k->cap * k->size > KH_SLAB_BLOCK - KHEAP_HEADER_SIZE)
             return 0;
     }
     return 1;
@@ -138,20 +137,28 @@ static void kh_check_object(uintptr_t p, uint64_t size, unsigned st, struct kh_w
  * state bytes against nfree and hint, its list membership (generation) against its fill; then
  * counted for the counters, the partial lists and the per-CPU caches. A slab with FREE objects
  * whose generation is stale is on no list because its list was dropped (gen++): an orphan, a
- * known state like a detached class's blocks, counted and re-adopted. KHEAP_E_CORRUPT for a
- * broken invariant. */
+ * known state like a detached class's blocks, counted and re-adopted (an empty one too: it
+ * could only be a spare whose pointer was lost, and on a list it is simply used again).
+ * KHEAP_E_CORRUPT for a broken invariant. */
 static int kh_check_slab(const struct kh_ctl *c, uintptr_t s, uint64_t size, struct kh_walk *w)
 {
     const struct kh_slab *sl = (const struct kh_slab *)s;
     const struct kh_class *k = &kh_slab_class[sl->cls];
     uint64_t nfree = 0;
 
-    if (size != KH_SLAB_BLOCK || sl->hint > k->cap)
+    if (size != KH_SLAB_BLOCK || sl->hint > KH_SLAB_GRANULES)
         return KHEAP_E_CORRUPT;
+    /* every granule where no object starts says so */
+    for (uint64_t g = 0, i = 0; g < KH_SLAB_GRANULES; g++) {
+        if (i < k->cap && g == kh_obj_granule(k, i))
+            i++;
+        else if (sl->state[g] != KH_OBJ_NONE)
+            return KHEAP_E_CORRUPT;
+    }
     for (uint64_t i = 0; i < k->cap; i++) {
-        unsigned st = sl->state[i];
+        unsigned st = kh_obj_state(sl, k, i);
         if (st == KH_OBJ_FREE) {
-            if (i < sl->hint)
+            if (kh_obj_granule(k, i) < sl->hint)
                 return KHEAP_E_CORRUPT;      /* the hint would skip a free object */
             nfree++;
         } else if (st == KH_OBJ_CACHED) {
@@ -163,7 +170,9 @@ static int kh_check_slab(const struct kh_ctl *c, uintptr_t s, uint64_t size, str
         kh_check_object(kh_obj(k, s, i), k->size, st, w);
     }
     int spare = c->spare[sl->cls] == s, listed = kh_slab_listed(c, sl);
-    if (nfree != sl->nfree || (listed && nfree == 0))
+    if (nfree != sl->nfree)
+        return KHEAP_E_CORRUPT;
+    if (listed && nfree == 0)
         return KHEAP_E_CORRUPT;              /* a full slab is on no list */
     if (spare && (nfree != k->cap || listed))
         return KHEAP_E_CORRUPT;              /* the spare is empty and on no list */
@@ -411,7 +420,8 @@ static int kh_cached_ok(const struct kh_ctl *c, uintptr_t p, unsigned cls, int b
         return 0;
     const struct kh_slab *sl = (const struct kh_slab *)s;
     long i = kh_obj_index(&kh_slab_class[cls], s, p);
-    return sl->cls == cls && i >= 0 && (busy || sl->state[i] == KH_OBJ_CACHED);
+    return sl->cls == cls && i >= 0 &&
+           (busy || kh_obj_state(sl, &kh_slab_class[cls], (uint64_t)i) == KH_OBJ_CACHED);
 }
 
 /* Every per-CPU stack: at most KH_MAG_DEPTH entries, each a cached object of its class;
@@ -440,8 +450,11 @@ static int kh_walk_caches(const struct kh_ctl *c, const struct kh_walk *w)
     }
     if (w->busy)
         return 0;                            /* one object may be between stack and state */
-    if (n != w->cached)
+    /* the objects of dropped stacks (mag_pop, mag_drain) are CACHED but in no stack: counted */
+    if (n + c->slab_lost != w->cached)
         return KHEAP_E_STATS;                /* cached objects and stack entries disagree */
+    if (c->slab_lost)
+        return 0;                            /* which ones were lost is not known */
     return fp == w->cached_fp ? 0 : KHEAP_E_FREELIST;   /* the same number, not the same ones */
 }
 

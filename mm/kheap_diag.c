@@ -60,7 +60,7 @@ static void kh_describe_object(uintptr_t s, uint64_t i, unsigned region,
     b->ptr = (void *)p;
     b->size = k->size;
     b->usable = k->size;
-    b->used = sl->state[i] == KH_OBJ_LIVE;
+    b->used = kh_obj_state(sl, k, i) == KH_OBJ_LIVE;
     b->region = region;
     b->requested = b->used ? b->usable : 0;
     b->site = NULL;

@@ -105,8 +105,8 @@ static inline uint64_t kh_slab_check(const struct kh_ctl *c, uintptr_t s, unsign
 /* Is the block whose payload is s (its header at s - 8 already known to be a block's) a slab?
  * Used, big enough and aligned to KH_SLAB_SIZE first: only then is s's first word read, so a
  * smaller block is never read past its end; then a class that exists and the keyed check. A
- * block that passes may still be the wrong size (kheap_check reports that): every read of a
- * slab stays inside s's first KH_SLAB_SIZE bytes, which the size test keeps in the block. */
+ * block that passes may still be too big (kheap_check reports that): every read of a slab
+ * stays below s + KH_SLAB_BLOCK - 8, which the size test keeps inside the block. */
 static inline int kh_is_slab(const struct kh_ctl *c, uintptr_t s)
 {
     uint64_t word = kh_word(s - KHEAP_HEADER_SIZE);
@@ -142,6 +142,18 @@ static inline long kh_obj_index(const struct kh_class *k, uintptr_t s, uintptr_t
 static inline uintptr_t kh_obj(const struct kh_class *k, uintptr_t s, uint64_t i)
 {
     return s + k->first + i * k->size;
+}
+
+/* The granule (state byte index) where object i of class k starts. */
+static inline unsigned kh_obj_granule(const struct kh_class *k, uint64_t i)
+{
+    return (unsigned)((k->first + i * k->size) / KHEAP_ALIGN);
+}
+
+/* The state of object i of slab sl (class k). */
+static inline unsigned kh_obj_state(const struct kh_slab *sl, const struct kh_class *k, uint64_t i)
+{
+    return sl->state[kh_obj_granule(k, i)];
 }
 
 /* Is slab sl on its class's partial list: is its generation the class's current one? (The

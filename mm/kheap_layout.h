@@ -161,16 +161,19 @@
  * slabs carved one after another tile memory with no gap, and objects end by S + size - 8.
  * Objects carry no header: their state is a byte in the slab header.
  *
- *   S: [check][cls nfree hint gen][next][prev][ state[cap] ][pad][obj 0][obj 1] ... [obj cap-1]
- *      0      8                   16    24    KH_SLAB_HDR        first = kh_slab_class[c].first
+ *   S: [check][cls nfree hint gen][next][prev][pad][ state[1024] ][obj 0][obj 1] ... [obj cap-1]
+ *      0      8                   16    24    32   KH_SLAB_HDR     KH_SLAB_FIRST
  *
  * check = ((S ^ cls) * KH_HASH_K1) ^ slab_key: a 64-bit keyed value (slab_key is derived from
  * the secret like the link key), so a pointer is a slab object only if its slab's first word
  * holds what only the heap can compute; a stray write into it is caught (the object is then
  * reported, never followed). A slab given back to the TLSF tier has its check cleared.
- * state[i]: KH_OBJ_FREE (in the slab), KH_OBJ_LIVE (the user's), KH_OBJ_CACHED (in a per-CPU
- * cache). Double and interior frees are exact: p must be first + i * size with i < cap, and
- * its state LIVE. Slabs with FREE objects are on their class's partial list (next/prev, plain
+ * state[g], one byte per 16-byte granule g of the slab (g = (p - S) / 16): for a granule where
+ * an object starts KH_OBJ_FREE (in the slab), KH_OBJ_LIVE (the user's) or KH_OBJ_CACHED (in a
+ * per-CPU cache); for every other granule (the header, inside an object, the tail)
+ * KH_OBJ_NONE. So a pointer's state is one shift away, no division: double and interior frees
+ * are exact (a free needs state LIVE, which only an object's first granule can hold).
+ * Objects start at KH_SLAB_FIRST in every class: object i at S + KH_SLAB_FIRST + i * size. Slabs with FREE objects are on their class's partial list (next/prev, plain
  * addresses, each checked before use); a list is on only while gen == the class's generation
  * (dropping a corrupt list is gen++). Empty slabs: one kept per class (spare), the rest given
  * back at once.
@@ -181,10 +184,13 @@
 #define KH_SLAB_CLASSES      16
 #define KH_SLAB_MAX          512                  /* the largest object size */
 #define KH_SLAB_HDR          40                   /* state[] starts here */
+#define KH_SLAB_GRANULES     (KH_SLAB_SIZE / KHEAP_ALIGN)   /* state bytes */
+#define KH_SLAB_FIRST        1088                 /* object 0: after the states, 64-aligned */
 #define KH_SLAB_KEY_K        0x2545F4914F6CDD1D   /* slab_key = fold((secret ^ K) * K1) */
 #define KH_OBJ_FREE          0
 #define KH_OBJ_LIVE          1
 #define KH_OBJ_CACHED        2
+#define KH_OBJ_NONE          0xFF                 /* no object starts in this granule */
 /* Per-CPU caches: per CPU and class a stack of up to KH_MAG_DEPTH objects; a refill takes
  * KH_MAG_BATCH from the slabs, a full stack gives KH_MAG_BATCH back (both under the lock). */
 #define KH_MAG_DEPTH         32
@@ -219,8 +225,8 @@ struct kh_site {                     /* one line of the leak report (scratch, un
 
 struct kh_class {                    /* one slab size class (kh_slab_class[], mm/kheap_slab.inc) */
     uint32_t          size;          /* object bytes */
-    uint32_t          recip;         /* ceil(2^32 / size): index = (offset * recip) >> 32 */
-    uint32_t          first;         /* offset of object 0 from S */
+    uint32_t          spare_;        /* (0) */
+    uint32_t          first;         /* offset of object 0 from S: KH_SLAB_FIRST */
     uint32_t          cap;           /* objects per slab */
 };
 
@@ -229,7 +235,7 @@ struct kh_slab {                     /* at S, the first bytes of a slab */
     uint8_t           cls;
     uint8_t           pad;
     uint16_t          nfree;         /* objects in state KH_OBJ_FREE */
-    uint16_t          hint;          /* no FREE object below this index */
+    uint16_t          hint;          /* no FREE object starts below this granule */
     uint16_t          gen;           /* on its partial list iff == the class's gen */
     uintptr_t         next, prev;    /* partial list (S of a slab, or 0) */
     uint64_t          spare_pad;
@@ -286,6 +292,7 @@ struct kh_ctl {
     uint64_t          slab_free;     /* bytes of FREE objects in slabs */
     uint64_t          slab_count;    /* slabs */
     uint64_t          slab_cap;      /* bytes of all objects of all slabs (cap * size each) */
+    uint64_t          slab_lost;     /* CACHED objects of dropped stacks (never handed out) */
     uintptr_t         partial[KH_SLAB_CLASSES];  /* partial list heads */
     uintptr_t         spare[KH_SLAB_CLASSES];    /* one empty slab kept per class, or 0 */
     uint64_t          gen[KH_SLAB_CLASSES];      /* partial list generations */
@@ -294,6 +301,8 @@ struct kh_ctl {
 
 _Static_assert(sizeof(struct kh_region) == KH_RGN_SIZE, "region descriptor size");
 _Static_assert(sizeof(struct kh_slab) == KH_SLAB_HDR, "slab header");
+_Static_assert(KH_SLAB_FIRST >= KH_SLAB_HDR + KH_SLAB_GRANULES && KH_SLAB_FIRST % 64 == 0,
+               "objects start after the state bytes, on a cache line");
 _Static_assert(sizeof(struct kh_class) == 16, "class entry");
 _Static_assert(sizeof(struct kh_cpu) % 64 == 0, "per-CPU slots on their own lines");
 _Static_assert(KH_MAG_DEPTH < 256 && KH_MAG_BATCH <= KH_MAG_DEPTH / 2, "stack counts are bytes");

@@ -57,6 +57,7 @@ void kheap_offsets(void)
     KH_OFFSET(KH_CTL_SLAB_FREE, kh_ctl, slab_free);
     KH_OFFSET(KH_CTL_SLAB_COUNT, kh_ctl, slab_count);
     KH_OFFSET(KH_CTL_SLAB_CAP, kh_ctl, slab_cap);
+    KH_OFFSET(KH_CTL_SLAB_LOST, kh_ctl, slab_lost);
     KH_OFFSET(KH_CTL_PARTIAL, kh_ctl, partial);
     KH_OFFSET(KH_CTL_SPARE, kh_ctl, spare);
     KH_OFFSET(KH_CTL_GEN, kh_ctl, gen);
@@ -66,7 +67,6 @@ void kheap_offsets(void)
     KH_OFFSET(KH_HOOKS_CPU, kheap_hooks, cpu);
     KH_OFFSET(KH_HOOKS_NCPU, kheap_hooks, ncpu);
     KH_OFFSET(KH_CLS_SIZE, kh_class, size);
-    KH_OFFSET(KH_CLS_RECIP, kh_class, recip);
     KH_OFFSET(KH_CLS_FIRST, kh_class, first);
     KH_OFFSET(KH_CLS_CAP, kh_class, cap);
     KH_SIZE(KH_CLS_BYTES, kh_class);
