@@ -2393,6 +2393,18 @@ heap_setup_cpus:
         mov     qword [rdi + KH_CPU_FREES], 0
         xor     esi, esi
         call    mag_drain_all
+        lea     edi, [ebx + 1]          ; its partial slabs onto the heap's lists
+        call    slab_rehome
+        inc     ebx
+        jmp     .slot
+.counted:
+%else
+        xor     ebx, ebx                ; (no stacks: the slots' lists are empty, but moved
+.slot:                                  ; all the same)
+        cmp     rbx, CTL(KH_CTL_NCPU)
+        jae     .counted
+        lea     edi, [ebx + 1]
+        call    slab_rehome
         inc     ebx
         jmp     .slot
 .counted:
@@ -2556,6 +2568,8 @@ heap_setup_cpus:
         movzx   edx, byte [rax + KH_CPU_COUNT + rcx]
         sub     edx, 1
         jc      %%miss                          ; empty: the full path refills it
+        cmp     edx, KH_MAG_DEPTH
+        jae     %%miss                          ; (a count past the depth: it reports)
         mov     r8, rcx
         shl     r8, 8
         add     r8, rax
@@ -2626,8 +2640,9 @@ heap_setup_cpus:
         cmp     edx, KH_MAG_DEPTH
         jae     %%miss                          ; full: the full path drains it
         SLAB_GRANULE r8, rdi
+        SLAB_START_OK r8, rcx, r10, rsi, %%miss ; (an object starts there, says rodata)
         cmp     byte [r9 + KH_SL_STATE + r8], KH_OBJ_LIVE
-        jne     %%miss                          ; (only an object's first granule can be)
+        jne     %%miss
         mov     byte [r9 + KH_SL_STATE + r8], KH_OBJ_CACHED
         mov     r8, rcx
         shl     r8, 8

@@ -36,10 +36,13 @@ extern "C" {
 
 /* ---- layout facts a user may rely on -------------------------------------------------------- */
 #define KHEAP_ALIGN            16          /* every pointer handed out is a multiple of this */
-#define KHEAP_HEADER_SIZE      8           /* bytes of metadata per allocated block */
+#define KHEAP_HEADER_SIZE      8           /* bytes of metadata per allocated block (slab
+                                              objects: none, their state is out of band) */
 #define KHEAP_MIN_BLOCK        32          /* smallest block, metadata included */
 #define KHEAP_DEBUG_EXTRA      17          /* KHEAP_DEBUG: more bytes per block (trailer, canary) */
 #define KHEAP_QUICK_MAX        512         /* largest block size the front cache holds */
+#define KHEAP_SLAB_MAX         512         /* largest request of the slab tier (debug: minus
+                                              KHEAP_DEBUG_EXTRA); its objects have no header */
 #define KHEAP_MAX_ALLOC        0x0000400000000000  /* larger n or align: NULL (KHEAP_E_SIZE) */
 #define KHEAP_REGION_MIN       64          /* smallest region kheap_extend accepts (aligned) */
 #define KHEAP_CTL_SIZE         16384       /* bytes of kheap_create's memory the heap keeps */
@@ -170,8 +173,12 @@ kheap_t *kheap_create(void *mem, size_t size);
 int kheap_extend(kheap_t *h, void *mem, size_t size);
 
 /* At least n usable bytes, KHEAP_ALIGN-aligned; NULL if nothing fits or n > KHEAP_MAX_ALLOC
- * (reported: KHEAP_E_SIZE). n == 0 gives a unique pointer. Before failing it flushes the front
- * cache and asks the grow hook, once each. O(1) (the flush is bounded: see docs/heap.md). */
+ * (reported: KHEAP_E_SIZE). n == 0 gives a unique pointer. n <= KHEAP_SLAB_MAX comes from the
+ * slab tier (an object of its size class, no header, from this CPU's cache without the lock
+ * when there is one), larger n and small ones the slab tier has no room for from the TLSF
+ * tier. Before failing it flushes the front cache, gives back this CPU's cached objects and
+ * the spare slabs, and asks the grow hook, once each. O(1) (each step is bounded: see
+ * docs/heap.md, "Time bounds"). */
 void *kheap_alloc(kheap_t *h, size_t n);
 
 /* n * size zeroed bytes; NULL if n * size overflows (reported: KHEAP_E_SIZE) or nothing fits.
@@ -179,8 +186,10 @@ void *kheap_alloc(kheap_t *h, size_t n);
 void *kheap_calloc(kheap_t *h, size_t n, size_t size);
 
 /* p == NULL: kheap_alloc. n == 0: kheap_free, returns NULL. Else resizes in place when it can
- * (shrinking, or a free right neighbour), O(1), or moves keeping min(old, n) bytes. On failure
- * NULL and p is untouched; a bad p is reported and gives NULL. */
+ * (a block: shrinking, or a free right neighbour; a slab object: n of the same size class),
+ * O(1), or moves keeping min(old, n) bytes (a slab object shrinking to another class moves,
+ * and stays where it is if that fails). On failure NULL and p is untouched; a bad p is
+ * reported and gives NULL. */
 void *kheap_realloc(kheap_t *h, void *p, size_t n);
 
 /* n bytes at a multiple of align (a power of two up to KHEAP_MAX_ALLOC, else reported
@@ -223,11 +232,14 @@ int kheap_set_hooks(kheap_t *h, const struct kheap_hooks *hooks);
 /* Copy h's hooks into *hooks (0, or KHEAP_E_INVAL for a bad h). */
 int kheap_get_hooks(kheap_t *h, struct kheap_hooks *hooks);
 
-/* Give every front-cache block back to the free lists, merged: afterwards a heap with nothing
- * allocated is one free block per region. With a trim hook, the free block that then ends the
- * heap's highest region is offered to it as a free's would be (a cached block kept it from
- * being offered). O(1): at most KH_QUICK_CLASSES * KHEAP_QUICK_DEPTH blocks; + O(regions) and
- * the hook with a trim hook. */
+/* Give back what the caches hold: the calling CPU's per-CPU stacks (to their slabs), every
+ * spare empty slab (to the TLSF tier), every front-cache block (to the free lists, merged).
+ * Every other CPU slot is asked to empty its stacks at its next small allocation or free (a
+ * slot is only ever touched by its own CPU). Afterwards a heap with nothing allocated whose
+ * other CPUs have emptied theirs is one free block per region. With a trim hook, the free
+ * block that then ends the heap's highest region is offered to it as a free's would be. O(1):
+ * at most KH_SLAB_CLASSES * 32 objects, KH_SLAB_CLASSES slabs and KH_QUICK_CLASSES *
+ * KHEAP_QUICK_DEPTH blocks; + O(regions) and the hook with a trim hook. */
 void kheap_flush_in(kheap_t *h);
 
 /* The heap behind kmalloc & co.; NULL before kheap_init (or after a failed one). */

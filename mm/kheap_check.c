@@ -170,6 +170,8 @@ static int kh_check_slab(const struct kh_ctl *c, uintptr_t s, uint64_t size, str
         kh_check_object(kh_obj(k, s, i), k->size, st, w);
     }
     int spare = c->spare[sl->cls] == s, listed = kh_slab_listed(c, sl);
+    if (listed && sl->home > c->ncpu)
+        return KHEAP_E_CORRUPT;              /* on the list of a slot that does not exist */
     if (nfree != sl->nfree)
         return KHEAP_E_CORRUPT;
     if (listed && nfree == 0)
@@ -361,26 +363,30 @@ static int kh_walk_quick(const struct kh_ctl *c, const struct kh_walk *w)
     return 0;
 }
 
-/* Every slab partial list: each link a slab of this heap (read only once its bounds and
- * header check out) of the list's class and generation, prev pointing back, at most as many
- * nodes as the walk found slabs; together exactly the slabs whose generation says "listed". */
+/* Every slab partial list, the heap's (home 0) and each slot's (home i + 1): each link a slab
+ * of this heap (read only once its bounds and header check out) of the list's class,
+ * generation and home, prev pointing back, at most as many nodes as the walk found slabs;
+ * together exactly the slabs whose generation says "listed". */
 static int kh_walk_partial(const struct kh_ctl *c, const struct kh_walk *w)
 {
     uint64_t nodes = 0, fp = 0;
 
-    for (unsigned cls = 0; cls < KH_SLAB_CLASSES; cls++) {
-        uintptr_t prev = 0, s = c->partial[cls];
-        while (s) {
-            if (++nodes > w->slabs || !kh_slab_at(c, s))
-                return KHEAP_E_FREELIST;
-            const struct kh_slab *sl = (const struct kh_slab *)s;
-            if (sl->cls != cls || !kh_slab_listed(c, sl) || sl->prev != prev)
-                return KHEAP_E_FREELIST;
-            fp += kh_fingerprint(s);
-            prev = s;
-            s = sl->next;
+    for (uint64_t home = 0; home <= c->ncpu; home++)
+        for (unsigned cls = 0; cls < KH_SLAB_CLASSES; cls++) {
+            uintptr_t prev = 0;
+            uintptr_t s = home ? c->cpus[home - 1].partial[cls] : c->partial[cls];
+            while (s) {
+                if (++nodes > w->slabs || !kh_slab_at(c, s))
+                    return KHEAP_E_FREELIST;
+                const struct kh_slab *sl = (const struct kh_slab *)s;
+                if (sl->cls != cls || !kh_slab_listed(c, sl) || sl->prev != prev ||
+                    sl->home != home)
+                    return KHEAP_E_FREELIST;
+                fp += kh_fingerprint(s);
+                prev = s;
+                s = sl->next;
+            }
         }
-    }
     if (nodes != w->listed || fp != w->listed_fp)
         return KHEAP_E_FREELIST;             /* a listed slab missing from its list */
     return 0;
@@ -451,10 +457,10 @@ static int kh_walk_caches(const struct kh_ctl *c, const struct kh_walk *w)
     if (w->busy)
         return 0;                            /* one object may be between stack and state */
     /* the objects of dropped stacks (mag_pop, mag_drain) are CACHED but in no stack: counted */
-    if (n + c->slab_lost != w->cached)
+    if (c->slab_lost)                        /* which (a dropped count: how many) is not known */
+        return n + c->slab_lost >= w->cached && n <= w->cached ? 0 : KHEAP_E_STATS;
+    if (n != w->cached)
         return KHEAP_E_STATS;                /* cached objects and stack entries disagree */
-    if (c->slab_lost)
-        return 0;                            /* which ones were lost is not known */
     return fp == w->cached_fp ? 0 : KHEAP_E_FREELIST;   /* the same number, not the same ones */
 }
 
@@ -572,7 +578,8 @@ static int kh_slab_adopt(uintptr_t h, uint64_t word, void *arg)
     unsigned cls = sl->cls;
     if (sl->nfree == 0 || kh_slab_listed(c, sl) || c->spare[cls] == s)
         return 0;
-    uintptr_t head = c->partial[cls];
+    uintptr_t head = c->partial[cls];         /* the heap's list: no slot's */
+    sl->home = 0;
     sl->gen = (uint16_t)c->gen[cls];
     sl->prev = 0;
     sl->next = head;

@@ -172,17 +172,23 @@
  * an object starts KH_OBJ_FREE (in the slab), KH_OBJ_LIVE (the user's) or KH_OBJ_CACHED (in a
  * per-CPU cache); for every other granule (the header, inside an object, the tail)
  * KH_OBJ_NONE. So a pointer's state is one shift away, no division: double and interior frees
- * are exact (a free needs state LIVE, which only an object's first granule can hold).
+ * are exact (a free needs state LIVE at a granule where an object starts: which those are is
+ * the class's read-only bitmap kh_slab_starts, so not even a stray write into a state byte makes
+ * an interior pointer acceptable).
  * Objects start at KH_SLAB_FIRST in every class: object i at S + KH_SLAB_FIRST + i * size. Slabs with FREE objects are on their class's partial list (next/prev, plain
  * addresses, each checked before use); a list is on only while gen == the class's generation
- * (dropping a corrupt list is gen++). Empty slabs: one kept per class (spare), the rest given
- * back at once.
+ * (dropping a corrupt list is gen++: every list of the class at once). Each CPU slot has its
+ * own partial lists beside the heap's (`home` says which a slab is on): a CPU refills from its
+ * own slabs first, so the objects of one slab stay on one CPU and two CPUs do not write the same
+ * state lines; it takes a slab from the heap's list, the spare or a new one next, and only when
+ * no new slab fits one of another CPU's. All lists change under the lock only. Empty slabs: one
+ * kept per class (spare), the rest given back at once.
  * ------------------------------------------------------------------------------------------- */
 #define KH_SLAB_LOG2         14
 #define KH_SLAB_SIZE         (1 << KH_SLAB_LOG2)  /* bytes of a slab, its alignment */
 #define KH_SLAB_BLOCK        KH_SLAB_SIZE         /* its TLSF block: [S - 8, S + size - 8) */
 #define KH_SLAB_CLASSES      16
-#define KH_SLAB_MAX          512                  /* the largest object size */
+#define KH_SLAB_MAX          KHEAP_SLAB_MAX       /* the largest object size */
 #define KH_SLAB_HDR          40                   /* state[] starts here */
 #define KH_SLAB_GRANULES     (KH_SLAB_SIZE / KHEAP_ALIGN)   /* state bytes */
 #define KH_SLAB_FIRST        1088                 /* object 0: after the states, 64-aligned */
@@ -238,7 +244,8 @@ struct kh_slab {                     /* at S, the first bytes of a slab */
     uint16_t          hint;          /* no FREE object starts below this granule */
     uint16_t          gen;           /* on its partial list iff == the class's gen */
     uintptr_t         next, prev;    /* partial list (S of a slab, or 0) */
-    uint64_t          spare_pad;
+    uint16_t          home;          /* its partial list: 0 the heap's, k slot k - 1's */
+    uint16_t          pad2[3];
     uint8_t           state[];       /* at KH_SLAB_HDR */
 };
 
@@ -250,6 +257,7 @@ struct kh_cpu {                      /* one CPU's caches (kheap.h: the cpu hook)
     uint8_t           count[KH_SLAB_CLASSES];    /* objects in each stack */
     uint8_t           pad2[24];
     uintptr_t         obj[KH_SLAB_CLASSES][KH_MAG_DEPTH];
+    uintptr_t         partial[KH_SLAB_CLASSES];  /* this CPU's partial lists (under the lock) */
 };
 
 struct kh_ctl {

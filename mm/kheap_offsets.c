@@ -72,6 +72,7 @@ void kheap_offsets(void)
     KH_SIZE(KH_CLS_BYTES, kh_class);
     KH_OFFSET(KH_SL_CHECK, kh_slab, check);
     KH_OFFSET(KH_SL_CLS, kh_slab, cls);
+    KH_OFFSET(KH_SL_HOME, kh_slab, home);
     KH_OFFSET(KH_SL_NFREE, kh_slab, nfree);
     KH_OFFSET(KH_SL_HINT, kh_slab, hint);
     KH_OFFSET(KH_SL_GEN, kh_slab, gen);
@@ -84,6 +85,7 @@ void kheap_offsets(void)
     KH_OFFSET(KH_CPU_FREES, kh_cpu, frees);
     KH_OFFSET(KH_CPU_COUNT, kh_cpu, count);
     KH_OFFSET(KH_CPU_OBJ, kh_cpu, obj);
+    KH_OFFSET(KH_CPU_PARTIAL, kh_cpu, partial);
     KH_SIZE(KH_CPU_BYTES, kh_cpu);
     KH_OFFSET(KH_ST_SLAB, kheap_stats, slab_bytes);
     KH_OFFSET(KH_ST_SLAB_FREE, kheap_stats, slab_free_bytes);
