@@ -14,6 +14,9 @@
  *   F,alloc,frags,round,reps,median_ticks                 cost vs fragment count
  *   C,alloc,name,ok(1|0),message                          check mode results
  *   # text                                                notes
+ * and from the other per-allocator programs the driver runs:
+ *   M,alloc,workload,round,threads,seed,ops,ns            threads-<name> (threads.c)
+ *   P,alloc,round,objects,build_ns,walk_ns,free_seq_ns,free_rnd_ns   locality-<name> --record
  */
 #define _GNU_SOURCE
 #include <errno.h>
