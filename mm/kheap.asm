@@ -2130,6 +2130,22 @@ heap_stats:
         add     r9, KH_CPU_BYTES
         jmp     .slot
 .slots_done:
+        mov     r9, CTL(KH_CTL_DEPOT)   ; the depot's full stacks
+        test    r9, r9
+        jz      .depot_done
+        xor     ecx, ecx
+.depot_class:
+        mov     rax, [r9 + KH_DEPOT_NFULL]
+        mov     edx, ecx
+        shl     edx, 4
+        imul    eax, [r8 + rdx + KH_CLS_SIZE]
+        shl     rax, 5                  ; * KH_MAG_DEPTH objects each
+        add     r10, rax
+        add     r9, KH_DEPOT_BYTES
+        inc     ecx
+        cmp     ecx, KH_SLAB_CLASSES
+        jb      .depot_class
+.depot_done:
         mov     [rdi + KH_ST_CACHED], r10
         ; used_bytes is what users hold: blocks (not slabs, not the slots' block) and live slab
         ; objects (all objects - free ones - cached ones); free_bytes the rest
@@ -2361,8 +2377,9 @@ heap_setup_cpus:
         mov     r13d, [rdi + KH_HOOKS_NCPU]
         cmp     r13d, 1
         jbe     .drain
-        ; 1. the new block, zeroed
+        ; 1. the new block (the slots, then the depot), zeroed
         imul    edi, r13d, KH_CPU_BYTES
+        add     edi, KH_SLAB_CLASSES * KH_DEPOT_BYTES
         call    block_request
         mov     rsi, rax
         mov     edi, 64
@@ -2374,9 +2391,15 @@ heap_setup_cpus:
         mov     r14, r12
         mov     rdi, r12
         imul    ecx, r13d, KH_CPU_BYTES
+        add     ecx, KH_SLAB_CLASSES * KH_DEPOT_BYTES
         xor     eax, eax
         rep stosb
 .drain:
+%if KH_SLAB_FAST
+        ; 2. the old depot emptied (its stacks back to the slabs)
+        xor     edi, edi
+        call    depot_drain
+%endif
         ; 2. the old slots emptied, their counters kept
 %if KH_SLAB_FAST
         xor     ebx, ebx
@@ -2421,6 +2444,13 @@ heap_setup_cpus:
         mov     CTL(KH_CTL_CPUS), r12
         mov     CTL(KH_CTL_NCPU), r13
         mov     CTL(KH_CTL_CPU_BLOCK), r14
+        xor     eax, eax
+        test    r14, r14
+        jz      .no_depot
+        imul    eax, r13d, KH_CPU_BYTES
+        add     rax, r14
+.no_depot:
+        mov     CTL(KH_CTL_DEPOT), rax
         xor     eax, eax
         jmp     .out
 .too_small:

@@ -399,10 +399,12 @@ static int kh_cpus_ok(const struct kh_ctl *c)
 {
     uintptr_t a = (uintptr_t)c->cpus;
     if (c->cpus == &c->cpu0)
-        return c->ncpu == 1 && c->cpu_block == 0;
+        return c->ncpu == 1 && c->cpu_block == 0 && c->depot == NULL;
     return a == c->cpu_block && c->ncpu >= 1 && c->ncpu <= KHEAP_MAX_CPUS &&
            a % KHEAP_ALIGN == 0 && a > c->min_addr && a < c->max_addr &&
-           c->ncpu * sizeof(struct kh_cpu) <= c->max_addr - a;
+           (uintptr_t)c->depot == a + c->ncpu * sizeof(struct kh_cpu) &&
+           c->ncpu * sizeof(struct kh_cpu) + KH_SLAB_CLASSES * sizeof(struct kh_depot) <=
+               c->max_addr - a;
 }
 
 /* Is a per-CPU slot in use? Its owner may be half way through a lockless alloc or free (an
@@ -438,7 +440,9 @@ static int kh_walk_caches(const struct kh_ctl *c, const struct kh_walk *w)
     uint64_t n = 0, fp = 0;
 
     if (c->cpu_block && (w->cpu_block_size < KHEAP_HEADER_SIZE ||
-                         w->cpu_block_size - KHEAP_HEADER_SIZE < c->ncpu * sizeof(struct kh_cpu)))
+                         w->cpu_block_size - KHEAP_HEADER_SIZE <
+                             c->ncpu * sizeof(struct kh_cpu) +
+                                 KH_SLAB_CLASSES * sizeof(struct kh_depot)))
         return KHEAP_E_CORRUPT;
     for (uint64_t i = 0; i < c->ncpu; i++) {
         const struct kh_cpu *slot = &c->cpus[i];
@@ -453,6 +457,19 @@ static int kh_walk_caches(const struct kh_ctl *c, const struct kh_walk *w)
                 fp += kh_fingerprint(p);
             }
         }
+    }
+    /* the depot's full stacks: KH_MAG_DEPTH cached objects of their class each */
+    for (unsigned cls = 0; c->depot && cls < KH_SLAB_CLASSES; cls++) {
+        const struct kh_depot *d = &c->depot[cls];
+        if (d->nfull > KH_DEPOT_MAX)
+            return KHEAP_E_FREELIST;
+        for (uint64_t m = 0; m < d->nfull; m++)
+            for (unsigned j = 0; j < KH_MAG_DEPTH; j++) {
+                if (!kh_cached_ok(c, d->mag[m][j], cls, 0))
+                    return KHEAP_E_FREELIST;
+                n++;
+                fp += kh_fingerprint(d->mag[m][j]);
+            }
     }
     if (w->busy)
         return 0;                            /* one object may be between stack and state */

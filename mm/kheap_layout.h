@@ -201,6 +201,10 @@
  * KH_MAG_BATCH from the slabs, a full stack gives KH_MAG_BATCH back (both under the lock). */
 #define KH_MAG_DEPTH         32
 #define KH_MAG_BATCH         16
+/* The depot (heaps with ncpu > 1): per class up to KH_DEPOT_MAX full stacks, which a CPU whose
+ * stack is full leaves there and a CPU whose stack is empty takes, whole (Bonwick's magazine
+ * depot): objects freed on one CPU and allocated on another pass without touching a slab. */
+#define KH_DEPOT_MAX         8
 
 /* ---------------------------------------------------------------------------------------------
  * The control block of a heap: the first KHEAP_CTL_SIZE bytes of kheap_create's memory (64-byte
@@ -260,6 +264,11 @@ struct kh_cpu {                      /* one CPU's caches (kheap.h: the cpu hook)
     uintptr_t         partial[KH_SLAB_CLASSES];  /* this CPU's partial lists (under the lock) */
 };
 
+struct kh_depot {                    /* one class's full stacks (after the slots, in cpu_block) */
+    uint64_t          nfull;
+    uintptr_t         mag[KH_DEPOT_MAX][KH_MAG_DEPTH];
+};
+
 struct kh_ctl {
     uint64_t          magic;         /* this ^ KH_HEAP_MAGIC (0 in the empty default heap) */
     uint64_t          secret;        /* mixed into every header's check bits */
@@ -296,6 +305,7 @@ struct kh_ctl {
     struct kh_cpu    *cpus;          /* the per-CPU caches: &cpu0, or a block of ncpu (cpu_block) */
     uint64_t          ncpu;          /* slots at cpus (1 without a cpu hook) */
     uintptr_t         cpu_block;     /* payload of the block holding the slots, or 0 */
+    struct kh_depot  *depot;         /* KH_SLAB_CLASSES of them after the slots, or NULL */
     uint64_t          slab_bytes;    /* bytes of blocks that are slabs */
     uint64_t          slab_free;     /* bytes of FREE objects in slabs */
     uint64_t          slab_count;    /* slabs */

@@ -53,6 +53,10 @@ void kheap_offsets(void)
     KH_OFFSET(KH_CTL_CPUS, kh_ctl, cpus);
     KH_OFFSET(KH_CTL_NCPU, kh_ctl, ncpu);
     KH_OFFSET(KH_CTL_CPU_BLOCK, kh_ctl, cpu_block);
+    KH_OFFSET(KH_CTL_DEPOT, kh_ctl, depot);
+    KH_OFFSET(KH_DEPOT_NFULL, kh_depot, nfull);
+    KH_OFFSET(KH_DEPOT_MAG, kh_depot, mag);
+    KH_SIZE(KH_DEPOT_BYTES, kh_depot);
     KH_OFFSET(KH_CTL_SLAB_BYTES, kh_ctl, slab_bytes);
     KH_OFFSET(KH_CTL_SLAB_FREE, kh_ctl, slab_free);
     KH_OFFSET(KH_CTL_SLAB_COUNT, kh_ctl, slab_count);
