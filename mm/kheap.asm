@@ -280,7 +280,8 @@ heap_grow:
 ; many bad list heads were set aside (at most KH_ALLOC_RETRIES per call)
 SEARCH_FLUSHED  equ 1                   ; the front cache went back to the lists
 SEARCH_GROWN    equ 2                   ; the growth hook was asked
-SEARCH_RETRY    equ 4                   ; one more bad head detached or set aside
+SEARCH_RECLAIMED equ 8                  ; the slab tier's spares and this CPU's stacks came back
+SEARCH_RETRY    equ 16                  ; one more bad head detached or set aside
 
 ; heap_alloc -- take a block of at least S bytes off the free lists, split off the surplus
 ; C: uintptr_t heap_alloc(uint64_t s)   (S from block_request; 0 if nothing fits)
@@ -295,10 +296,20 @@ SEARCH_RETRY    equ 4                   ; one more bad head detached or set asid
 ; header is hashed once to check it and once to write it. When no list has a block that fits,
 ; the front cache is flushed into the lists and the search retried, then the growth hook is
 ; asked (heap_grow) and the search retried: each once, so the call stays O(1).
+; heap_alloc_try is the same search without any fallback (no flush, no reclaim, no growth):
+; for a slab, which is only worth carving if the room is there (a small request that finds
+; none is served as a block instead, with every fallback).
 ; IN rdi = S   OUT rax = H of a used block of S .. S + KHEAP_MIN_BLOCK - 16 bytes, or 0
 ; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 64
+static heap_alloc_try:function (heap_alloc_try.end - heap_alloc_try)
+heap_alloc_try:
+        mov     esi, SEARCH_FLUSHED | SEARCH_GROWN | SEARCH_RECLAIMED
+        jmp     heap_alloc.flags
+.end:
 static heap_alloc:function (heap_alloc.end - heap_alloc)
 heap_alloc:
+        xor     esi, esi
+.flags:
         push    rbx
         push    r12
         push    r13
@@ -306,8 +317,7 @@ heap_alloc:
         push    r15
         sub     rsp, 16
         mov     rbx, rdi
-        mov     qword [rsp], 0          ; what was tried: SEARCH_*
-        mov     qword [rsp + 8], 0      ; the slab tier's reclaim was tried
+        mov     qword [rsp], rsi        ; what was tried: SEARCH_*
         ; 1. a list head that should fit (good fit, see bin_search); else flush the front
         ; cache, retry once; else grow, retry once
 .search:
@@ -324,9 +334,9 @@ heap_alloc:
         jnz     .search
 .grow:
 %endif
-        cmp     byte [rsp + 8], 0       ; spare slabs and this CPU's stacks back, once
-        jne     .grow_hook
-        mov     byte [rsp + 8], 1
+        test    byte [rsp], SEARCH_RECLAIMED    ; spare slabs and this CPU's stacks back, once
+        jnz     .grow_hook
+        or      byte [rsp], SEARCH_RECLAIMED
         xor     edi, edi                ; (no trim: this allocation needs the room)
         call    slab_reclaim
         jmp     .search
@@ -1278,6 +1288,9 @@ heap_realloc:
         mov     rax, rbx
         jmp     .out
 .slab_move:
+        mov     rax, KH_MAX_REQUEST
+        cmp     r12, rax
+        ja      .absurd                 ; (reported with p, as for a block)
         cmp     r12, r13
         jbe     .slab_alloc             ; shrinking: no fault injection (it can stay put)
         call    heap_fault
@@ -1438,8 +1451,10 @@ heap_realloc:
 ; S + align + 16 bytes, splits the leading gap off as a free block (it is at least
 ; KHEAP_MIN_BLOCK, and its left neighbour is used: no merge), then trims the tail. O(1).
 ;   [ ------------ block ------------ ]  =>  [ gap free ][ aligned used ][ tail free ]
-; C: uintptr_t block_aligned(size_t align, uint64_t s)   (H, or 0 if nothing fits)
-; IN rdi = align, rsi = S   OUT rax; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 48
+; C: uintptr_t block_aligned(size_t align, uint64_t s, int try_only)   (H, or 0 if nothing fits;
+;    try_only: heap_alloc_try, no fallback)
+; IN rdi = align, rsi = S, edx = try_only   OUT rax; clobbers caller-saved
+; callee-saved: rbx, r12-r15; stack: 48
 static block_aligned:function (block_aligned.end - block_aligned)
 block_aligned:
         push    rbx
@@ -1451,7 +1466,13 @@ block_aligned:
         mov     r13, rsi
         ; 2. a block with room for any leading gap
         lea     rdi, [r13 + rbx + KHEAP_ALIGN]
+        test    edx, edx
+        jnz     .try
         call    heap_alloc
+        jmp     .got
+.try:
+        call    heap_alloc_try
+.got:
         test    rax, rax
         jz      .out
         mov     r14, rax                ; H
@@ -1536,6 +1557,7 @@ heap_aligned:
         ; 2. a block of S bytes at an aligned payload
         mov     rdi, rbx
         mov     rsi, r13
+        xor     edx, edx
         call    block_aligned
         test    rax, rax
         jz      .failed
@@ -2383,6 +2405,7 @@ heap_setup_cpus:
         call    block_request
         mov     rsi, rax
         mov     edi, 64
+        xor     edx, edx
         call    block_aligned
         test    rax, rax
         jz      .too_small
