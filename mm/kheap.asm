@@ -1257,9 +1257,6 @@ heap_realloc:
         mov     r15d, ecx               ; its class
         mov     r14d, [r10 + KH_CLS_SIZE]
 %if KHEAP_DEBUG
-        mov     rdi, rbx                ; an overflow is reported; the resize goes on
-        mov     esi, r14d
-        call    dbg_slab_check
         mov     rdi, rbx
         mov     esi, r14d
         call    dbg_slab_usable
@@ -1280,6 +1277,9 @@ heap_realloc:
         jne     .slab_move
 .slab_keep:
 %if KHEAP_DEBUG
+        mov     rdi, rbx                ; an overflow is reported (a move's free reports it
+        mov     esi, r14d               ; there); the resize goes on
+        call    dbg_slab_check
         mov     rdi, rbx                ; canary and trailer for the new size
         mov     esi, r14d
         mov     rdx, r12
@@ -2044,9 +2044,11 @@ heap_init:
         mov     ecx, KH_HOOKS_BYTES / 8
         rep movsq
         push    rbp                     ; 2. the per-CPU slots the hooks ask for
+        sub     rsp, 8                  ; (the hooks run on a 16-byte aligned stack)
         mov     rbp, rax
         lea     rdi, CTL(KH_CTL_HOOKS)
         call    heap_setup_cpus         ; (too small for them: one slot, no error)
+        add     rsp, 8
         pop     rbp
         xor     eax, eax
         jmp     .out
@@ -2439,11 +2441,18 @@ heap_setup_cpus:
         mov     qword [rdi + KH_CPU_FREES], 0
         xor     esi, esi
         call    mag_drain_all
-        lea     edi, [ebx + 1]          ; its partial slabs onto the heap's lists
-        call    slab_rehome
         inc     ebx
         jmp     .slot
 .counted:
+        xor     ebx, ebx                ; then (no more frees into them) every slot's partial
+.rehome:                                ; slabs onto the heap's lists
+        cmp     rbx, CTL(KH_CTL_NCPU)
+        jae     .rehomed
+        lea     edi, [ebx + 1]
+        call    slab_rehome
+        inc     ebx
+        jmp     .rehome
+.rehomed:
 %else
         xor     ebx, ebx                ; (no stacks: the slots' lists are empty, but moved
 .slot:                                  ; all the same)
@@ -2642,8 +2651,11 @@ heap_setup_cpus:
         test    r8b, KHEAP_ALIGN - 1
         jnz     %%miss
         SLAB_GRANULE r10, r8
+        SLAB_START_OK r10, rcx, rsi, rdx, %%miss
         cmp     byte [r9 + KH_SL_STATE + r10], KH_OBJ_CACHED
-        jne     %%miss                          ; (only an object's first granule can be)
+        jne     %%miss
+        movzx   edx, byte [rax + KH_CPU_COUNT + rcx]
+        dec     edx
         mov     byte [r9 + KH_SL_STATE + r10], KH_OBJ_LIVE
         mov     [rax + KH_CPU_COUNT + rcx], dl  ; popped
         inc     qword [rax + KH_CPU_ALLOCS]
@@ -2686,9 +2698,17 @@ heap_setup_cpus:
         cmp     r10, [r9 + KH_SL_CHECK]
         jne     %%block
         SLOT_ENTRY %1
-        mov     r9, rdi
-        and     r9, -KH_SLAB_SIZE
-        movzx   ecx, byte [r9 + KH_SL_CLS]
+        mov     r9, rdi                         ; again, now that the slot is ours: the cpu
+        and     r9, -KH_SLAB_SIZE               ; hook ran meanwhile, and a stale pointer's
+        movzx   ecx, byte [r9 + KH_SL_CLS]      ; slab may have been given back by then
+        cmp     ecx, KH_SLAB_CLASSES
+        jae     %%miss
+        mov     r10, r9
+        xor     r10, rcx
+        imul    r10, [rel kh_k1]
+        xor     r10, [r11 + KH_CTL_SLAB_KEY]
+        cmp     r10, [r9 + KH_SL_CHECK]
+        jne     %%miss
         movzx   edx, byte [rax + KH_CPU_COUNT + rcx]
         cmp     edx, KH_MAG_DEPTH
         jae     %%miss                          ; full: the full path drains it
