@@ -144,13 +144,13 @@ struct kheap_stats {
     unsigned regions;        /* regions under management */
     unsigned fragmentation_ppm; /* (1 - largest_free / free_bytes) * 10^6; 0 if nothing free */
     uint64_t trimmed_bytes;  /* bytes given back through the trim hook (they left the heap) */
-    size_t   slab_bytes;     /* bytes of the blocks that are slabs: at most, beyond what live
-                                objects need, one partly used slab per class and CPU... see
-                                docs/heap.md "Memory the slab tier holds" */
+    size_t   slab_bytes;     /* bytes of the blocks that are slabs (16 KiB each; beyond what
+                                live objects fill: partial slabs, one spare per class) */
     size_t   slab_free_bytes;  /* of those, bytes of objects free in their slabs */
-    size_t   cached_bytes;   /* bytes of objects in per-CPU caches (free to users; at most
-                                ncpu * KH_SLAB_CLASSES * 32 objects; another CPU's may be
-                                changing while this is read) */
+    size_t   cached_bytes;   /* bytes of objects in the per-CPU caches and the depot (free to
+                                users; at most (ncpu + 8) * 32 objects per size class, see
+                                docs/heap.md section 6; another CPU's may be changing while
+                                this is read) */
 };
 
 /* ---- heap instances --------------------------------------------------------------------------
