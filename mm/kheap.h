@@ -219,14 +219,19 @@ size_t kheap_usable(kheap_t *h, const void *p);
  * list rebuilt, the front cache merged in) and the heap is checked again. O(heap + regions^2). */
 int kheap_verify(kheap_t *h);
 
-/* Fill *s (zeros for a bad h). The front cache is given back first (as kheap_flush_in, which
- * may report a corrupt cache list), so largest_free is what one allocation gets. O(1): the
- * flush is bounded, largest_free is one checked list head. */
+/* Fill *s (zeros for a bad h). The front cache is given back first (which may report a corrupt
+ * cache list); slabs and cached objects stay where they are (slab_bytes, cached_bytes), so
+ * largest_free is what one block allocation gets without the slab tier's reclaim. O(ncpu):
+ * the flush is bounded, largest_free is one checked list head, the cached bytes are summed over
+ * every slot and the depot. */
 void kheap_stats(kheap_t *h, struct kheap_stats *s);
 
 /* Replace every hook of h with *hooks (NULL: none at all). KHEAP_E_INVAL, changing nothing,
- * for a bad h or a lock without unlock (or the reverse). Takes no lock: change hooks only while
- * nobody else can be inside the heap. O(1). */
+ * for a bad h, a lock without unlock (or the reverse), or a cpu hook with ncpu outside
+ * 1..KHEAP_MAX_CPUS; KHEAP_E_TOO_SMALL, changing nothing, when the heap has no room for the
+ * ncpu slots and the depot (about ncpu * 4.2 KiB + 33 KiB). Every old slot and the depot are
+ * emptied first. Takes no lock: change hooks only while nobody else can be inside the heap.
+ * O(ncpu * 512 + slabs). */
 int kheap_set_hooks(kheap_t *h, const struct kheap_hooks *hooks);
 
 /* Copy h's hooks into *hooks (0, or KHEAP_E_INVAL for a bad h). */
