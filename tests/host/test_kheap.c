@@ -14,7 +14,8 @@
 #include "kheap_test.h"
 
 #define ARENA_SIZE (1u << 20)
-static unsigned char arena[ARENA_SIZE] __attribute__((aligned(4096)));
+/* 16 KiB aligned: slab placement, and so block placement, independent of the load address */
+static unsigned char arena[ARENA_SIZE] __attribute__((aligned(16384)));
 
 static void reset(size_t size) { reset_at(arena, size); }
 

@@ -15,7 +15,9 @@
 #include "kheap_test.h"
 
 #define ARENA_SIZE (1u << 20)
-static unsigned char arenas[2 * ARENA_SIZE] __attribute__((aligned(4096)));
+/* 16 KiB aligned: where the slabs fall (and so the placement of the blocks these tests lay out
+ * side by side) must not depend on where the loader put the program */
+static unsigned char arenas[2 * ARENA_SIZE] __attribute__((aligned(16384)));
 #define arena  arenas                  /* the heap's usual home */
 #define arena2 (arenas + ARENA_SIZE)   /* right after it: memory for the growth hook */
 
