@@ -1464,7 +1464,7 @@ block_aligned:
         push    r15
         mov     rbx, rdi
         mov     r13, rsi
-        ; 2. a block with room for any leading gap
+        ; 1. a block with room for any leading gap
         lea     rdi, [r13 + rbx + KHEAP_ALIGN]
         test    edx, edx
         jnz     .try
@@ -1480,7 +1480,7 @@ block_aligned:
         lea     rcx, [rbx - 1]
         test    rax, rcx
         jz      .trim                   ; already aligned
-        ; 3. aligned payload at least KHEAP_MIN_BLOCK past H's payload; the gap becomes free
+        ; 2. aligned payload at least KHEAP_MIN_BLOCK past H's payload; the gap becomes free
         lea     rax, [r14 + KHEAP_HEADER_SIZE + KHEAP_MIN_BLOCK + rcx]
         not     rcx
         and     rax, rcx
@@ -1514,11 +1514,9 @@ block_aligned:
         ret
 .end:
 
-; heap_aligned -- kmalloc_aligned without the lock
+; heap_aligned -- kmalloc_aligned without the lock: checks and fault injection, then align <= 16
+; is heap_malloc_nf, anything else block_aligned. O(1).
 ; C: void *heap_aligned(size_t align, size_t n)
-; Allocates S + align + 16 bytes, splits the leading gap off as a free block (it is at least
-; KHEAP_MIN_BLOCK, and its left neighbour is used: no merge), then trims the tail. O(1).
-;   [ ------------ block ------------ ]  =>  [ gap free ][ aligned used ][ tail free ]
 ; IN rdi = align, rsi = n   OUT rax; clobbers caller-saved
 ; callee-saved: rbx, r12-r15; stack: 48
 static heap_aligned:function (heap_aligned.end - heap_aligned)

@@ -106,6 +106,10 @@ static unsigned class_of_req(size_t n) { return class_for_bytes(n + SLAB_EXTRA);
 static size_t ksize_of_req(size_t n) { return DEBUG_BUILD ? n : class_size(class_of_req(n)); }
 /* Can a request land in class c in this build (the debug build needs 17 bytes of room)? */
 static int class_usable(unsigned c) { return !DEBUG_BUILD || class_size(c) >= KHEAP_DEBUG_EXTRA; }
+/* for every class this build can serve: FOR_EACH_CLASS(c) { ... } */
+#define FOR_EACH_CLASS(c)                                                                    \
+    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++)                                          \
+        if (class_usable(c))
 /* The largest and the smallest request of class c. */
 static size_t req_max(unsigned c) { return class_size(c) - SLAB_EXTRA; }
 static size_t req_min(unsigned c)
@@ -192,9 +196,7 @@ static void expect_heap_works(void)
 {
     KEXPECT_EQ(kheap_check(), 0);
     void *p[KH_SLAB_CLASSES + 3] = { 0 };
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         p[c] = kmalloc(req_max(c));
         KEXPECT_MSG(p[c] != NULL, "kmalloc(%zu) after misuse", req_max(c));
         if (p[c])
@@ -218,9 +220,7 @@ static void expect_heap_works_in(kheap_t *h)
 {
     KEXPECT_EQ(kheap_verify(h), 0);
     void *p[KH_SLAB_CLASSES + 2] = { 0 };
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         p[c] = kheap_alloc(h, req_max(c));
         KEXPECT_MSG(p[c] != NULL, "kheap_alloc(%zu) after misuse", req_max(c));
         if (p[c])
@@ -258,9 +258,7 @@ KTEST(test_slab_table)
                     "class %u: cap %u is not the most that fit", c, k->cap);
     }
     reset(2 * MiB);
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         unsigned char *p = kmalloc(req_max(c));
         if (!KEXPECT(p != NULL))
             continue;
@@ -344,9 +342,7 @@ KTEST(test_slab_address_order)
 {
     static unsigned char *p[3000];
     uint64_t rng = 0x5EED1234;
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         reset(4 * MiB);
         size_t n = req_max(c), size = class_size(c), cap = cls_cap(c);
         size_t m = cap + cap / 2 + 5;
@@ -410,9 +406,7 @@ KTEST(test_slab_address_order)
 KTEST(test_slab_calloc_aligned)
 {
     reset(2 * MiB);
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         size_t n = req_max(c);
         unsigned char *p = kmalloc(n);
         KEXPECT(p != NULL);
@@ -574,9 +568,7 @@ KTEST(test_slab_stats)
  * slab, CACHED in the stack). ksize and krealloc of all of them: reported, 0 / NULL. */
 KTEST(test_slab_double_free)
 {
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         size_t n = req_max(c);
         reset(2 * MiB);
         unsigned char *by = kmalloc(n);             /* a bystander in the same slab */
@@ -684,9 +676,7 @@ KTEST(test_slab_double_free)
 KTEST(test_slab_interior)
 {
     reset(2 * MiB);
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         size_t n = req_max(c), size = class_size(c);
         unsigned char *l = kmalloc(n), *p = kmalloc(n), *r = kmalloc(n), *f = kmalloc(n);
         KEXPECT(l && p && r && f);
@@ -727,9 +717,7 @@ KTEST(test_slab_interior)
 KTEST(test_slab_misaligned)
 {
     reset(2 * MiB);
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         size_t n = req_max(c);
         unsigned char *p = kmalloc(n);
         KEXPECT(p != NULL);
@@ -762,9 +750,7 @@ KTEST(test_slab_header_area)
 {
     static unsigned char snap[KH_SLAB_SIZE];
     reset(2 * MiB);
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         size_t n = req_max(c);
         unsigned char *p = kmalloc(n);
         KEXPECT(p != NULL);
@@ -925,9 +911,7 @@ KTEST(test_slab_foreign)
     kheap_t *h1 = make_heap(arena2, 2 * MiB), *h2 = make_heap(arena3, 2 * MiB);
     if (!h1 || !h2)
         return;
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         size_t n = req_max(c);
         unsigned char *a = kheap_alloc(h1, n), *b = kheap_alloc(h2, n);
         unsigned char *bc = kheap_alloc(h2, n);
@@ -957,9 +941,7 @@ KTEST(test_slab_foreign)
     KEXPECT_EQ(kheap_verify(h2), 0);
     /* h1 gets a region above h2: h2's objects lie in h1's gap (readable memory) */
     KEXPECT_EQ(kheap_extend(h1, arena3 + 4 * MiB, 1 * MiB), 0);
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         unsigned char *b = kheap_alloc(h2, req_max(c));
         KEXPECT(b != NULL);
         int before = rec.n;
@@ -987,9 +969,7 @@ KTEST(test_slab_foreign)
 KTEST(test_slab_check_word)
 {
     reset(2 * MiB);
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         size_t n = req_max(c);
         unsigned char *o[3];
         for (int i = 0; i < 3; i++) {
@@ -1136,9 +1116,7 @@ KTEST(test_slab_state_byte)
 {
     reset(2 * MiB);
     static const uint8_t bad[] = { 3, 4, 0x7F, 0x80, 0xFF };
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         size_t n = req_max(c);
         unsigned char *p = kmalloc(n), *r = kmalloc(n);
         KEXPECT(obj_index(p, c) >= 0);
@@ -1372,9 +1350,7 @@ KTEST(test_slab_stack_bad_count)
 KTEST(test_slab_realloc)
 {
     reset(4 * MiB);
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         size_t lo = req_min(c), hi = req_max(c);
         /* growing and shrinking within the class: the same pointer */
         unsigned char *p = kmalloc(lo);
@@ -1509,9 +1485,7 @@ KTEST(test_slab_use_after_free)
         ktest_skip("poison is the debug build's");
         return;
     }
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         reset(1 * MiB);
         size_t n = req_max(c), size = class_size(c);
         unsigned char *a = kmalloc(n), *p = kmalloc(n), *b = kmalloc(n);
@@ -1544,9 +1518,7 @@ KTEST(test_slab_overflow)
         return;
     }
     reset(2 * MiB);
-    for (unsigned c = 0; c < KH_SLAB_CLASSES; c++) {
-        if (!class_usable(c))
-            continue;
+    FOR_EACH_CLASS(c) {
         size_t size = class_size(c);
         for (int v = 0; v < 4; v++) {
             size_t n = v == 1 && req_max(c) >= 5 ? req_max(c) - 5 : req_max(c);

@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "bench.h"
+#include "host_util.h"
 
 #define ARENA_BYTES   (64ul << 20)    /* arena allocators: 2 x 4096 x 512 B live at most */
 #define NTHREADS      2
@@ -64,23 +65,6 @@ static uint8_t *ARENA;
 static int SMOKE, CHECK;
 static unsigned ROUND;
 
-static void *map(size_t bytes)
-{
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (p == MAP_FAILED) {
-        printf("# mmap of %zu bytes failed: %s\n", bytes, strerror(errno));
-        exit(2);
-    }
-    return p;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static inline void cpu_relax(void) { __builtin_ia32_pause(); }
 
@@ -162,19 +146,6 @@ static void mt_fail(struct mt_check *k, const char *fmt, ...)
     va_end(ap);
 }
 
-static void mt_fill(uint8_t *p, size_t n, uint32_t tag)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = bench_pat(tag, i);
-}
-
-static size_t mt_bad(const uint8_t *p, size_t n, uint32_t tag)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != bench_pat(tag, i))
-            return i + 1;
-    return 0;
-}
 
 static void mt_block_in(struct mt_check *k, void *p, size_t n, size_t align, uint32_t tag)
 {
@@ -185,12 +156,12 @@ static void mt_block_in(struct mt_check *k, void *p, size_t n, size_t align, uin
         mt_fail(k, "%p (%zu bytes) not aligned to %zu", p, n, align);
     if (A->takes_arena && (a < (uintptr_t)ARENA || a + n > (uintptr_t)ARENA + ARENA_BYTES))
         mt_fail(k, "%p (%zu bytes) outside the arena", p, n);
-    mt_fill(p, n, tag);
+    pat_fill(p, n, tag);
 }
 
 static void mt_block_out(struct mt_check *k, const void *p, size_t n, uint32_t tag)
 {
-    size_t bad = mt_bad(p, n, tag);
+    size_t bad = pat_bad(p, n, tag);
     if (bad)
         mt_fail(k, "%p (%zu bytes) byte %zu changed while live", p, n, bad - 1);
 }
