@@ -1101,6 +1101,7 @@ heap_free:
         je      .done                   ; reported
         mov     rsi, rax                ; a live slab object
         mov     edx, r9d
+        xor     r8d, r8d                ; (the debug build checks its canary)
         sub     rsp, 8
         call    slab_free_obj
         add     rsp, 8
@@ -1257,6 +1258,9 @@ heap_realloc:
         mov     r15d, ecx               ; its class
         mov     r14d, [r10 + KH_CLS_SIZE]
 %if KHEAP_DEBUG
+        mov     rdi, rbx                ; an overflow is reported once, whatever follows
+        mov     esi, r14d
+        call    dbg_slab_check
         mov     rdi, rbx
         mov     esi, r14d
         call    dbg_slab_usable
@@ -1277,9 +1281,6 @@ heap_realloc:
         jne     .slab_move
 .slab_keep:
 %if KHEAP_DEBUG
-        mov     rdi, rbx                ; an overflow is reported (a move's free reports it
-        mov     esi, r14d               ; there); the resize goes on
-        call    dbg_slab_check
         mov     rdi, rbx                ; canary and trailer for the new size
         mov     esi, r14d
         mov     rdx, r12
@@ -1312,6 +1313,7 @@ heap_realloc:
         call    slab_user
         mov     rsi, rax
         mov     edx, r9d
+        mov     r8d, 1                  ; (its canary was checked above)
         call    slab_free_obj
         inc     qword CTL(KH_CTL_FREES)
         mov     rax, r14
