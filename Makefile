@@ -278,7 +278,7 @@ $(KHEAP_OFFSETS_INC): mm/kheap_offsets.c $(KHEAP_HEADERS)
 
 # NASM 2.16's -MD lists only the source file, never its %includes: they are named here.
 $(BUILD)/mm/kheap.o $(BUILD)/host/mm/kheap.o: $(KHEAP_GEN) mm/kheap_block.inc \
-  mm/kheap_debug.inc mm/kheap_quick.inc
+  mm/kheap_debug.inc mm/kheap_quick.inc mm/kheap_slab.inc
 $(BUILD)/boot/boot.o $(BUILD)/boot/ap_start.o: boot/long_mode.inc
 $(BUILD)/mm/kheap.o: NASMFLAGS += -I$(BUILD)/mm/ -Imm/
 $(BUILD)/host/mm/kheap.o: HOST_NASMFLAGS += -I$(BUILD)/mm/ -Imm/
@@ -303,7 +303,7 @@ KHEAP_DEBUG_SRCS := test_kheap test_kheap_harden test_kheap_random test_kheap_in
 HOST_TESTS       += $(KHEAP_DEBUG_SRCS:%=%_debug)
 
 $(HOST_DEBUG)/mm/%.o: mm/%.asm $(KHEAP_GEN) mm/kheap_block.inc mm/kheap_debug.inc \
-  mm/kheap_quick.inc $(FLAGS_STAMP)
+  mm/kheap_quick.inc mm/kheap_slab.inc $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(NASM) $(HOST_NASMFLAGS) -DKHEAP_DEBUG=1 -I$(BUILD)/mm/ -Imm/ -MD $(@:.o=.d) -MP -o $@ $<
 
@@ -327,6 +327,19 @@ $(KHEAP_DEBUG_SRCS:%=$(BUILD)/host/tests/%_debug): $(BUILD)/host/tests/%_debug: 
   $(HOST_DEBUG)/tests/%.o $(KTEST_HOST_OBJS) $(HOST_DEBUG_LIB)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $< $(KTEST_HOST_OBJS) $(HOST_DEBUG_LIB)
+
+# The slab tier and the per-CPU caches (tests/host/test_kheap_slab.c), release and debug
+# (test_kheap_slab_debug): like the programs above, with -pthread (its cpu-hook test runs threads).
+HOST_TESTS += test_kheap_slab test_kheap_slab_debug
+$(BUILD)/host/tests/host/test_kheap_slab.o: HOST_CFLAGS += -pthread
+$(HOST_DEBUG)/tests/test_kheap_slab.o: CFLAGS_DEBUG += -pthread
+$(BUILD)/host/tests/test_kheap_slab: $(BUILD)/host/tests/host/test_kheap_slab.o $(KTEST_HOST_OBJS) \
+  $(HOST_LIB)
+	$(CC) -pthread -o $@ $< $(KTEST_HOST_OBJS) $(HOST_LIB)
+$(BUILD)/host/tests/test_kheap_slab_debug: $(HOST_DEBUG)/tests/test_kheap_slab.o $(KTEST_HOST_OBJS) \
+  $(HOST_DEBUG_LIB)
+	@mkdir -p $(@D)
+	$(CC) -pthread -o $@ $< $(KTEST_HOST_OBJS) $(HOST_DEBUG_LIB)
 
 # link_check (tests/host/link_check.sh): a program built with other KHEAP_DEBUG or
 # KHEAP_QUICK_DEPTH values than the library must fail to link; the same values link and run.
@@ -433,13 +446,19 @@ heapmap:
 # Benchmarks. jemalloc and mimalloc replace malloc process-wide, so every allocator
 # gets its own runner, build/bench/bin/bench-<name> (tests/host/bench/runner.c + its adapter);
 # the driver build/bench/bin/bench runs them in interleaved rounds and writes build/bench/
-# results.csv, results.md and *.svg. bench_smoke is the same driver in a seconds-long check
-# mode printing TAP for `make test`. jemalloc/mimalloc runners are built only when installed.
-# `make bench BENCH_ARGS='--rounds 3 --allocs kheap,glibc'` passes options to the driver.
+# results.csv, results.md and *.svg. Each round it also runs, for every allocator but firstfit
+# (no lock; first-fit placement of 10^6 objects takes minutes), the threads runner
+# build/bench/bin/threads-<name> (tests/host/bench/threads.c: small_churn on 1 and 2 threads,
+# producer/consumer; kheap with a mutex and the thread-slot cpu hook) and the placement
+# benchmark build/bench/bin/locality-<name> (tests/host/bench/locality.c). bench_smoke is the
+# same driver in a seconds-long check mode printing TAP for `make test`. jemalloc/mimalloc
+# runners are built only when installed. `make bench BENCH_ARGS='--rounds 3 --allocs
+# kheap,glibc --no-locality'` passes options to the driver (--no-threads, --no-locality).
 BENCH_SRC    := tests/host/bench
 BENCH_BIN    := $(BUILD)/bench/bin
 BENCH_OBJ    := $(BUILD)/bench/obj
-BENCH_CFLAGS := $(HOST_CFLAGS) -I$(BENCH_SRC)
+BENCH_CFLAGS := $(HOST_CFLAGS) -I$(BENCH_SRC) -pthread
+BENCH_LDFLAGS := -pthread
 BENCH_ARGS   ?=
 BENCH_ALLOCS := kheap glibc firstfit
 ifneq ($(wildcard /usr/include/jemalloc/jemalloc.h),)
@@ -453,8 +472,10 @@ BENCH_ALLOCS += mimalloc
 endif
 endif
 BENCH_RUNNERS := $(addprefix $(BENCH_BIN)/bench-,$(BENCH_ALLOCS))
+BENCH_THREADS := $(addprefix $(BENCH_BIN)/threads-,$(filter-out firstfit,$(BENCH_ALLOCS)))
+LOCALITY_BINS := $(addprefix $(BENCH_BIN)/locality-,$(filter-out firstfit,$(BENCH_ALLOCS)))
 BENCH_OBJS    := $(addprefix $(BENCH_OBJ)/,runner.o harness.o workloads.o firstfit.o driver.o \
-                   driver_smoke.o $(BENCH_ALLOCS:%=adapter_%.o))
+                   driver_smoke.o threads.o locality.o $(BENCH_ALLOCS:%=adapter_%.o))
 HOST_TESTS    += bench_smoke
 .SECONDARY: $(BENCH_OBJS)
 
@@ -474,7 +495,13 @@ BENCH_LDLIBS_mimalloc := -lmimalloc
 $(BENCH_BIN)/bench-%: $(BENCH_OBJ)/runner.o $(BENCH_OBJ)/harness.o $(BENCH_OBJ)/workloads.o \
   $(BENCH_OBJ)/adapter_%.o
 	@mkdir -p $(@D)
-	$(CC) -o $@ $^ $(BENCH_LDLIBS_$*)
+	$(CC) $(BENCH_LDFLAGS) -o $@ $^ $(BENCH_LDLIBS_$*)
+
+# The threads runners: threads.c, small_churn from workloads.c, the allocator's adapter.
+$(BENCH_BIN)/threads-kheap: $(HOST_LIB)
+$(BENCH_BIN)/threads-%: $(BENCH_OBJ)/threads.o $(BENCH_OBJ)/workloads.o $(BENCH_OBJ)/adapter_%.o
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_LDFLAGS) -o $@ $^ $(BENCH_LDLIBS_$*)
 
 # The driver prints its TAP (smoke mode, --tap) through the test framework's writer.
 $(BENCH_BIN)/bench: $(BENCH_OBJ)/driver.o $(BENCH_OBJ)/workloads.o $(KTEST_HOST_RUNNER)
@@ -482,7 +509,7 @@ $(BENCH_BIN)/bench: $(BENCH_OBJ)/driver.o $(BENCH_OBJ)/workloads.o $(KTEST_HOST_
 	$(CC) -o $@ $^
 
 $(BUILD)/host/tests/bench_smoke: $(BENCH_OBJ)/driver_smoke.o $(BENCH_OBJ)/workloads.o \
-  $(KTEST_HOST_RUNNER) $(BENCH_RUNNERS)
+  $(KTEST_HOST_RUNNER) $(BENCH_RUNNERS) $(BENCH_THREADS) $(LOCALITY_BINS)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $(BENCH_OBJ)/driver_smoke.o $(BENCH_OBJ)/workloads.o $(KTEST_HOST_RUNNER)
 
@@ -516,12 +543,12 @@ $(BUILD)/host/tests/bench_kernel_smoke: $(BENCH_KERNEL) $(BENCH_BIN)/bench tools
 	printf '#!/bin/sh\ncd "%s" && exec tools/bench-kernel --smoke\n' "$(CURDIR)" > $@
 	chmod +x $@
 
-# The placement benchmark (tests/host/bench/locality.c): one binary per allocator, run by
-# tools/locality interleaved (`make locality`; not part of make test or make bench).
-LOCALITY_BINS := $(addprefix $(BENCH_BIN)/locality-,$(filter-out firstfit,$(BENCH_ALLOCS)))
+# The placement benchmark (tests/host/bench/locality.c): one binary per allocator (LOCALITY_BINS,
+# above), run by make bench's driver each round and by bench_smoke (--smoke: 1/50 the objects);
+# `make locality` runs only it, through tools/locality.
 $(BENCH_BIN)/locality-%: $(BENCH_OBJ)/locality.o $(BENCH_OBJ)/adapter_%.o
 	@mkdir -p $(@D)
-	$(CC) -o $@ $^ $(BENCH_LDLIBS_$*)
+	$(CC) $(BENCH_LDFLAGS) -o $@ $^ $(BENCH_LDLIBS_$*)
 $(BENCH_BIN)/locality-kheap: $(HOST_LIB)
 .PHONY: locality
 locality: $(LOCALITY_BINS)
@@ -541,7 +568,7 @@ paircost: $(PAIRCOST) $(PAIRCOST)-debug
 	$(PAIRCOST)-debug
 
 .PHONY: bench bench-build bench-kernel
-bench-build: $(BENCH_RUNNERS) $(BENCH_BIN)/bench $(BENCH_KERNEL)
+bench-build: $(BENCH_RUNNERS) $(BENCH_THREADS) $(LOCALITY_BINS) $(BENCH_BIN)/bench $(BENCH_KERNEL)
 bench: bench-build
 	$(BENCH_BIN)/bench $(BENCH_ARGS)
 	@$(BENCH_KENV) tools/bench-kernel

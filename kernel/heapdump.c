@@ -1,27 +1,278 @@
-/* heapdump.c -- kheap_dump(): a compact text map of the kernel heap on serial, between
- * "kheap-dump begin" and "kheap-dump end" lines, one line per block or per run of identical
- * neighbouring blocks (format in kernel.h). tools/heapmap turns a captured dump into an SVG.
- * Built on kheap_walk; the walk callback runs with the heap lock held and only formats text. */
+/* heapdump.c -- the heap as its map shows it: kheap_pieces_in() folds kheap_walk's entries into
+ * pieces (blocks, slabs, the heap's own block), and kheap_dump() prints them on serial between
+ * "kheap-dump begin" and "kheap-dump end" lines, one line per block, per run of identical
+ * neighbouring blocks, per slab or own block (format in kernel.h). tools/heapmap turns a
+ * captured dump into an SVG. The walk callbacks run with the heap lock held and only sort
+ * entries and format text.
+ *
+ * How a slab is told from blocks: the walk visits the blocks of a region in address order and
+ * they tile it (each starts where the one before ends), but a slab shows up as its objects, of
+ * one size class, starting at a distance into its block (its header: no block starts there) and
+ * without headers of their own; so an entry that does not start where the last piece ended,
+ * is of a class size, lies inside the KHEAP_DUMP_SLAB_BYTES-aligned slab around it after that
+ * slab's header, and whose usable size is not a block's (size - 8) opens a slab; the entries
+ * that follow at one object size apart inside the same slab are its objects. A gap left before
+ * a piece is the block the walk does not show (the heap's per-CPU slots). */
 #include "kernel.h"
 #include "mm/kheap.h"
 #include "mm/kheap_diag.h"
 
-#define DUMP_REGIONS_MAX 64
-#define DUMP_LINE_MAX    160
+#define PIECES_REGIONS_MAX 64
+#define SLAB_HDR_MIN       40       /* a slab's header: its first object lies this far in or more */
+#define DUMP_LINE_MAX      160
+
+/* The slab tier's object sizes (docs/heap.md): 16..128 step 16, 160..256 step 32, 320..512
+ * step 64. */
+static int slab_class_size(size_t n)
+{
+    return (n >= 16 && n <= 128 && n % 16 == 0) || (n > 128 && n <= 256 && n % 32 == 0) ||
+           (n > 256 && n <= 512 && n % 64 == 0);
+}
+
+/* ---- kheap_pieces_in --------------------------------------------------------------------- */
+
+enum { EDGE_NONE, EDGE_BEFORE, EDGE_AFTER };
+
+struct pieces {
+    kheap_t  *h;
+    int     (*fn)(const struct kheap_piece *p, void *ctx);
+    void     *ctx;
+    int       pass;                 /* 1: spans and bytes only; 2: to fn */
+    int       rc;                   /* fn's non-zero result */
+    /* where the walk is */
+    int       started;
+    unsigned  region;
+    uintptr_t prev_end;             /* end of the region's last piece; 0: none yet */
+    int       slab_open;
+    struct kheap_piece slab;
+    uintptr_t last_obj;
+    int       site_mixed;
+    /* pass 1's findings */
+    unsigned  nregions;
+    uintptr_t first[PIECES_REGIONS_MAX], end[PIECES_REGIONS_MAX];
+    size_t    bytes;                /* in pieces */
+    /* the unshown block at a region's edge, if the gaps did not hold it */
+    int       edge;
+    unsigned  edge_region;
+    uintptr_t edge_start;
+    size_t    edge_size;
+};
+
+static int piece_out(struct pieces *w, struct kheap_piece *p)
+{
+    unsigned r = p->region;
+    if (w->pass == 1) {
+        if (r < PIECES_REGIONS_MAX) {
+            for (; w->nregions <= r; w->nregions++)
+                w->first[w->nregions] = w->end[w->nregions] = 0;
+            if (!w->first[r] || p->start < w->first[r])
+                w->first[r] = p->start;
+            if (p->start + p->size > w->end[r])
+                w->end[r] = p->start + p->size;
+        }
+        w->bytes += p->size;
+        return 0;
+    }
+    p->region_start = r < w->nregions ? w->first[r] : p->start;
+    p->region_end = r < w->nregions ? w->end[r] : p->start + p->size;
+    if (w->edge == EDGE_BEFORE && r == w->edge_region)
+        p->region_start = w->edge_start;
+    if (w->edge == EDGE_AFTER && r == w->edge_region)
+        p->region_end = w->edge_start + w->edge_size;
+    int rc = w->fn(p, w->ctx);
+    if (rc)
+        w->rc = rc;
+    return rc;
+}
+
+static int own_out(struct pieces *w, uintptr_t start, size_t size)
+{
+    struct kheap_piece p = { .kind = KHEAP_PIECE_OWN, .start = start, .size = size,
+                             .region = w->region };
+    w->prev_end = start + size;
+    return piece_out(w, &p);
+}
+
+static int slab_close(struct pieces *w)
+{
+    if (!w->slab_open)
+        return 0;
+    w->slab_open = 0;
+    if (w->site_mixed)
+        w->slab.site = NULL;
+    w->prev_end = w->slab.start + w->slab.size;
+    return piece_out(w, &w->slab);
+}
+
+/* The region's last pieces: its open slab, the unshown block if it ends the region. */
+static int region_close(struct pieces *w)
+{
+    if (!w->started)
+        return 0;
+    int rc = slab_close(w);
+    if (!rc && w->pass == 2 && w->edge == EDGE_AFTER && w->edge_region == w->region)
+        rc = own_out(w, w->edge_start, w->edge_size);
+    return rc;
+}
+
+/* Does walk entry b (not one of the open slab's objects) open a slab? See the top comment. */
+static int opens_slab(const struct pieces *w, const struct kheap_block_info *b)
+{
+    uintptr_t p = (uintptr_t)b->ptr, s = p & -(uintptr_t)KHEAP_DUMP_SLAB_BYTES;
+    if (!slab_class_size(b->size) || b->usable == b->size - KHEAP_HEADER_SIZE)
+        return 0;
+    if (p - s < SLAB_HDR_MIN || p + b->size > s + KHEAP_DUMP_SLAB_BYTES - KHEAP_HEADER_SIZE)
+        return 0;
+    return !w->prev_end || s - KHEAP_HEADER_SIZE >= w->prev_end;
+}
+
+static int piece_entry(const struct kheap_block_info *b, void *arg)
+{
+    struct pieces *w = arg;
+    uintptr_t p = (uintptr_t)b->ptr;
+    int rc;
+    if (!w->started || b->region != w->region) {
+        if ((rc = region_close(w)) != 0)
+            return rc;
+        w->started = 1;
+        w->region = b->region;
+        w->prev_end = 0;
+        if (w->pass == 2 && w->edge == EDGE_BEFORE && w->edge_region == b->region &&
+            (rc = own_out(w, w->edge_start, w->edge_size)) != 0)
+            return rc;
+    }
+    if (w->slab_open) {
+        if ((p & -(uintptr_t)KHEAP_DUMP_SLAB_BYTES) == w->slab.start + KHEAP_HEADER_SIZE &&
+            b->size == w->slab.obj_size && p == w->last_obj + b->size) {
+            w->last_obj = p;
+            if (b->used) {
+                if (w->slab.live && b->site != w->slab.site)
+                    w->site_mixed = 1;
+                w->slab.site = b->site;
+                w->slab.live++;
+            } else {
+                w->slab.free++;
+            }
+            return 0;
+        }
+        if ((rc = slab_close(w)) != 0)
+            return rc;
+    }
+    if (opens_slab(w, b)) {
+        uintptr_t s = p & -(uintptr_t)KHEAP_DUMP_SLAB_BYTES;
+        if (w->prev_end && s - KHEAP_HEADER_SIZE > w->prev_end &&
+            (rc = own_out(w, w->prev_end, s - KHEAP_HEADER_SIZE - w->prev_end)) != 0)
+            return rc;
+        w->slab = (struct kheap_piece){ .kind = KHEAP_PIECE_SLAB, .start = s - KHEAP_HEADER_SIZE,
+                                        .size = KHEAP_DUMP_SLAB_BYTES, .region = b->region,
+                                        .obj_size = b->size, .live = b->used ? 1 : 0,
+                                        .free = b->used ? 0 : 1, .site = b->used ? b->site : NULL };
+        w->slab_open = 1;
+        w->site_mixed = 0;
+        w->last_obj = p;
+        return 0;
+    }
+    uintptr_t start = p - KHEAP_HEADER_SIZE;
+    if (w->prev_end && start > w->prev_end && (rc = own_out(w, w->prev_end, start - w->prev_end)))
+        return rc;
+    struct kheap_piece piece = { .kind = KHEAP_PIECE_BLOCK, .start = start, .size = b->size,
+                                 .region = b->region, .block = *b };
+    w->prev_end = start + b->size;
+    return piece_out(w, &piece);
+}
+
+/* A walk that stops at its first entry, to run `job` under the heap's lock. */
+struct locked_job {
+    struct pieces *w;
+    int          (*job)(struct pieces *w);
+    int            rc;
+};
+
+static int locked_job_entry(const struct kheap_block_info *b, void *arg)
+{
+    (void)b;
+    struct locked_job *j = arg;
+    j->rc = j->job(j->w);
+    return 1;
+}
+
+static int run_locked(struct pieces *w, int (*job)(struct pieces *w))
+{
+    struct locked_job j = { w, job, 0 };
+    int rc = kheap_walk_in(w->h, locked_job_entry, &j);
+    return rc == 1 ? j.rc : rc;
+}
+
+/* The unshown bytes (edge_size) at a region's edge: one used block of that size right before
+ * a region's first piece or right after its last. */
+static int find_edge(struct pieces *w)
+{
+    size_t n = w->edge_size;
+    for (unsigned r = 0; r < w->nregions && w->edge == EDGE_NONE; r++) {
+        struct kheap_block_info b;
+        uintptr_t before = w->first[r] - n, after = w->end[r];
+        if (w->first[r] > n && kheap_inspect_in(w->h, (void *)(before + KHEAP_HEADER_SIZE), &b) &&
+            b.used && b.size == n) {
+            w->edge = EDGE_BEFORE;
+            w->edge_start = before;
+        } else if (after && kheap_inspect_in(w->h, (void *)(after + KHEAP_HEADER_SIZE), &b) &&
+                   b.used && b.size == n) {
+            w->edge = EDGE_AFTER;
+            w->edge_start = after;
+        }
+        w->edge_region = r;
+    }
+    return 0;
+}
+
+static int finish(struct pieces *w)
+{
+    return region_close(w);
+}
+
+int kheap_pieces_in(kheap_t *h, int (*fn)(const struct kheap_piece *p, void *ctx), void *ctx,
+                    size_t *unplaced)
+{
+    static struct pieces w;         /* one at a time (the dump's); keeps ~1 KiB off the stack */
+    struct kheap_stats s = { 0 };
+    kheap_stats(h, &s);
+    w = (struct pieces){ .h = h, .fn = fn, .ctx = ctx, .pass = 1 };
+    int rc = kheap_walk_in(h, piece_entry, &w);
+    if (rc == 0)
+        rc = run_locked(&w, finish);
+    if (rc)
+        return rc;
+    size_t rem = s.total_bytes > w.bytes ? s.total_bytes - w.bytes : 0;
+    if (rem) {
+        w.edge_size = rem;
+        run_locked(&w, find_edge);
+        if (w.edge != EDGE_NONE)
+            rem = 0;
+    }
+    if (unplaced)
+        *unplaced = rem;
+    w.pass = 2;
+    w.started = 0;
+    w.slab_open = 0;
+    rc = kheap_walk_in(h, piece_entry, &w);
+    if (rc == 0)
+        rc = run_locked(&w, finish);
+    return w.rc ? w.rc : rc;
+}
+
+/* ---- kheap_dump ------------------------------------------------------------------------------ */
 
 struct dump {
     void   (*out)(const char *line, void *ctx);
     void    *ctx;
     unsigned lines;
-    /* pass 1: the span of each region's blocks */
-    unsigned nregions;
-    uintptr_t start[DUMP_REGIONS_MAX], end[DUMP_REGIONS_MAX];
-    /* pass 2: the run being collected (count 0: none) and the region last announced */
+    /* the run of blocks being collected (count 0: none) and the region last announced */
     struct kheap_block_info run;
     uintptr_t run_end;
     unsigned count;
     int      announced;
-    unsigned long blocks;
+    unsigned region;
+    unsigned long blocks, slabs, objects;
 };
 
 static void emit(struct dump *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -34,30 +285,6 @@ static void emit(struct dump *d, const char *fmt, ...)
     va_end(ap);
     d->out(line, d->ctx);
     d->lines++;
-}
-
-static uintptr_t block_start(const struct kheap_block_info *b)
-{
-    return (uintptr_t)b->ptr - KHEAP_HEADER_SIZE;
-}
-
-/* Pass 1: grow region b->region's span to cover b. */
-static int span_block(const struct kheap_block_info *b, void *ctx)
-{
-    struct dump *d = ctx;
-    if (b->region >= DUMP_REGIONS_MAX)
-        return 0;
-    uintptr_t s = block_start(b), e = s + b->size;
-    if (b->region >= d->nregions) {
-        for (unsigned i = d->nregions; i <= b->region; i++)
-            d->start[i] = d->end[i] = 0;
-        d->nregions = b->region + 1;
-    }
-    if (!d->start[b->region] || s < d->start[b->region])
-        d->start[b->region] = s;
-    if (e > d->end[b->region])
-        d->end[b->region] = e;
-    return 0;
 }
 
 /* The collected run as one line: "B ..." for a single block, "R COUNT ..." for several. */
@@ -85,48 +312,68 @@ static int same_kind(const struct kheap_block_info *a, const struct kheap_block_
            a->requested == b->requested && a->region == b->region;
 }
 
-/* Pass 2: announce regions, collect runs of identical adjacent blocks. */
-static int dump_block(const struct kheap_block_info *b, void *ctx)
+/* Each piece: announce its region, collect runs of identical adjacent blocks. */
+static int dump_piece(const struct kheap_piece *p, void *ctx)
 {
     struct dump *d = ctx;
-    d->blocks++;
-    if (d->count && same_kind(&d->run, b) && block_start(b) == d->run_end) {
-        d->count++;
-        d->run_end += b->size;
-        return 0;
+    if (p->kind == KHEAP_PIECE_BLOCK) {
+        const struct kheap_block_info *b = &p->block;
+        d->blocks++;
+        if (d->count && same_kind(&d->run, b) && p->start == d->run_end) {
+            d->count++;
+            d->run_end += b->size;
+            return 0;
+        }
     }
     flush_run(d);
-    if (!d->announced || b->region != d->run.region) {
-        uintptr_t s = b->region < d->nregions ? d->start[b->region] : block_start(b);
-        uintptr_t e = b->region < d->nregions ? d->end[b->region] : 0;
-        emit(d, "region %u %p %p", b->region, (void *)s, (void *)e);
+    if (!d->announced || p->region != d->region) {
+        emit(d, "region %u %p %p", p->region, (void *)p->region_start, (void *)p->region_end);
         d->announced = 1;
+        d->region = p->region;
     }
-    d->run = *b;
-    d->run_end = block_start(b) + b->size;
-    d->count = 1;
+    void *payload = (void *)(p->start + KHEAP_HEADER_SIZE);
+    switch (p->kind) {
+    case KHEAP_PIECE_BLOCK:
+        d->run = p->block;
+        d->run_end = p->start + p->size;
+        d->count = 1;
+        break;
+    case KHEAP_PIECE_SLAB: {
+        char site[32] = "";
+        if (p->live && p->site)
+            ksnprintf(site, sizeof site, " site %p", p->site);
+        emit(d, "S %p %zu slab %zu live %u free %u%s", payload, p->size, p->obj_size, p->live,
+             p->free, site);
+        d->slabs++;
+        d->objects += p->live + p->free;
+        break;
+    }
+    case KHEAP_PIECE_OWN:
+        emit(d, "H %p %zu own", payload, p->size);
+        break;
+    }
     return 0;
 }
 
 int kheap_dump_to(void (*out)(const char *line, void *ctx), void *ctx)
 {
-    static struct dump d;            /* one dump at a time; keeps ~1 KiB off the stack */
+    static struct dump d;
     d = (struct dump){ .out = out, .ctx = ctx };
     struct kheap_stats s = { 0 };
     kheap_get_stats(&s);
-    int rc = kheap_walk(span_block, &d);
-    unsigned long blocks = 0;
     emit(&d, "kheap-dump begin regions=%u used=%zu free=%zu", s.regions, s.used_bytes,
          s.free_bytes);
-    if (rc == 0) {
-        rc = kheap_walk(dump_block, &d);
-        flush_run(&d);
-        blocks = d.blocks;
-    }
+    size_t unplaced = 0;
+    int rc = kheap_pieces_in(kheap_default(), dump_piece, &d, &unplaced);
+    flush_run(&d);
+    char extra[48] = "";
+    int n = 0;
+    if (unplaced)
+        n += ksnprintf(extra + n, sizeof extra - n, " unplaced=%zu", unplaced);
     if (rc)
-        emit(&d, "kheap-dump end lines=%u blocks=%lu error=%d", d.lines + 1, blocks, rc);
-    else
-        emit(&d, "kheap-dump end lines=%u blocks=%lu", d.lines + 1, blocks);
+        ksnprintf(extra + n, sizeof extra - n, " error=%d", rc);
+    emit(&d, "kheap-dump end lines=%u blocks=%lu slabs=%lu objects=%lu%s", d.lines + 1, d.blocks,
+         d.slabs, d.objects, extra);
     return rc;
 }
 

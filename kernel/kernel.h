@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "mm/kheap.h"
+#include "mm/kheap_diag.h"
 
 /* ---- Console ---------------------------------------------------------------------------- */
 
@@ -195,8 +196,9 @@ uint16_t pic_mask_all(void);
 /* ---- The heap as the kernel runs it (kernel/kmain.c, kernel/heapdump.c) ---------------------- */
 struct kspinlock;
 /* The IRQ-safe spinlock kmain installs with kheap_set_lock (kspin_lock_irqsave /
- * kspin_unlock_irqrestore): every kheap call runs with it held and interrupts off, and puts
- * the caller's interrupt state back on return. */
+ * kspin_unlock_irqrestore): every kheap call that takes it runs with it held and interrupts
+ * off, and puts the caller's interrupt state back on return. The small calls the calling CPU's
+ * slab stacks serve (the cpu hook kmain installs on both heaps) take no lock. */
 extern struct kspinlock kernel_heap_lock;
 /* The misuse handler kmain installs with kheap_set_error_handler: prints
  * "kheap: double free of 0x... (block 48 bytes) called from 0x... [block already free]" on
@@ -214,15 +216,56 @@ extern kheap_t *kernel_dma_heap;
 extern struct kspinlock kernel_dma_lock;
 #define DMA_LIMIT              (16ull << 20)   /* ISA DMA reaches only below 16 MiB */
 
+/* The heap as its map shows it (kernel/heapdump.c): kheap_walk's entries, with the objects of
+ * each slab folded into one piece for the slab's block (a slab is one used block of
+ * KHEAP_DUMP_SLAB_BYTES whose payload S is aligned to that size; the walk shows its objects one
+ * by one and neither its header nor its tail), plus the block the walk does not show at all (the
+ * heap's own per-CPU slots), found from the stats: the pieces of a region tile it, in address
+ * order, and all pieces add up to total_bytes. Used bytes (the stats' used_bytes) are the used
+ * blocks and the live objects; everything else (free blocks, a slab's other bytes, own blocks)
+ * is free_bytes. */
+#define KHEAP_DUMP_SLAB_BYTES  16384
+enum kheap_piece_kind {
+    KHEAP_PIECE_BLOCK,                 /* a block of the walk (used, or free: cached too) */
+    KHEAP_PIECE_SLAB,                  /* a slab: its objects folded */
+    KHEAP_PIECE_OWN,                   /* a used block the walk does not show: the heap's own */
+};
+struct kheap_piece {
+    enum kheap_piece_kind kind;
+    uintptr_t start;                   /* the block's first byte (its header, payload - 8) */
+    size_t    size;                    /* block bytes, header included */
+    unsigned  region;
+    uintptr_t region_start, region_end;  /* the span of its region's pieces */
+    struct kheap_block_info block;     /* BLOCK: the walk's entry */
+    size_t    obj_size;                /* SLAB: object bytes (its class), */
+    unsigned  live, free;              /* objects live and not (free in it, or cached), */
+    void     *site;                    /* the site all live ones share (KHEAP_DEBUG), or NULL */
+};
+/* Call fn for every piece of heap h (kheap_default() for kmalloc's), regions and pieces in
+ * address order; fn runs under h's lock (no call of h but kheap_inspect). 0, fn's non-zero
+ * value, or kheap_walk's error (KHEAP_E_CORRUPT, ...). The bytes the walk does not show are
+ * placed where a gap between two pieces has room for them, or at a region's edge where
+ * kheap_inspect finds one used block of that size; if neither, they are in no piece (*unplaced
+ * says how many; NULL: not asked). Two walks and a stats call (which flushes the front cache);
+ * another CPU's calls in between make the result inconsistent, never unsafe. */
+int kheap_pieces_in(kheap_t *h, int (*fn)(const struct kheap_piece *p, void *ctx), void *ctx,
+                    size_t *unplaced);
+
 /* Print a compact text map of the heap on serial, for tools/heapmap:
  *   kheap-dump begin regions=N used=BYTES free=BYTES
- *   region I 0xSTART 0xEND                 (span of the region's blocks)
+ *   region I 0xSTART 0xEND                 (span of the region's pieces)
  *   B 0xPAYLOAD SIZE used|free [site 0xADDR] [req N]
  *   R COUNT 0xPAYLOAD SIZE used|free [site 0xADDR] [req N]   (COUNT identical neighbours)
- *   kheap-dump end lines=N blocks=N [error=CODE]
- * SIZE is the block size, header included; site and req only where recorded (KHEAP_DEBUG).
- * Returns 0, or the negative KHEAP_E_* of kheap_walk (then the map stops at the bad block and
- * the end line says error=CODE). */
+ *   S 0xPAYLOAD SIZE slab OBJSIZE live N free N [site 0xADDR]   (a slab, its objects folded)
+ *   H 0xPAYLOAD SIZE own                   (the heap's own block: its per-CPU slots)
+ *   kheap-dump end lines=N blocks=N slabs=N objects=N [unplaced=BYTES] [error=CODE]
+ * SIZE is the block size, header included (a slab's whole block); site and req only where
+ * recorded (KHEAP_DEBUG; a slab's site only when all its live objects share one). blocks counts
+ * B/R blocks, objects the slabs' objects (kheap_walk visits blocks + objects entries). In the
+ * stats, a B/R block's SIZE is used or free, a slab's live objects (live * OBJSIZE) are used and
+ * the rest of its SIZE free, an own block free; the lines' SIZEs add up to total_bytes (minus
+ * the unplaced bytes, see kheap_pieces_in). Returns 0, or the negative KHEAP_E_* of kheap_walk
+ * (then the map stops at the bad block and the end line says error=CODE). */
 int kheap_dump(void);
 /* The same text, one line at a time (without "\n") to out(line, ctx). */
 int kheap_dump_to(void (*out)(const char *line, void *ctx), void *ctx);

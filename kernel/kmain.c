@@ -117,7 +117,28 @@ static void dma_heap_setup(void)
             (uint64_t)__dma_heap_start, (uint64_t)__dma_heap_end, size >> 10);
 }
 
-/* Lock and error handler first: kheap_init keeps both. */
+/* The heaps' cpu hook: this CPU's index (GS-based per-CPU data once smp_init has set it up;
+ * the BSP is 0 before). Nothing preempts kernel code here (interrupt handlers return to what
+ * they interrupted), so the index stays the caller's for the whole kheap call. */
+static unsigned kernel_heap_cpu(void)
+{
+    return smp_ready() ? this_cpu()->id : 0;
+}
+
+/* h's hooks plus the cpu hook: a per-CPU cache slot for each of SMP_MAX_CPUS CPUs. */
+static void heap_cpu_hook(kheap_t *h, const char *name)
+{
+    struct kheap_hooks hooks;
+    if (kheap_get_hooks(h, &hooks) != 0)
+        panic("kheap_get_hooks(%s) failed", name);
+    hooks.cpu = kernel_heap_cpu;
+    hooks.ncpu = SMP_MAX_CPUS;
+    int rc = kheap_set_hooks(h, &hooks);
+    if (rc != 0)
+        panic("kheap_set_hooks(%s) with the cpu hook: %s", name, kheap_strerror(rc));
+}
+
+/* Lock and error handler first: kheap_init keeps both (and the cpu hook, set after). */
 static void heap_setup(void)
 {
     if (kheap_set_lock(kspin_lock_irqsave, kspin_unlock_irqrestore, &kernel_heap_lock) != 0)
@@ -125,6 +146,10 @@ static void heap_setup(void)
     kheap_set_error_handler(kernel_heap_error);
     kernel_heap_setup(1);
     dma_heap_setup();
+    heap_cpu_hook(kheap_default(), "default heap");
+    heap_cpu_hook(kernel_dma_heap, "DMA heap");
+    kprintf("heap: per-CPU caches for up to %u CPUs on both heaps (cpu hook: GS per-CPU data)\n",
+            SMP_MAX_CPUS);
 }
 
 void kmain(uint32_t magic, uint64_t info);

@@ -80,6 +80,7 @@ section .text
 %if KH_QUICK
   %include "kheap_quick.inc"
 %endif
+%include "kheap_slab.inc"
 
 extern kmemcpy
 extern kmemset
@@ -203,6 +204,8 @@ block_from_user:
         jb      .bad_ptr
         cmp     rdi, CTL(KH_CTL_MAX)
         jae     .bad_ptr
+        cmp     rdi, CTL(KH_CTL_CPU_BLOCK)
+        je      .bad_header             ; the heap's own block of per-CPU slots
         mov     r8, [rsi]
         BLOCK_CHECK r8, rsi, rdx, rcx, .bad_header
         test    dl, KH_F_FREE | KH_F_QUICK
@@ -277,7 +280,8 @@ heap_grow:
 ; many bad list heads were set aside (at most KH_ALLOC_RETRIES per call)
 SEARCH_FLUSHED  equ 1                   ; the front cache went back to the lists
 SEARCH_GROWN    equ 2                   ; the growth hook was asked
-SEARCH_RETRY    equ 4                   ; one more bad head detached or set aside
+SEARCH_RECLAIMED equ 8                  ; the slab tier's spares and this CPU's stacks came back
+SEARCH_RETRY    equ 16                  ; one more bad head detached or set aside
 
 ; heap_alloc -- take a block of at least S bytes off the free lists, split off the surplus
 ; C: uintptr_t heap_alloc(uint64_t s)   (S from block_request; 0 if nothing fits)
@@ -292,10 +296,20 @@ SEARCH_RETRY    equ 4                   ; one more bad head detached or set asid
 ; header is hashed once to check it and once to write it. When no list has a block that fits,
 ; the front cache is flushed into the lists and the search retried, then the growth hook is
 ; asked (heap_grow) and the search retried: each once, so the call stays O(1).
+; heap_alloc_try is the same search without any fallback (no flush, no reclaim, no growth):
+; for a slab, which is only worth carving if the room is there (a small request that finds
+; none is served as a block instead, with every fallback).
 ; IN rdi = S   OUT rax = H of a used block of S .. S + KHEAP_MIN_BLOCK - 16 bytes, or 0
 ; clobbers caller-saved; callee-saved: rbx, r12-r15; stack: 64
+static heap_alloc_try:function (heap_alloc_try.end - heap_alloc_try)
+heap_alloc_try:
+        mov     esi, SEARCH_FLUSHED | SEARCH_GROWN | SEARCH_RECLAIMED
+        jmp     heap_alloc.flags
+.end:
 static heap_alloc:function (heap_alloc.end - heap_alloc)
 heap_alloc:
+        xor     esi, esi
+.flags:
         push    rbx
         push    r12
         push    r13
@@ -303,7 +317,7 @@ heap_alloc:
         push    r15
         sub     rsp, 16
         mov     rbx, rdi
-        mov     qword [rsp], 0          ; what was tried: SEARCH_*
+        mov     qword [rsp], rsi        ; what was tried: SEARCH_*
         ; 1. a list head that should fit (good fit, see bin_search); else flush the front
         ; cache, retry once; else grow, retry once
 .search:
@@ -320,6 +334,13 @@ heap_alloc:
         jnz     .search
 .grow:
 %endif
+        test    byte [rsp], SEARCH_RECLAIMED    ; spare slabs and this CPU's stacks back, once
+        jnz     .grow_hook
+        or      byte [rsp], SEARCH_RECLAIMED
+        xor     edi, edi                ; (no trim: this allocation needs the room)
+        call    slab_reclaim
+        jmp     .search
+.grow_hook:
         test    byte [rsp], SEARCH_GROWN
         jnz     .fail
         or      byte [rsp], SEARCH_GROWN
@@ -939,13 +960,24 @@ heap_malloc:
 
 ; heap_malloc_nf -- a block for n bytes, counted in the stats; no fault injection (for calls
 ; that already had their injection check). An absurd n is reported (KHEAP_E_SIZE, NULL).
-; A small block comes from its front-cache list if that has one (QUICK_POP), else from the
-; free lists (heap_alloc).
+; Up to KH_SLAB_REQ_MAX bytes the slab tier serves it (slab_malloc); else, or when that has no
+; room, a small block comes from its front-cache list if that has one (QUICK_POP), else from
+; the free lists (heap_alloc).
 ; C: void *heap_malloc_nf(size_t n)
 ; IN rdi = n   OUT rax = payload or NULL; clobbers caller-saved; callee-saved: rbx
 ; stack: 16 + callees'
 static heap_malloc_nf:function (heap_malloc_nf.end - heap_malloc_nf)
 heap_malloc_nf:
+        cmp     rdi, KH_SLAB_REQ_MAX
+        ja      .tlsf
+        push    rdi
+        call    slab_malloc             ; the slab tier first
+        pop     rdi
+        test    rax, rax
+        jz      .tlsf                   ; no room for a slab: a block will do
+        inc     qword CTL(KH_CTL_ALLOCS)
+        ret
+.tlsf:
         push    rbx
         mov     rbx, rdi                ; n
 %if KH_QUICK
@@ -1013,6 +1045,8 @@ heap_malloc_nf:
 %macro FREE_FAST 3
         lea     rdx, [rdi - KHEAP_HEADER_SIZE]  ; H
         HDR_ADDR_OK rdx, rcx, %1
+        cmp     rdi, [KHB + KH_CTL_CPU_BLOCK]
+        je      %1                      ; the per-CPU slots' block: block_from_user reports it
         mov     r8, [rdx]
         BLOCK_CHECK r8, rdx, rsi, rcx, %1
         test    sil, KH_F_FREE | KH_F_QUICK
@@ -1048,18 +1082,37 @@ heap_malloc_nf:
 
 ; heap_free -- kfree under the lock
 ; C: void heap_free(void *p)
-; Release build: FREE_FAST first (the common case of a churning kernel). Everything else, and
+; A slab object (slab_user: checked exactly, misuse reported) goes to slab_free_obj. Blocks, in
+; the release build: FREE_FAST first (the common case of a churning kernel). Everything else, and
 ; the debug build, goes through block_from_user and block_free (checks, then cache or merge).
 ; IN rdi = p   OUT none; clobbers caller-saved; stack: 16 + callees'
 static heap_free:function (heap_free.end - heap_free)
 heap_free:
         test    rdi, rdi
         jz      .done                   ; kfree(NULL) is a no-op
+        test    dil, KHEAP_ALIGN - 1
+        jnz     .from_user              ; (block_from_user reports it)
+        sub     rsp, 8
+        call    slab_user
+        add     rsp, 8
+        test    rax, rax
+        jz      .block
+        cmp     rax, -1                 ; (S may be negative: a higher-half heap)
+        je      .done                   ; reported
+        mov     rsi, rax                ; a live slab object
+        mov     edx, r9d
+        xor     r8d, r8d                ; (the debug build checks its canary)
+        sub     rsp, 8
+        call    slab_free_obj
+        add     rsp, 8
+        inc     qword CTL(KH_CTL_FREES)
+        ret
+.block:
 %if KH_QUICK_FAST
         FREE_FAST .from_user, heap_free_valid, heap_free_prev
         ret
-.from_user:
 %endif
+.from_user:
         sub     rsp, 8
         call    block_from_user
         add     rsp, 8
@@ -1193,7 +1246,85 @@ heap_realloc:
         call    heap_free
         jmp     .null
 .resize:
-        ; 2. p must be a live block; n must be sane
+        ; 2. a slab object: kept if n maps to its class, else moved
+        test    bl, KHEAP_ALIGN - 1
+        jnz     .block
+        mov     rdi, rbx
+        call    slab_user
+        test    rax, rax
+        jz      .block
+        cmp     rax, -1                 ; (S may be negative: a higher-half heap)
+        je      .null
+        mov     r15d, ecx               ; its class
+        mov     r14d, [r10 + KH_CLS_SIZE]
+%if KHEAP_DEBUG
+        mov     rdi, rbx                ; an overflow is reported once, whatever follows
+        mov     esi, r14d
+        call    dbg_slab_check
+        mov     rdi, rbx
+        mov     esi, r14d
+        call    dbg_slab_usable
+        mov     r13, rax                ; what it holds
+%else
+        mov     r13, r14
+%endif
+        cmp     r12, KH_SLAB_REQ_MAX
+        ja      .slab_move
+        lea     rax, [r12 + 15]
+%if KHEAP_DEBUG
+        add     rax, KHEAP_DEBUG_EXTRA
+%endif
+        shr     rax, 4
+        lea     rcx, [rel kh_size_class]
+        movzx   eax, byte [rcx + rax]
+        cmp     eax, r15d
+        jne     .slab_move
+.slab_keep:
+%if KHEAP_DEBUG
+        mov     rdi, rbx                ; canary and trailer for the new size
+        mov     esi, r14d
+        mov     rdx, r12
+        call    dbg_slab_stamp
+%endif
+        mov     rax, rbx
+        jmp     .out
+.slab_move:
+        mov     rax, KH_MAX_REQUEST
+        cmp     r12, rax
+        ja      .absurd                 ; (reported with p, as for a block)
+        cmp     r12, r13
+        jbe     .slab_alloc             ; shrinking: no fault injection (it can stay put)
+        call    heap_fault
+        test    eax, eax
+        jnz     .failed
+.slab_alloc:
+        cmp     r13, r12
+        cmova   r13, r12                ; the bytes to keep: min(held, n)
+        mov     rdi, r12
+        call    heap_malloc_nf
+        test    rax, rax
+        jz      .slab_failed
+        mov     r14, rax
+        mov     rdi, rax
+        mov     rsi, rbx
+        mov     rdx, r13
+        call    kmemcpy wrt ..plt
+        mov     rdi, rbx                ; the old object (still live: found as before)
+        call    slab_user
+        mov     rsi, rax
+        mov     edx, r9d
+        mov     r8d, 1                  ; (its canary was checked above)
+        call    slab_free_obj
+        inc     qword CTL(KH_CTL_FREES)
+        mov     rax, r14
+        jmp     .out
+.slab_failed:
+        cmp     r13, r12
+        jb      .null                   ; it needed more room (failure counted)
+        dec     qword CTL(KH_CTL_FAILED) ; it fits where it is: not a failure
+        jmp     .slab_keep
+.block:
+        ; 3. p must be a live block; n must be sane
         mov     rdi, rbx
         call    block_from_user
         test    rax, rax
@@ -1210,7 +1341,7 @@ heap_realloc:
         mov     r14, rax                ; new block size
         mov     r15, KH_SIZE_MASK
         and     r15, [r13]              ; old block size
-        ; 3. in place: shrink (or keep), or grow into the right neighbour; shrinking or
+        ; 4. in place: shrink (or keep), or grow into the right neighbour; shrinking or
         ; keeping checks the right neighbour's header too (an overflow of p into it)
         cmp     r14, r15
         ja      .grow
@@ -1253,7 +1384,7 @@ heap_realloc:
         mov     rax, rbx
         jmp     .out
 .move:
-        ; 4. move: the neighbours the free of the old block will merge with are checked first
+        ; 5. move: the neighbours the free of the old block will merge with are checked first
         ; (a corrupt one is reported and p stays as it was), then new block, copy the old
         ; payload (all of it is < n), free the old block
         mov     rdi, r13
@@ -1318,11 +1449,76 @@ heap_realloc:
         ret
 .end:
 
-; heap_aligned -- kmalloc_aligned without the lock
-; C: void *heap_aligned(size_t align, size_t n)
-; Allocates S + align + 16 bytes, splits the leading gap off as a free block (it is at least
+; block_aligned -- a used block of S bytes whose payload is a multiple of align (> 16): takes
+; S + align + 16 bytes, splits the leading gap off as a free block (it is at least
 ; KHEAP_MIN_BLOCK, and its left neighbour is used: no merge), then trims the tail. O(1).
 ;   [ ------------ block ------------ ]  =>  [ gap free ][ aligned used ][ tail free ]
+; C: uintptr_t block_aligned(size_t align, uint64_t s, int try_only)   (H, or 0 if nothing fits;
+;    try_only: heap_alloc_try, no fallback)
+; IN rdi = align, rsi = S, edx = try_only   OUT rax; clobbers caller-saved
+; callee-saved: rbx, r12-r15; stack: 48
+static block_aligned:function (block_aligned.end - block_aligned)
+block_aligned:
+        push    rbx
+        push    r12
+        push    r13
+        push    r14
+        push    r15
+        mov     rbx, rdi
+        mov     r13, rsi
+        ; 1. a block with room for any leading gap
+        lea     rdi, [r13 + rbx + KHEAP_ALIGN]
+        test    edx, edx
+        jnz     .try
+        call    heap_alloc
+        jmp     .got
+.try:
+        call    heap_alloc_try
+.got:
+        test    rax, rax
+        jz      .out
+        mov     r14, rax                ; H
+        lea     rax, [r14 + KHEAP_HEADER_SIZE]
+        lea     rcx, [rbx - 1]
+        test    rax, rcx
+        jz      .trim                   ; already aligned
+        ; 2. aligned payload at least KHEAP_MIN_BLOCK past H's payload; the gap becomes free
+        lea     rax, [r14 + KHEAP_HEADER_SIZE + KHEAP_MIN_BLOCK + rcx]
+        not     rcx
+        and     rax, rcx
+        lea     r15, [rax - KHEAP_HEADER_SIZE]  ; H'
+        mov     rsi, KH_SIZE_MASK
+        and     rsi, [r14]
+        add     rsi, r14
+        sub     rsi, r15
+        or      rsi, KH_F_PREV_FREE
+        mov     rdi, r15
+        call    block_set               ; H' used, its left neighbour (the gap) free
+        mov     rdi, r14
+        sub     rdi, r15
+        call    stats_used_add          ; the gap's bytes (negative delta) go back to free
+        mov     rdi, r14
+        mov     rsi, r15
+        sub     rsi, r14
+        call    block_make_free
+        mov     r14, r15
+.trim:
+        mov     rdi, r14
+        mov     rsi, r13
+        call    block_trim
+        mov     rax, r14
+.out:
+        pop     r15
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     rbx
+        ret
+.end:
+
+; heap_aligned -- kmalloc_aligned without the lock: checks and fault injection, then align <= 16
+; is heap_malloc_nf, anything else block_aligned. O(1).
+; C: void *heap_aligned(size_t align, size_t n)
 ; IN rdi = align, rsi = n   OUT rax; clobbers caller-saved
 ; callee-saved: rbx, r12-r15; stack: 48
 static heap_aligned:function (heap_aligned.end - heap_aligned)
@@ -1358,40 +1554,14 @@ heap_aligned:
         call    heap_malloc_nf
         jmp     .out
 .big:
-        ; 2. a block with room for any leading gap
-        lea     rdi, [r13 + rbx + KHEAP_ALIGN]
-        call    heap_alloc
+        ; 2. a block of S bytes at an aligned payload
+        mov     rdi, rbx
+        mov     rsi, r13
+        xor     edx, edx
+        call    block_aligned
         test    rax, rax
         jz      .failed
-        mov     r14, rax                ; H
-        lea     rax, [r14 + KHEAP_HEADER_SIZE]
-        lea     rcx, [rbx - 1]
-        test    rax, rcx
-        jz      .trim                   ; already aligned
-        ; 3. aligned payload at least KHEAP_MIN_BLOCK past H's payload; the gap becomes free
-        lea     rax, [r14 + KHEAP_HEADER_SIZE + KHEAP_MIN_BLOCK + rcx]
-        not     rcx
-        and     rax, rcx
-        lea     r15, [rax - KHEAP_HEADER_SIZE]  ; H'
-        mov     rsi, KH_SIZE_MASK
-        and     rsi, [r14]
-        add     rsi, r14
-        sub     rsi, r15
-        or      rsi, KH_F_PREV_FREE
-        mov     rdi, r15
-        call    block_set               ; H' used, its left neighbour (the gap) free
-        mov     rdi, r14
-        sub     rdi, r15
-        call    stats_used_add          ; the gap's bytes (negative delta) go back to free
-        mov     rdi, r14
-        mov     rsi, r15
-        sub     rsi, r14
-        call    block_make_free
-        mov     r14, r15
-.trim:
-        mov     rdi, r14
-        mov     rsi, r13
-        call    block_trim
+        mov     r14, rax
         STATS_PEAK rax                  ; the final block only, not the over-allocation
 %if KHEAP_DEBUG
         mov     rdi, r14                ; canary and trailer for n bytes
@@ -1470,6 +1640,23 @@ static heap_ksize:function (heap_ksize.end - heap_ksize)
 heap_ksize:
         test    rdi, rdi
         jz      .zero
+        test    dil, KHEAP_ALIGN - 1
+        jnz     .block
+        sub     rsp, 8
+        call    slab_user
+        add     rsp, 8
+        test    rax, rax
+        jz      .block
+        cmp     rax, -1                 ; (S may be negative: a higher-half heap)
+        je      .zero
+%if KHEAP_DEBUG
+        mov     esi, [r10 + KH_CLS_SIZE]
+        jmp     dbg_slab_usable
+%else
+        mov     eax, [r10 + KH_CLS_SIZE]
+        ret
+%endif
+.block:
         sub     rsp, 8
         call    block_from_user
         add     rsp, 8
@@ -1800,6 +1987,16 @@ heap_create_at:
         mul     rcx
         xor     rax, rdx
         mov     CTL(KH_CTL_LINK_KEY), rax
+        mov     rax, CTL(KH_CTL_SECRET) ; the slab key the same way (kh_slab_key)
+        mov     rcx, KH_SLAB_KEY_K
+        xor     rax, rcx
+        mov     rcx, KH_HASH_K1
+        mul     rcx
+        xor     rax, rdx
+        mov     CTL(KH_CTL_SLAB_KEY), rax
+        lea     rax, CTL(KH_CTL_CPU0)   ; one per-CPU slot until a cpu hook asks for more
+        mov     CTL(KH_CTL_CPUS), rax
+        mov     qword CTL(KH_CTL_NCPU), 1
         ; 3. the first region; then the heap is a heap (magic)
         lea     rdi, [rbx + KHEAP_CTL_SIZE]
         mov     rsi, r12
@@ -1846,10 +2043,17 @@ heap_init:
         lea     rsi, CTL(KH_CTL_HOOKS)
         mov     ecx, KH_HOOKS_BYTES / 8
         rep movsq
+        push    rbp                     ; 2. the per-CPU slots the hooks ask for
+        sub     rsp, 8                  ; (the hooks run on a 16-byte aligned stack)
+        mov     rbp, rax
+        lea     rdi, CTL(KH_CTL_HOOKS)
+        call    heap_setup_cpus         ; (too small for them: one slot, no error)
+        add     rsp, 8
+        pop     rbp
         xor     eax, eax
         jmp     .out
 .empty:
-        ; 2. failed: the empty heap again, counters cleared, hooks kept
+        ; 3. failed: the empty heap again, counters cleared, hooks kept
         mov     rdi, rsp
         lea     rsi, CTL(KH_CTL_HOOKS)
         mov     ecx, KH_HOOKS_BYTES / 8
@@ -1920,6 +2124,71 @@ heap_stats:
         mov     [rdi + KH_ST_REGIONS], eax
         mov     rax, CTL(KH_CTL_TRIMMED)
         mov     [rdi + KH_ST_TRIMMED], rax
+        ; the slab tier: its slabs, their free objects, and the per-CPU stacks (read as they
+        ; are: another CPU's may change meanwhile), whose calls are counted in their slots
+        mov     rax, CTL(KH_CTL_SLAB_BYTES)
+        mov     [rdi + KH_ST_SLAB], rax
+        mov     rax, CTL(KH_CTL_SLAB_FREE)
+        mov     [rdi + KH_ST_SLAB_FREE], rax
+        xor     r10d, r10d              ; cached bytes
+        mov     r9, CTL(KH_CTL_CPUS)
+        mov     r11, CTL(KH_CTL_NCPU)
+        lea     r8, [rel kh_slab_class]
+.slot:
+        sub     r11, 1
+        jc      .slots_done
+        mov     rax, [r9 + KH_CPU_ALLOCS]
+        add     [rdi + KH_ST_ALLOCS], rax
+        mov     rax, [r9 + KH_CPU_FREES]
+        add     [rdi + KH_ST_FREES], rax
+        xor     ecx, ecx
+.class:
+        movzx   eax, byte [r9 + KH_CPU_COUNT + rcx]
+        mov     edx, ecx
+        shl     edx, 4
+        imul    eax, [r8 + rdx + KH_CLS_SIZE]
+        add     r10, rax
+        inc     ecx
+        cmp     ecx, KH_SLAB_CLASSES
+        jb      .class
+        add     r9, KH_CPU_BYTES
+        jmp     .slot
+.slots_done:
+        mov     r9, CTL(KH_CTL_DEPOT)   ; the depot's full stacks
+        test    r9, r9
+        jz      .depot_done
+        xor     ecx, ecx
+.depot_class:
+        mov     rax, [r9 + KH_DEPOT_NFULL]
+        mov     edx, ecx
+        shl     edx, 4
+        imul    eax, [r8 + rdx + KH_CLS_SIZE]
+        shl     rax, 5                  ; * KH_MAG_DEPTH objects each
+        add     r10, rax
+        add     r9, KH_DEPOT_BYTES
+        inc     ecx
+        cmp     ecx, KH_SLAB_CLASSES
+        jb      .depot_class
+.depot_done:
+        mov     [rdi + KH_ST_CACHED], r10
+        ; used_bytes is what users hold: blocks (not slabs, not the slots' block) and live slab
+        ; objects (all objects - free ones - cached ones); free_bytes the rest
+        mov     rax, CTL(KH_CTL_USED)
+        sub     rax, CTL(KH_CTL_SLAB_BYTES)
+        add     rax, CTL(KH_CTL_SLAB_CAP)
+        sub     rax, CTL(KH_CTL_SLAB_FREE)
+        sub     rax, r10
+        mov     rcx, CTL(KH_CTL_CPU_BLOCK)
+        test    rcx, rcx
+        jz      .used
+        mov     rdx, KH_SIZE_MASK
+        and     rdx, [rcx - KHEAP_HEADER_SIZE]
+        sub     rax, rdx
+.used:
+        mov     [rdi + KH_ST_USED], rax
+        mov     rcx, [rdi + KH_ST_TOTAL]
+        sub     rcx, rax
+        mov     [rdi + KH_ST_FREE], rcx
         ; largest free block: the first valid head from the highest non-empty list down
         xor     eax, eax
         mov     rdx, CTL(KH_CTL_FL_MAP)
@@ -1964,7 +2233,9 @@ heap_stats:
         ret
 .end:
 
-; heap_flush -- kheap_flush under the lock: every front-cache block back to the free lists,
+; heap_flush -- kheap_flush under the lock: the slab tier's spare slabs and this CPU's stacks
+; back (slab_reclaim; every other CPU empties its stacks at its next call), every front-cache
+; block back to the free lists,
 ; then, with a trim hook, the free block that ends the heap (if any) offered to it: a cached
 ; block can sit between a free span and the end, and its merge in the flush is not a user's
 ; free (so block_free does not offer it). O(1) + heap_trim_tail's O(regions) + the hook.
@@ -1974,6 +2245,8 @@ heap_stats:
 static heap_flush:function (heap_flush.end - heap_flush)
 heap_flush:
         push    rbx                     ; (the callees' stack alignment)
+        mov     edi, 1                  ; a user's call: the heap's end may be given back
+        call    slab_reclaim
 %if KH_QUICK
         call    quick_flush             ; (its count is not part of the API)
 %endif
@@ -2051,13 +2324,17 @@ heap_restamp:
 
 ; heap_set_hooks -- replace every hook of the heap (no lock: nobody may be inside the heap)
 ; C: int heap_set_hooks(const struct kheap_hooks *hooks)   (NULL: none)
-; A lock without unlock, or the reverse, is KHEAP_E_INVAL and changes nothing.
-; IN rdi = hooks   OUT eax = 0 or KHEAP_E_INVAL; clobbers rcx, rdx, rsi, rdi; stack: none
+; A lock without unlock, or the reverse, or a cpu hook with ncpu outside 1..KHEAP_MAX_CPUS is
+; KHEAP_E_INVAL and changes nothing; so is KHEAP_E_TOO_SMALL, when the heap has no room for the
+; ncpu slots the cpu hook asks for. The empty default heap only keeps the hooks.
+; IN rdi = hooks   OUT eax = 0 or KHEAP_E_*; clobbers caller-saved; callee-saved: rbx
+; stack: 16 + heap_setup_cpus'
 static heap_set_hooks:function (heap_set_hooks.end - heap_set_hooks)
 heap_set_hooks:
-        lea     rdx, CTL(KH_CTL_HOOKS)
+        push    rbx
+        mov     rbx, rdi
         test    rdi, rdi
-        jz      .clear
+        jz      .set
         xor     eax, eax
         cmp     qword [rdi + KH_HOOKS_LOCK], 0
         sete    al
@@ -2065,21 +2342,157 @@ heap_set_hooks:
         cmp     qword [rdi + KH_HOOKS_UNLOCK], 0
         sete    cl
         cmp     eax, ecx
-        jne     .half
-        mov     rsi, rdi
-        mov     rdi, rdx
+        jne     .inval
+        cmp     qword [rdi + KH_HOOKS_CPU], 0
+        je      .set
+        mov     eax, [rdi + KH_HOOKS_NCPU]
+        sub     eax, 1
+        cmp     eax, KHEAP_MAX_CPUS
+        jae     .inval
+.set:
+        cmp     qword CTL(KH_CTL_NREGIONS), 0
+        je      .copy                   ; the empty default heap: no slots to make
+        mov     rdi, rbx
+        call    heap_setup_cpus
+        test    eax, eax
+        jnz     .out
+.copy:
+        lea     rdi, CTL(KH_CTL_HOOKS)
         mov     ecx, KH_HOOKS_BYTES / 8
+        test    rbx, rbx
+        jz      .clear
+        mov     rsi, rbx
         rep movsq
         xor     eax, eax
-        ret
+        jmp     .out
 .clear:
-        mov     rdi, rdx
-        mov     ecx, KH_HOOKS_BYTES / 8
         xor     eax, eax
         rep stosq
-        ret
-.half:
+        jmp     .out
+.inval:
         mov     eax, KHEAP_E_INVAL
+.out:
+        pop     rbx
+        ret
+.end:
+
+; heap_setup_cpus -- make the per-CPU slots the hooks `hooks` ask for (nobody may be inside the
+; heap): ncpu slots in a block of their own when there is a cpu hook and ncpu > 1, else the one
+; slot in the control block. The new block is made first (no room: KHEAP_E_TOO_SMALL, nothing
+; changed); then every old slot's stacks go back to the slabs, their counters to the heap's,
+; the old block is freed and the new slots are used. O(slots * KH_SLAB_CLASSES * KH_MAG_DEPTH).
+; C: int heap_setup_cpus(const struct kheap_hooks *hooks)   (hooks may be NULL)
+; IN rdi = hooks   OUT eax = 0 or KHEAP_E_TOO_SMALL; clobbers caller-saved
+; callee-saved: rbx, r12-r14; stack: 40 + callees'
+static heap_setup_cpus:function (heap_setup_cpus.end - heap_setup_cpus)
+heap_setup_cpus:
+        push    rbx
+        push    r12
+        push    r13
+        push    r14
+        sub     rsp, 8
+        lea     r12, CTL(KH_CTL_CPU0)   ; new slots
+        mov     r13d, 1                 ; how many
+        xor     r14d, r14d              ; their block
+        test    rdi, rdi
+        jz      .drain
+        cmp     qword [rdi + KH_HOOKS_CPU], 0
+        je      .drain
+        mov     r13d, [rdi + KH_HOOKS_NCPU]
+        cmp     r13d, 1
+        jbe     .drain
+        ; 1. the new block (the slots, then the depot), zeroed
+        imul    edi, r13d, KH_CPU_BYTES
+        add     edi, KH_SLAB_CLASSES * KH_DEPOT_BYTES
+        call    block_request
+        mov     rsi, rax
+        mov     edi, 64
+        xor     edx, edx
+        call    block_aligned
+        test    rax, rax
+        jz      .too_small
+        STATS_PEAK rcx
+        lea     r12, [rax + KHEAP_HEADER_SIZE]
+        mov     r14, r12
+        mov     rdi, r12
+        imul    ecx, r13d, KH_CPU_BYTES
+        add     ecx, KH_SLAB_CLASSES * KH_DEPOT_BYTES
+        xor     eax, eax
+        rep stosb
+.drain:
+%if KH_SLAB_FAST
+        ; 2. the old depot emptied (its stacks back to the slabs)
+        xor     edi, edi
+        call    depot_drain
+%endif
+        ; 2. the old slots emptied, their counters kept
+%if KH_SLAB_FAST
+        xor     ebx, ebx
+.slot:
+        cmp     rbx, CTL(KH_CTL_NCPU)
+        jae     .counted
+        imul    rdi, rbx, KH_CPU_BYTES
+        add     rdi, CTL(KH_CTL_CPUS)
+        mov     rax, [rdi + KH_CPU_ALLOCS]
+        add     CTL(KH_CTL_ALLOCS), rax
+        mov     rax, [rdi + KH_CPU_FREES]
+        add     CTL(KH_CTL_FREES), rax
+        mov     qword [rdi + KH_CPU_ALLOCS], 0
+        mov     qword [rdi + KH_CPU_FREES], 0
+        xor     esi, esi
+        call    mag_drain_all
+        inc     ebx
+        jmp     .slot
+.counted:
+        xor     ebx, ebx                ; then (no more frees into them) every slot's partial
+.rehome:                                ; slabs onto the heap's lists
+        cmp     rbx, CTL(KH_CTL_NCPU)
+        jae     .rehomed
+        lea     edi, [ebx + 1]
+        call    slab_rehome
+        inc     ebx
+        jmp     .rehome
+.rehomed:
+%else
+        xor     ebx, ebx                ; (no stacks: the slots' lists are empty, but moved
+.slot:                                  ; all the same)
+        cmp     rbx, CTL(KH_CTL_NCPU)
+        jae     .counted
+        lea     edi, [ebx + 1]
+        call    slab_rehome
+        inc     ebx
+        jmp     .slot
+.counted:
+%endif
+        ; 3. the old block freed, the new slots in place
+        mov     rdi, CTL(KH_CTL_CPU_BLOCK)
+        test    rdi, rdi
+        jz      .install
+        sub     rdi, KHEAP_HEADER_SIZE
+        HDR_LOW rsi, [rdi]
+        xor     edx, edx
+        call    block_free              ; (a corrupt neighbour: reported, the block kept)
+.install:
+        mov     CTL(KH_CTL_CPUS), r12
+        mov     CTL(KH_CTL_NCPU), r13
+        mov     CTL(KH_CTL_CPU_BLOCK), r14
+        xor     eax, eax
+        test    r14, r14
+        jz      .no_depot
+        imul    eax, r13d, KH_CPU_BYTES
+        add     rax, r14
+.no_depot:
+        mov     CTL(KH_CTL_DEPOT), rax
+        xor     eax, eax
+        jmp     .out
+.too_small:
+        mov     eax, KHEAP_E_TOO_SMALL
+.out:
+        add     rsp, 8
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     rbx
         ret
 .end:
 
@@ -2161,59 +2574,176 @@ heap_set_hooks:
         jmp     %1
 %endmacro
 
-; MALLOC_ENTRY slow -- kmalloc's common case inline in the entry, with the heap in r11 and n in
-; rdi (release build with the front cache): no lock hooks, no fault injection, a front-cache
-; size whose list has a sound head (QUICK_POP, which leaves a bad list to the full path). It
-; returns from the entry with the payload; anything else jumps to `slow` with r11 and rdi as
-; they were. Nothing is reported here, so the caller need not be recorded.
+; SLOT_ENTRY slow -- the calling CPU's slot for an entry fast path (heap in r11, the argument in
+; rdi, both kept): with a cpu hook its index, else slot 0, but only for a heap without lock
+; hooks (with a lock and no cpu hook every call takes the lock). The index must be below ncpu
+; and the slot neither busy (an interrupted call of this CPU is in it) nor asked to drain; it is
+; marked busy, rax = the slot. Anything else jumps to `slow`. clobbers rax, rcx, rdx, rsi, r8-r10
+%macro SLOT_ENTRY 1
+        mov     rax, [r11 + KH_CTL_CPU_FN]
+        test    rax, rax
+        jnz     %%hook
+        cmp     qword [r11 + KH_CTL_LOCK_ACQ], 0
+        jne     %1
+        jmp     %%index                 ; (rax = 0)
+%%hook:
+        push    rdi
+        push    r11
+        sub     rsp, 8
+        call    rax
+        add     rsp, 8
+        pop     r11
+        pop     rdi
+        mov     eax, eax
+%%index:
+        cmp     rax, [r11 + KH_CTL_NCPU]
+        jae     %1
+        imul    rax, rax, KH_CPU_BYTES
+        add     rax, [r11 + KH_CTL_CPUS]
+        cmp     byte [rax + KH_CPU_BUSY], 0     ; (bytes: a word load would not be
+        jne     %1                              ; forwarded from the last call's byte store)
+        cmp     byte [rax + KH_CPU_DRAIN], 0
+        jne     %1
+        mov     byte [rax + KH_CPU_BUSY], 1
+%endmacro
+
+; MALLOC_ENTRY slow -- kmalloc's common case inline in the entry (release build), heap in r11,
+; n in rdi: n <= KH_SLAB_MAX, no fault injection, this CPU's slot usable (SLOT_ENTRY) and its
+; stack of n's class not empty: its top object, checked as an entry that heap memory holds
+; must be (in the heap, its slab's check word for this class, exactly an object, CACHED),
+; becomes LIVE and is returned from the entry. No lock, nothing shared written but the object's
+; state byte. Anything else (or an entry that fails a check: the full path reports it) jumps to
+; `slow` with r11 and rdi as they were.
 ; clobbers rax, rcx, rdx, rsi, r8, r9, r10
 %macro MALLOC_ENTRY 1
-%if KH_QUICK_FAST
-        cmp     rdi, KHEAP_QUICK_MAX - KH_META
-        ja      %1                      ; (first: a large request reads nothing here)
-        mov     rax, [r11 + KH_CTL_LOCK_ACQ]
-        or      rax, [r11 + KH_CTL_FAIL_AFTER]
+%if KH_SLAB_FAST
+        cmp     rdi, KH_SLAB_MAX
+        ja      %1
+        mov     rax, [r11 + KH_CTL_FAIL_AFTER]
         or      rax, [r11 + KH_CTL_FAIL_PPM]
         jnz     %1
-        mov     r8, rdi                 ; n, for the full path
-        add     rdi, KH_META + KHEAP_ALIGN - 1  ; its block size S <= KHEAP_QUICK_MAX
-        and     rdi, -KHEAP_ALIGN
-        mov     eax, KHEAP_MIN_BLOCK
-        cmp     rdi, rax
-        cmovb   rdi, rax
-  %define KHB r11
-        QUICK_POP %%miss, %%miss
-        inc     qword [KHB + KH_CTL_ALLOCS]
-        STATS_PEAK rcx
-  %define KHB rbp
-        add     rax, KHEAP_HEADER_SIZE
+        SLOT_ENTRY %1
+        lea     rcx, [rdi + 15]
+        shr     rcx, 4
+        lea     rdx, [rel kh_size_class]
+        movzx   ecx, byte [rdx + rcx]           ; c
+        movzx   edx, byte [rax + KH_CPU_COUNT + rcx]
+        sub     edx, 1
+        jc      %%miss                          ; empty: the full path refills it
+        cmp     edx, KH_MAG_DEPTH
+        jae     %%miss                          ; (a count past the depth: it reports)
+        mov     r8, rcx
+        shl     r8, 8
+        add     r8, rax
+        mov     r8, [r8 + KH_CPU_OBJ + rdx*8]   ; p
+        mov     r9, r8
+        and     r9, -KH_SLAB_SIZE               ; S
+        cmp     r9, [r11 + KH_CTL_MIN]
+        jb      %%miss
+        cmp     r8, [r11 + KH_CTL_MAX]
+        jae     %%miss
+        mov     r10, r9                         ; (S ^ c) * K1 is one-to-one in c: a match
+        xor     r10, rcx                        ; also says the slab is of class c
+        imul    r10, [rel kh_k1]
+        xor     r10, [r11 + KH_CTL_SLAB_KEY]
+        cmp     r10, [r9 + KH_SL_CHECK]
+        jne     %%miss
+        test    r8b, KHEAP_ALIGN - 1
+        jnz     %%miss
+        SLAB_GRANULE r10, r8
+        SLAB_START_OK r10, rcx, rsi, rdx, %%miss
+        cmp     byte [r9 + KH_SL_STATE + r10], KH_OBJ_CACHED
+        jne     %%miss
+        movzx   edx, byte [rax + KH_CPU_COUNT + rcx]
+        dec     edx
+        mov     byte [r9 + KH_SL_STATE + r10], KH_OBJ_LIVE
+        mov     [rax + KH_CPU_COUNT + rcx], dl  ; popped
+        inc     qword [rax + KH_CPU_ALLOCS]
+        mov     byte [rax + KH_CPU_BUSY], 0
+        mov     rax, r8
         ret
 %%miss:
-        mov     rdi, r8
+        mov     byte [rax + KH_CPU_BUSY], 0
         jmp     %1
 %endif
 %endmacro
 
-; FREE_ENTRY slow -- kfree inline in the entry, heap in r11, p in rdi (release build with the
-; front cache), when the heap has no lock hooks: NULL, or FREE_FAST; a block FREE_FAST has
-; checked goes on to heap_free_valid or heap_free_prev without being checked again. It returns
-; from the entry; a p FREE_FAST doubts jumps to `slow` with r11 and rdi as they were.
+; FREE_ENTRY slow -- kfree inline in the entry (release build), heap in r11, p in rdi: NULL; a
+; slab object (16-aligned, inside the heap, its slab's check word right) that is exactly a
+; LIVE object goes onto this CPU's stack of its class if the slot is usable and the stack not
+; full (no lock, only the object's state byte shared). Else, for a heap without lock hooks,
+; FREE_FAST for a block (a block FREE_FAST has checked goes on to heap_free_valid or
+; heap_free_prev without being checked again). It returns from the entry; whatever is in doubt
+; jumps to `slow` (which checks again and reports) with r11 and rdi as they were.
 ; clobbers rax, rcx, rdx, rsi, r8, r9, r10
 %macro FREE_ENTRY 1
-%if KH_QUICK_FAST
-        cmp     qword [r11 + KH_CTL_LOCK_ACQ], 0
-        jne     %1
+%if KH_SLAB_FAST
         test    rdi, rdi
         jz      %%out
-  %define KHB r11
-        FREE_FAST %1, %%valid, %%prev
-  %define KHB rbp
+        test    dil, KHEAP_ALIGN - 1
+        jnz     %1
+        mov     r9, rdi
+        and     r9, -KH_SLAB_SIZE               ; S, if p is a slab object
+        cmp     r9, [r11 + KH_CTL_MIN]
+        jb      %%block
+        cmp     rdi, [r11 + KH_CTL_MAX]
+        jae     %1
+        movzx   ecx, byte [r9 + KH_SL_CLS]
+        cmp     ecx, KH_SLAB_CLASSES
+        jae     %%block
+        mov     r10, r9
+        xor     r10, rcx
+        imul    r10, [rel kh_k1]
+        xor     r10, [r11 + KH_CTL_SLAB_KEY]
+        cmp     r10, [r9 + KH_SL_CHECK]
+        jne     %%block
+        SLOT_ENTRY %1
+        mov     r9, rdi                         ; again, now that the slot is ours: the cpu
+        and     r9, -KH_SLAB_SIZE               ; hook ran meanwhile, and a stale pointer's
+        movzx   ecx, byte [r9 + KH_SL_CLS]      ; slab may have been given back by then
+        cmp     ecx, KH_SLAB_CLASSES
+        jae     %%miss
+        mov     r10, r9
+        xor     r10, rcx
+        imul    r10, [rel kh_k1]
+        xor     r10, [r11 + KH_CTL_SLAB_KEY]
+        cmp     r10, [r9 + KH_SL_CHECK]
+        jne     %%miss
+        movzx   edx, byte [rax + KH_CPU_COUNT + rcx]
+        cmp     edx, KH_MAG_DEPTH
+        jae     %%miss                          ; full: the full path drains it
+        SLAB_GRANULE r8, rdi
+        SLAB_START_OK r8, rcx, r10, rsi, %%miss ; (an object starts there, says rodata)
+        cmp     byte [r9 + KH_SL_STATE + r8], KH_OBJ_LIVE
+        jne     %%miss
+        mov     byte [r9 + KH_SL_STATE + r8], KH_OBJ_CACHED
+        mov     r8, rcx
+        shl     r8, 8
+        add     r8, rax
+        mov     [r8 + KH_CPU_OBJ + rdx*8], rdi
+        inc     byte [rax + KH_CPU_COUNT + rcx]
+        inc     qword [rax + KH_CPU_FREES]
+        mov     byte [rax + KH_CPU_BUSY], 0
 %%out:
+        ret
+%%miss:
+        mov     byte [rax + KH_CPU_BUSY], 0
+        jmp     %1
+%%block:
+  %if KH_QUICK_FAST
+        cmp     qword [r11 + KH_CTL_LOCK_ACQ], 0
+        jne     %1
+    %define KHB r11
+        FREE_FAST %1, %%valid, %%prev
+    %define KHB rbp
         ret
 %%valid:
         UNLOCKED_CALL heap_free_valid
 %%prev:
         UNLOCKED_CALL heap_free_prev
+  %else
+        jmp     %1
+  %endif
 %endif
 %endmacro
 

@@ -36,13 +36,16 @@ extern "C" {
 
 /* ---- layout facts a user may rely on -------------------------------------------------------- */
 #define KHEAP_ALIGN            16          /* every pointer handed out is a multiple of this */
-#define KHEAP_HEADER_SIZE      8           /* bytes of metadata per allocated block */
+#define KHEAP_HEADER_SIZE      8           /* bytes of metadata per allocated block (slab
+                                              objects: none, their state is out of band) */
 #define KHEAP_MIN_BLOCK        32          /* smallest block, metadata included */
 #define KHEAP_DEBUG_EXTRA      17          /* KHEAP_DEBUG: more bytes per block (trailer, canary) */
 #define KHEAP_QUICK_MAX        512         /* largest block size the front cache holds */
+#define KHEAP_SLAB_MAX         512         /* largest request of the slab tier (debug: minus
+                                              KHEAP_DEBUG_EXTRA); its objects have no header */
 #define KHEAP_MAX_ALLOC        0x0000400000000000  /* larger n or align: NULL (KHEAP_E_SIZE) */
 #define KHEAP_REGION_MIN       64          /* smallest region kheap_extend accepts (aligned) */
-#define KHEAP_CTL_SIZE         8192        /* bytes of kheap_create's memory the heap keeps */
+#define KHEAP_CTL_SIZE         16384       /* bytes of kheap_create's memory the heap keeps */
 #define KHEAP_CREATE_MIN       (KHEAP_CTL_SIZE + KHEAP_REGION_MIN)  /* smallest kheap_create */
 
 /* ---- errors: returned (negative) and passed to the error hook; 0 is success ----------------- */
@@ -95,6 +98,17 @@ typedef int (*kheap_trim_fn)(void *start, size_t size);
 #define KHEAP_PAGE_SIZE        4096
 #define KHEAP_TRIM_MIN         (64 * 1024)   /* trim_min when the hook leaves it 0 */
 
+/* Per-CPU caches: the index, below ncpu, of the cache slot the calling CPU may use. Small
+ * allocations and frees (the slab tier, see docs/heap.md) go through that slot without the
+ * lock; only refills and drains, KH_MAG_BATCH objects at a time, take it. No other CPU or
+ * thread may use the same index until the kheap call returns: a CPU index while the caller
+ * cannot migrate (a kernel: preemption off), or a thread's own slot. An interrupt handler on
+ * the same CPU may call the heap meanwhile (kheap sees the slot busy and takes the lock).
+ * Called on a 16-byte aligned stack; may clobber the caller-saved registers; must not call the
+ * heap. A result >= ncpu makes the call take the lock, as without the hook. */
+typedef unsigned (*kheap_cpu_fn)(void);
+#define KHEAP_MAX_CPUS         256
+
 /* Every hook of one heap. A zero field means none: errors are only counted, no lock is taken
  * (then only one thread or CPU may use the heap at a time), the heap does not grow nor give
  * memory back. lock and unlock come together or not at all; both are called with lock_ctx, on
@@ -108,17 +122,21 @@ struct kheap_hooks {
     kheap_grow_fn  grow;
     kheap_trim_fn  trim;
     size_t         trim_min;           /* smallest span offered to trim (0: KHEAP_TRIM_MIN) */
+    kheap_cpu_fn   cpu;                /* the per-CPU caches' index (NULL: one cache) */
+    unsigned       ncpu;               /* cpu's results are below this, 1..KHEAP_MAX_CPUS */
 };
 
 /* ---- statistics ------------------------------------------------------------------------------- */
 struct kheap_stats {
     size_t   total_bytes;    /* bytes in blocks, used + free (control block, descriptors and
                                 sentinels excluded) */
-    size_t   used_bytes;     /* bytes in allocated blocks, headers included */
-    size_t   free_bytes;     /* total - used: free blocks and front-cache blocks */
+    size_t   used_bytes;     /* bytes users hold: allocated blocks (headers included) and live
+                                slab objects (their class size); slabs' free and cached objects,
+                                their headers and the per-CPU slots' block are free_bytes */
+    size_t   free_bytes;     /* total - used */
     size_t   largest_free;   /* the largest block one allocation can get now (the front cache
                                 flushed, as an allocation that needs it does); usable: 8 less */
-    size_t   peak_used;      /* highest used_bytes since the heap was made */
+    size_t   peak_used;      /* highest bytes in allocated blocks, slabs counted whole */
     uint64_t allocs;         /* successful allocations (also moving reallocs) */
     uint64_t frees;          /* successful frees (also realloc(p, 0) and the free of a move) */
     uint64_t failed_allocs;  /* allocation calls that returned NULL */
@@ -126,6 +144,13 @@ struct kheap_stats {
     unsigned regions;        /* regions under management */
     unsigned fragmentation_ppm; /* (1 - largest_free / free_bytes) * 10^6; 0 if nothing free */
     uint64_t trimmed_bytes;  /* bytes given back through the trim hook (they left the heap) */
+    size_t   slab_bytes;     /* bytes of the blocks that are slabs (16 KiB each; beyond what
+                                live objects fill: partial slabs, one spare per class) */
+    size_t   slab_free_bytes;  /* of those, bytes of objects free in their slabs */
+    size_t   cached_bytes;   /* bytes of objects in the per-CPU caches and the depot (free to
+                                users; at most (ncpu + 8) * 32 objects per size class, see
+                                docs/heap.md section 6; another CPU's may be changing while
+                                this is read) */
 };
 
 /* ---- heap instances --------------------------------------------------------------------------
@@ -148,8 +173,12 @@ kheap_t *kheap_create(void *mem, size_t size);
 int kheap_extend(kheap_t *h, void *mem, size_t size);
 
 /* At least n usable bytes, KHEAP_ALIGN-aligned; NULL if nothing fits or n > KHEAP_MAX_ALLOC
- * (reported: KHEAP_E_SIZE). n == 0 gives a unique pointer. Before failing it flushes the front
- * cache and asks the grow hook, once each. O(1) (the flush is bounded: see docs/heap.md). */
+ * (reported: KHEAP_E_SIZE). n == 0 gives a unique pointer. n <= KHEAP_SLAB_MAX comes from the
+ * slab tier (an object of its size class, no header, from this CPU's cache without the lock
+ * when there is one), larger n and small ones the slab tier has no room for from the TLSF
+ * tier. Before failing it flushes the front cache, gives back this CPU's cached objects and
+ * the spare slabs, and asks the grow hook, once each. O(1) (each step is bounded: see
+ * docs/heap.md, "Time bounds"). */
 void *kheap_alloc(kheap_t *h, size_t n);
 
 /* n * size zeroed bytes; NULL if n * size overflows (reported: KHEAP_E_SIZE) or nothing fits.
@@ -157,8 +186,10 @@ void *kheap_alloc(kheap_t *h, size_t n);
 void *kheap_calloc(kheap_t *h, size_t n, size_t size);
 
 /* p == NULL: kheap_alloc. n == 0: kheap_free, returns NULL. Else resizes in place when it can
- * (shrinking, or a free right neighbour), O(1), or moves keeping min(old, n) bytes. On failure
- * NULL and p is untouched; a bad p is reported and gives NULL. */
+ * (a block: shrinking, or a free right neighbour; a slab object: n of the same size class),
+ * O(1), or moves keeping min(old, n) bytes (a slab object shrinking to another class moves,
+ * and stays where it is if that fails). On failure NULL and p is untouched; a bad p is
+ * reported and gives NULL. */
 void *kheap_realloc(kheap_t *h, void *p, size_t n);
 
 /* n bytes at a multiple of align (a power of two up to KHEAP_MAX_ALLOC, else reported
@@ -188,24 +219,32 @@ size_t kheap_usable(kheap_t *h, const void *p);
  * list rebuilt, the front cache merged in) and the heap is checked again. O(heap + regions^2). */
 int kheap_verify(kheap_t *h);
 
-/* Fill *s (zeros for a bad h). The front cache is given back first (as kheap_flush_in, which
- * may report a corrupt cache list), so largest_free is what one allocation gets. O(1): the
- * flush is bounded, largest_free is one checked list head. */
+/* Fill *s (zeros for a bad h). The front cache is given back first (which may report a corrupt
+ * cache list); slabs and cached objects stay where they are (slab_bytes, cached_bytes), so
+ * largest_free is what one block allocation gets without the slab tier's reclaim. O(ncpu):
+ * the flush is bounded, largest_free is one checked list head, the cached bytes are summed over
+ * every slot and the depot. */
 void kheap_stats(kheap_t *h, struct kheap_stats *s);
 
 /* Replace every hook of h with *hooks (NULL: none at all). KHEAP_E_INVAL, changing nothing,
- * for a bad h or a lock without unlock (or the reverse). Takes no lock: change hooks only while
- * nobody else can be inside the heap. O(1). */
+ * for a bad h, a lock without unlock (or the reverse), or a cpu hook with ncpu outside
+ * 1..KHEAP_MAX_CPUS; KHEAP_E_TOO_SMALL, changing nothing, when the heap has no room for the
+ * ncpu slots and the depot (about ncpu * 4.2 KiB + 33 KiB). Every old slot and the depot are
+ * emptied first. Takes no lock: change hooks only while nobody else can be inside the heap.
+ * O(ncpu * 512 + slabs). */
 int kheap_set_hooks(kheap_t *h, const struct kheap_hooks *hooks);
 
 /* Copy h's hooks into *hooks (0, or KHEAP_E_INVAL for a bad h). */
 int kheap_get_hooks(kheap_t *h, struct kheap_hooks *hooks);
 
-/* Give every front-cache block back to the free lists, merged: afterwards a heap with nothing
- * allocated is one free block per region. With a trim hook, the free block that then ends the
- * heap's highest region is offered to it as a free's would be (a cached block kept it from
- * being offered). O(1): at most KH_QUICK_CLASSES * KHEAP_QUICK_DEPTH blocks; + O(regions) and
- * the hook with a trim hook. */
+/* Give back what the caches hold: the calling CPU's per-CPU stacks (to their slabs), every
+ * spare empty slab (to the TLSF tier), every front-cache block (to the free lists, merged).
+ * Every other CPU slot is asked to empty its stacks at its next small allocation or free (a
+ * slot is only ever touched by its own CPU). Afterwards a heap with nothing allocated whose
+ * other CPUs have emptied theirs is one free block per region. With a trim hook, the free
+ * block that then ends the heap's highest region is offered to it as a free's would be. O(1):
+ * at most KH_SLAB_CLASSES * 32 objects, KH_SLAB_CLASSES slabs and KH_QUICK_CLASSES *
+ * KHEAP_QUICK_DEPTH blocks; + O(regions) and the hook with a trim hook. */
 void kheap_flush_in(kheap_t *h);
 
 /* The heap behind kmalloc & co.; NULL before kheap_init (or after a failed one). */

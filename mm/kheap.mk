@@ -50,7 +50,7 @@ KHEAP_MK_GOAL    := $(.DEFAULT_GOAL)
 KHEAP_MK_GEN     := $(KHEAP_BUILD)/gen
 KHEAP_MK_INCS    := $(KHEAP_MK_GEN)/kheap_layout.inc $(KHEAP_MK_GEN)/kheap_offsets.inc
 KHEAP_MK_HEADERS := $(addprefix $(KHEAP_SRC)/mm/,kheap.h kheap_diag.h kheap_layout.h)
-KHEAP_MK_ASM_INC := $(addprefix $(KHEAP_SRC)/mm/,kheap_block.inc kheap_debug.inc kheap_quick.inc)
+KHEAP_MK_ASM_INC := $(addprefix $(KHEAP_SRC)/mm/,kheap_block.inc kheap_debug.inc kheap_quick.inc kheap_slab.inc)
 KHEAP_MK_SYMS    := $(KHEAP_BUILD)/kheap.syms
 KHEAP_MK_MEMFUNCS := $(filter 1,$(KHEAP_MEMFUNCS))
 

@@ -2,7 +2,9 @@
  * kheap_diag.c -- kheap's diagnostics in freestanding C: the walk, inspect, the leak report
  * and the re-stamping behind kheap_set_secret, each for the heap c. The *_locked entries are
  * called by the public wrappers in mm/kheap.asm with the heap's lock held; inspect takes no
- * lock.
+ * lock. To all of them a slab is its objects: the walk, inspect and the leak report show each
+ * object, never the slab's block, and the block of the per-CPU slots (the heap's own) not at
+ * all.
  */
 #include "kheap_internal.h"
 
@@ -47,17 +49,71 @@ static void kh_describe(uintptr_t h, uint64_t word, unsigned region, struct khea
 #endif
 }
 
+/* Fill *b for object i of slab s in region `region`: live iff its state is KH_OBJ_LIVE; a
+ * cached one (in a per-CPU cache) is free to its user, like a front-cache block. */
+static void kh_describe_object(uintptr_t s, uint64_t i, unsigned region,
+                               struct kheap_block_info *b)
+{
+    const struct kh_slab *sl = (const struct kh_slab *)s;
+    const struct kh_class *k = &kh_slab_class[sl->cls];
+    uintptr_t p = kh_obj(k, s, i);
+    b->ptr = (void *)p;
+    b->size = k->size;
+    b->usable = k->size;
+    b->used = kh_obj_state(sl, k, i) == KH_OBJ_LIVE;
+    b->region = region;
+    b->requested = b->used ? b->usable : 0;
+    b->site = NULL;
+#if KH_DEBUG
+    if (b->used) {      /* the trailer ends the object; shown as is, clipped to what fits */
+        uint64_t max = 0, req = 0;
+        if (k->size >= KHEAP_DEBUG_EXTRA) {     /* (a class too small for one has no trailer) */
+            uintptr_t t = p + k->size - KH_TRAILER_SIZE;
+            max = k->size - KHEAP_DEBUG_EXTRA;
+            req = *(const uint64_t *)(t + KH_TRAILER_REQ);
+            b->site = *(void *const *)(t + KH_TRAILER_SITE);
+        }
+        b->requested = req < max ? req : max;
+        b->usable = b->requested;
+    }
+#endif
+}
+
 /* ---- kheap_walk ---------------------------------------------------------------------------- */
 
 struct kh_walk_ctx {
+    const struct kh_ctl *c;
     kheap_walk_fn fn;
     void         *ctx;
     unsigned      region;
 };
 
+/* Each object of slab s, in address order. */
+static int kh_walk_slab(struct kh_walk_ctx *w, uintptr_t s)
+{
+    const struct kh_slab *sl = (const struct kh_slab *)s;
+    for (uint64_t i = 0; i < kh_slab_class[sl->cls].cap; i++) {
+        struct kheap_block_info b;
+        kh_describe_object(s, i, w->region, &b);
+        int rc = w->fn(&b, w->ctx);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* A block: a slab is shown as its objects; the per-CPU slots' block is the heap's own, not
+ * a user's (no allocation returned it, no free may take it): not shown. */
 static int kh_walk_block(uintptr_t h, uint64_t word, void *arg)
 {
     struct kh_walk_ctx *w = arg;
+    uintptr_t p = h + KHEAP_HEADER_SIZE;
+    if (!kh_is_unused(word)) {
+        if (p == w->c->cpu_block)
+            return 0;
+        if (kh_is_slab(w->c, p))
+            return kh_walk_slab(w, p);
+    }
     struct kheap_block_info b;
     kh_describe(h, word, w->region, &b);
     return w->fn(&b, w->ctx);
@@ -65,7 +121,7 @@ static int kh_walk_block(uintptr_t h, uint64_t word, void *arg)
 
 int kheap_walk_locked(const struct kh_ctl *c, kheap_walk_fn fn, void *ctx)
 {
-    struct kh_walk_ctx w = { fn, ctx, 0 };
+    struct kh_walk_ctx w = { c, fn, ctx, 0 };
     if (c->nregions == 0)
         return KHEAP_E_NOT_INIT;
     for (const struct kh_region *r = kh_region_after(c, 0); r; r = kh_region_after(c, r->start)) {
@@ -80,17 +136,33 @@ int kheap_walk_locked(const struct kh_ctl *c, kheap_walk_fn fn, void *ctx)
 /* ---- kheap_inspect ------------------------------------------------------------------------- */
 
 struct kh_find_ctx {
-    uintptr_t h;
+    uintptr_t a;                    /* in: the address sought */
+    uintptr_t h;                    /* out: the block that holds it */
     uint64_t  word;
 };
 
+/* kh_region_walk callback: stop at the block that holds address a (blocks tile the region,
+ * so the first one that ends past a starts at or below it). */
 static int kh_find_block(uintptr_t h, uint64_t word, void *arg)
 {
     struct kh_find_ctx *f = arg;
-    if (h < f->h)
+    if (h + (word & KH_SIZE_MASK) <= f->a)
         return 0;
+    f->h = h;
     f->word = word;
-    return h == f->h ? 1 : -1;      /* found, or walked past it: p is not a block's payload */
+    return 1;
+}
+
+/* p lies in slab s: an object of it (described), or an interior pointer, the slab's header
+ * included (0). */
+static int kh_inspect_object(uintptr_t s, uintptr_t p, unsigned region,
+                             struct kheap_block_info *out)
+{
+    long i = kh_obj_index(&kh_slab_class[((const struct kh_slab *)s)->cls], s, p);
+    if (i < 0)
+        return 0;
+    kh_describe_object(s, (uint64_t)i, region, out);
+    return 1;
 }
 
 static int kh_inspect(const struct kh_ctl *c, const void *p, struct kheap_block_info *out)
@@ -108,9 +180,13 @@ static int kh_inspect(const struct kh_ctl *c, const void *p, struct kheap_block_
         }
         region++;
     }
-    struct kh_find_ctx f = { h, 0 };
+    struct kh_find_ctx f = { h, 0, 0 };
     if (!home || kh_region_walk(c, home, kh_find_block, &f) != 1)
         return 0;
+    if (!kh_is_unused(f.word) && kh_is_slab(c, f.h + KHEAP_HEADER_SIZE))
+        return kh_inspect_object(f.h + KHEAP_HEADER_SIZE, (uintptr_t)p, region, out);
+    if (f.h != h)
+        return 0;                   /* inside a block: not its payload */
     kh_describe(h, f.word, region, out);
     return 1;
 }
@@ -128,7 +204,9 @@ int kheap_inspect_in(kheap_t *h, const void *p, struct kheap_block_info *out)
 /* ---- leak report --------------------------------------------------------------------------- */
 
 /* The scratch table lives in the heap's control block (under its lock: one table per heap,
- * no stack-hungry array in a kernel). */
+ * no stack-hungry array in a kernel). The walk shows live slab objects as blocks of their
+ * class's size (grouped by their trailer's site in a debug build) and neither slabs' blocks
+ * nor the per-CPU slots' block: those are the heap's, never a leak. */
 struct kh_leak_ctx {
     struct kh_ctl *c;
 };
@@ -228,7 +306,7 @@ int kheap_restamp_locked(struct kh_ctl *c, uint64_t secret)
     if (!kh_quick_lists_ok(c))
         return KHEAP_E_CORRUPT;
     /* 2. every cached block's link re-encoded under the new key (link = next ^ key ^ h: xor
-     * with old key ^ new key), then the new secret; free blocks' links in step 3 */
+     * with old key ^ new key), then the new secret; free blocks' links and slabs in step 3 */
     uint64_t rekey = c->link_key ^ kh_link_key(secret);
     for (unsigned q = 0; q < KH_QUICK_CLASSES; q++) {
         uintptr_t b = c->quick[q].head;
@@ -240,7 +318,10 @@ int kheap_restamp_locked(struct kh_ctl *c, uint64_t secret)
     }
     c->link_key ^= rekey;
     /* 3. every header (cached ones too) and the sentinel stamped again (sizes, read from the
-     * low bits, lead from one header to the next as in step 1) */
+     * low bits, lead from one header to the next as in step 1); every slab's check, the slab
+     * found under the old slab key (kept in c until every slab is done: a slab's check depends
+     * on nothing else, so the stamps before it cannot change what it is) */
+    uint64_t slab_rekey = c->slab_key ^ kh_slab_key(secret);
     c->secret = secret;
     for (r = kh_region_after(c, 0); r; r = kh_region_after(c, r->start)) {
         uintptr_t h = kh_first(r), sentinel = kh_sentinel(r);
@@ -248,10 +329,13 @@ int kheap_restamp_locked(struct kh_ctl *c, uint64_t secret)
             if (kh_word(h) & KH_F_FREE) {    /* both list links, as the cache links above */
                 *(volatile uint64_t *)(h + KH_FREE_NEXT) ^= rekey;
                 *(volatile uint64_t *)(h + KH_FREE_PREV) ^= rekey;
+            } else if (kh_is_slab(c, h + KHEAP_HEADER_SIZE)) {   /* check = ... ^ slab_key */
+                ((struct kh_slab *)(h + KHEAP_HEADER_SIZE))->check ^= slab_rekey;
             }
             kh_restamp(c, h);
         }
         kh_restamp(c, sentinel);
     }
+    c->slab_key ^= slab_rekey;
     return 0;
 }

@@ -1,8 +1,9 @@
 /*
- * tests/host/kheap_test.h -- what the host unit tests of kheap share (test_kheap.c and
- * test_kheap_harden.c, each built for the release and the debug library): the build flavour,
- * trampolines that give every call a known return address (the caller a report must name),
- * a recording error handler with EXPECT_REPORT, and heap reset/stats helpers.
+ * tests/host/kheap_test.h -- what the host unit tests of kheap share (test_kheap.c,
+ * test_kheap_harden.c, test_kheap_instances.c, ..., each built for the release and the debug
+ * library): the build flavour, which tier serves a request (slab object or TLSF block) and the
+ * sizes that follow, trampolines that give every call a known return address (the caller a
+ * report must name), a recording error handler with EXPECT_REPORT, and heap reset/stats helpers.
  */
 #ifndef KHEAP_TEST_H
 #define KHEAP_TEST_H
@@ -22,6 +23,32 @@
 /* Metadata bytes per used block beyond the request: the largest request a free block of S
  * bytes satisfies is S - META. */
 #define META (KHEAP_HEADER_SIZE + (DEBUG_BUILD ? KHEAP_DEBUG_EXTRA : 0))
+
+/* ---- the two tiers (mm/kheap_layout.h "The slab tier") ----------------------------------------
+ * kmalloc(n) with n <= SLAB_REQ_MAX is served by the slab tier: an object with no header, whose
+ * ksize is its class size (exactly n in the debug build). Larger requests, kmalloc_aligned with
+ * an alignment above KHEAP_ALIGN, and small requests the slab tier has no room for (no
+ * KH_SLAB_BLOCK-byte aligned slab can be carved) are TLSF blocks: header at p - 8, neighbours,
+ * front cache, splitting. A test of TLSF block behaviour asks for at least TLSF_MIN bytes. */
+#define SLAB_REQ_MAX  (KH_SLAB_MAX - (DEBUG_BUILD ? KHEAP_DEBUG_EXTRA : 0))
+#define TLSF_MIN      (KH_SLAB_MAX + 8)    /* a TLSF block in both builds: 520 */
+_Static_assert(TLSF_MIN > SLAB_REQ_MAX, "TLSF_MIN is above the slab tier");
+_Static_assert((TLSF_MIN + KHEAP_HEADER_SIZE) % KHEAP_ALIGN == 0,
+               "kmalloc(TLSF_MIN) has no slack in the release build: ksize == TLSF_MIN");
+/* A TLSF request whose block size (608; 640 in the debug build) is a class boundary: the good-fit
+ * search of kmalloc(TLSF_FIT) starts at the list its own block size is on (mm/kheap_layout.h,
+ * "Size classes"), so a freed TLSF_FIT block heads the list the next kmalloc(TLSF_FIT) takes. */
+#define TLSF_FIT      600
+#define TLSF_FIT_BLOCK_ ((TLSF_FIT + META + KHEAP_ALIGN - 1) & ~(KHEAP_ALIGN - 1))
+_Static_assert(TLSF_FIT > SLAB_REQ_MAX && TLSF_FIT_BLOCK_ >= 512 && TLSF_FIT_BLOCK_ < 1024 &&
+               TLSF_FIT_BLOCK_ % 32 == 0, "TLSF_FIT's block starts a class (fl 2: 32-byte steps)");
+
+/* A region of at most this many bytes holds no slab (its blocks are fewer than KH_SLAB_BLOCK
+ * bytes): in a heap of such regions every request is a TLSF block, small ones included, as
+ * before the slab tier (the front-cache tests use one). */
+#define NOSLAB_REGION (16 * 1024)
+_Static_assert(NOSLAB_REGION - KH_RGN_SIZE - KH_SENTINEL_SIZE < KH_SLAB_BLOCK,
+               "a NOSLAB_REGION region cannot hold a slab");
 
 /* White-box access to the default heap's control block, for the corruption tests. */
 #define kheap_ctl (*(struct kh_ctl *)kheap_default())
@@ -86,11 +113,36 @@ static inline void reset_at(unsigned char *base, size_t size)
     memset(&rec, 0, sizeof rec);
 }
 
-/* The block size kmalloc(n) uses, in this build. */
+/* The size of the TLSF block that serves an n-byte request, in this build. */
 static inline size_t block_of(size_t n)
 {
     size_t s = (n + META + KHEAP_ALIGN - 1) & ~(size_t)(KHEAP_ALIGN - 1);
     return s < KHEAP_MIN_BLOCK ? KHEAP_MIN_BLOCK : s;
+}
+
+/* ksize() of a TLSF block for n bytes. */
+static inline size_t block_usable_of(size_t n)
+{
+    return DEBUG_BUILD ? n : block_of(n) - KHEAP_HEADER_SIZE;
+}
+
+/* The object size of the slab class that serves an n-byte request (n <= SLAB_REQ_MAX): 16-byte
+ * steps up to 128, 32-byte steps up to 256, 64-byte steps up to KH_SLAB_MAX (the table is
+ * kh_slab_class in mm/kheap_slab.inc; the debug build's extra bytes are part of the object). */
+static inline size_t slab_size_of(size_t n)
+{
+    size_t m = n + (DEBUG_BUILD ? KHEAP_DEBUG_EXTRA : 0);
+    size_t step = m <= 128 ? 16 : m <= 256 ? 32 : 64;
+    m = (m + step - 1) & ~(step - 1);
+    return m < 16 ? 16 : m;
+}
+
+/* ksize() of kmalloc(n) in a heap whose slab tier has room. */
+static inline size_t usable_of(size_t n)
+{
+    if (n > SLAB_REQ_MAX)
+        return block_usable_of(n);
+    return DEBUG_BUILD ? n : slab_size_of(n);
 }
 
 static inline struct kheap_stats stats(void)

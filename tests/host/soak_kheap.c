@@ -1,11 +1,17 @@
 /*
  * tests/host/soak_kheap.c -- the long randomized run (`make soak`): several heaps at once, one
  * thread each, every thread driving its heap with a model of what must be there: random
- * alloc/calloc/aligned/realloc/free over a mix of small, medium and large sizes, every block's
- * pattern checked before it is freed or moved, kheap_verify and the counters checked against the
- * model every CHECK operations, no misuse report ever. Notes ops/s. Usage: soak_kheap
- * [total-ops [heaps [check-every]]]; without arguments a short slice (`make test`), `make soak`
- * runs 10^8 operations in the release and the debug build.
+ * alloc/calloc/aligned/realloc/free over a mix of small (the slab tier), medium and large sizes,
+ * every block's pattern checked before it is freed or moved, kheap_verify and the counters
+ * checked against the model every CHECK operations, no misuse report ever. Each heap has a cpu
+ * hook of the thread-slot kind (SOAK_NCPU slots): the thread's slot, which it changes every
+ * MIGRATE operations as a thread moved between CPUs would, so its small allocations and frees
+ * take the per-CPU fast path and objects cached on one slot are freed on another. At the end,
+ * everything freed and every slot flushed, the heap must be as it was made (one free block
+ * beside the slots' block), and with the cpu hook removed (the slots' block freed) one free
+ * block of total_bytes. Notes ops/s. Usage:
+ * soak_kheap [total-ops [heaps [check-every]]]; without arguments a short slice (`make test`),
+ * `make soak` runs 10^8 operations in the release and the debug build.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -18,7 +24,8 @@
 #include "mm/kheap.h"
 
 #define MiB (1ul << 20)
-enum { MAX_HEAPS = 8, SLOTS = 4096, ARENA = 48 * MiB, HEAD = 256, TAIL = 64 };
+enum { MAX_HEAPS = 8, SLOTS = 4096, ARENA = 48 * MiB, HEAD = 256, TAIL = 64, SOAK_NCPU = 4,
+       MIGRATE = 1000 };
 
 struct slot {
     unsigned char *p;
@@ -33,10 +40,17 @@ struct soak {
     unsigned long ops, check_every;
     /* results */
     unsigned long done, allocs, failed, verifies, max_live;
+    size_t whole;                /* largest_free of the fresh heap (its slots' block carved) */
+    size_t max_cached;           /* most bytes the per-CPU caches held at a check */
     const char *error;           /* first failed check, or NULL */
     unsigned long error_op;
     int error_value;
 };
+
+/* The cpu hook: the calling thread's slot of its heap (each heap has one thread, so any slot is
+ * its own); the thread moves it. */
+static __thread unsigned cpu_slot;
+static unsigned soak_cpu(void) { return cpu_slot; }
 
 static unsigned long reports[MAX_HEAPS];
 #define HANDLER(i) static void report_##i(int c, void *p, void *r) { (void)c, (void)p, (void)r; reports[i]++; }
@@ -100,6 +114,8 @@ static void *soak_run(void *arg)
     size_t live_bytes = 0;
     memset(slot, 0, sizeof slot);
     for (op = 0; op < s->ops; op++) {
+        if (op % MIGRATE == 0)                  /* to another CPU: every heap call uses its slot */
+            cpu_slot = (unsigned)((uint64_t)(s->id + op / MIGRATE) * 0x9E3779B9u >> 7) % SOAK_NCPU;
         uint64_t r = ktest_rand(&rng);
         struct slot *b = &slot[r % SLOTS];
         unsigned kind = (unsigned)(r >> 16) % 16;
@@ -166,6 +182,8 @@ static void *soak_run(void *arg)
                 FAIL(s, "byte counters disagree with the model", 0);
             if (reports[s->id])
                 FAIL(s, "a misuse report", reports[s->id]);
+            if (st.cached_bytes > s->max_cached)
+                s->max_cached = st.cached_bytes;
             s->verifies++;
         }
     }
@@ -177,13 +195,32 @@ out:
                 s->error = "pattern overwritten at the end";
             kheap_free(s->h, slot[i].p);
         }
+    /* every slot's stacks and the spare slabs back (kheap_flush_in empties the calling slot's
+     * stacks: once from each), so that nothing but the slots' block is taken */
+    for (unsigned k = 0; k < SOAK_NCPU; k++) {
+        cpu_slot = k;
+        kheap_flush_in(s->h);
+    }
     if (!s->error) {
         struct kheap_stats st;
         int rc = kheap_verify(s->h);
         kheap_stats(s->h, &st);
-        if (rc || st.used_bytes || st.allocs != st.frees || st.largest_free != st.total_bytes ||
-            reports[s->id]) {
-            s->error = "heap not whole and sound after freeing everything";
+        if (rc || st.used_bytes || st.allocs != st.frees || st.slab_bytes || st.cached_bytes ||
+            st.largest_free != s->whole || reports[s->id]) {
+            s->error = "heap not whole and sound after freeing everything and flushing";
+            s->error_value = rc;
+        }
+    }
+    /* without the cpu hook the heap frees its slots' block: then nothing is left but one block */
+    struct kheap_hooks hooks = { .error = report_fn[s->id] };
+    if (!s->error && kheap_set_hooks(s->h, &hooks) != 0)
+        s->error = "kheap_set_hooks without the cpu hook failed";
+    if (!s->error) {
+        struct kheap_stats st;
+        int rc = kheap_verify(s->h);
+        kheap_stats(s->h, &st);
+        if (rc || st.used_bytes || st.largest_free != st.total_bytes || reports[s->id]) {
+            s->error = "heap not one free block once its slots' block is freed";
             s->error_value = rc;
         }
     }
@@ -210,8 +247,19 @@ KTEST_SETUP(soak_setup)
                               .check_every = g_check };
         s[i].arena = aligned_alloc(4096, ARENA);
         s[i].h = s[i].arena ? kheap_create(s[i].arena, ARENA) : NULL;
-        struct kheap_hooks hooks = { .error = report_fn[i] };
+        struct kheap_hooks hooks = { .error = report_fn[i], .cpu = soak_cpu, .ncpu = SOAK_NCPU };
+        struct kheap_stats st;
         KEXPECT_MSG(s[i].h && kheap_set_hooks(s[i].h, &hooks) == 0, "heap %d made", i);
+        if (!s[i].h)
+            continue;
+        kheap_stats(s[i].h, &st);
+        s[i].whole = st.largest_free;
+        /* whole: nothing used, one free block with all of the heap but its slots' block (the
+         * slots and the depot: tens of KiB), which is what it must come back to */
+        KEXPECT_MSG(st.used_bytes == 0 && st.largest_free < st.total_bytes &&
+                    st.largest_free > st.total_bytes - MiB,
+                    "heap %d: one free block beside the slots' block (%zu of %zu bytes)", i,
+                    st.largest_free, st.total_bytes);
     }
 }
 
@@ -233,8 +281,11 @@ KTEST(soak_heaps_at_once)
         KEXPECT_MSG(!s[i].error, "heap %d: %s at operation %lu (value %d)", i,
                     s[i].error ? s[i].error : "", s[i].error_op, s[i].error_value);
         ktest_note("heap %d: %lu operations, %lu allocations (%lu failed, heap full), up to %lu "
-                   "live blocks, %lu checks", i, s[i].done, s[i].allocs, s[i].failed,
-                   s[i].max_live, s[i].verifies);
+                   "live blocks, %lu checks, up to %zu bytes in the per-CPU caches", i, s[i].done,
+                   s[i].allocs, s[i].failed, s[i].max_live, s[i].verifies, s[i].max_cached);
+        /* the release build's small calls go through the slots (the debug build has none) */
+        KEXPECT_MSG(KHEAP_BUILD_DEBUG || !s[i].verifies || s[i].max_cached > 0,
+                    "heap %d: the per-CPU caches were used", i);
     }
     ktest_note("%s build, %d heaps at once: %lu operations in %.2f s = %.2f M ops/s",
                KHEAP_BUILD_DEBUG ? "debug" : "release", g_heaps, all, secs,

@@ -15,14 +15,13 @@
 #include "kheap_test.h"
 
 #define ARENA_SIZE (1u << 20)
-static unsigned char arenas[2 * ARENA_SIZE] __attribute__((aligned(4096)));
+/* 16 KiB aligned: where the slabs fall (and so the placement of the blocks these tests lay out
+ * side by side) must not depend on where the loader put the program */
+static unsigned char arenas[2 * ARENA_SIZE] __attribute__((aligned(16384)));
 #define arena  arenas                  /* the heap's usual home */
 #define arena2 (arenas + ARENA_SIZE)   /* right after it: memory for the growth hook */
 
 static void reset(size_t size) { reset_at(arena, size); }
-
-/* ksize() of kmalloc(n) in this build. */
-static size_t usable_of(size_t n) { return DEBUG_BUILD ? n : block_of(n) - KHEAP_HEADER_SIZE; }
 
 static void fill(unsigned char *p, size_t n, unsigned seed)
 {
@@ -38,7 +37,8 @@ static int intact(const unsigned char *p, size_t n, unsigned seed)
     return 1;
 }
 
-/* A set of live blocks with patterns: the bystanders every misuse test verifies afterwards. */
+/* A set of live blocks with patterns: the bystanders every misuse test verifies afterwards.
+ * Small ones (slab objects, or TLSF blocks where the slab tier has no room) and TLSF blocks. */
 enum { NLIVE = 24 };
 static unsigned char *live[NLIVE];
 static size_t         live_n[NLIVE];
@@ -46,7 +46,7 @@ static size_t         live_n[NLIVE];
 static void live_make(void)
 {
     for (int i = 0; i < NLIVE; i++) {
-        live_n[i] = 1 + (size_t)(i * 37 % 300);
+        live_n[i] = (i % 3 == 2 ? TLSF_MIN : 1) + (size_t)(i * 37 % 300);
         live[i] = kmalloc(live_n[i]);
         KEXPECT(live[i] != NULL);
         if (live[i])
@@ -115,8 +115,10 @@ KTEST(test_walk)
     }
     KEXPECT(w.b[0].ptr == arena + KH_RGN_SIZE + KHEAP_HEADER_SIZE);
     KEXPECT(w.b[2].ptr == arena + 128 * 1024 + KH_RGN_SIZE + KHEAP_HEADER_SIZE);
-    /* blocks in address order, used and free, sizes adding up to the region */
-    void *a = t_kmalloc(100), *b = kmalloc(1000), *c = kmalloc(10);
+    /* blocks in address order, used and free, sizes adding up to the region (TLSF blocks; the
+     * walk of slabs, object by object, is test_kheap_slab's) */
+    const size_t na = TLSF_MIN + 100;
+    void *a = t_kmalloc(na), *b = kmalloc(1000), *c = kmalloc(TLSF_MIN);
     kfree(b);
     w.n = 0;
     KEXPECT_EQ(kheap_walk(walk_record, &w), 0);
@@ -131,9 +133,9 @@ KTEST(test_walk)
         if (w.b[i].ptr == a) {
             seen_a = 1;
             KEXPECT_EQ(w.b[i].used, 1);
-            KEXPECT_EQ(w.b[i].size, block_of(100));
-            KEXPECT_EQ(w.b[i].usable, usable_of(100));
-            KEXPECT_EQ(w.b[i].requested, DEBUG_BUILD ? 100 : usable_of(100));
+            KEXPECT_EQ(w.b[i].size, block_of(na));
+            KEXPECT_EQ(w.b[i].usable, usable_of(na));
+            KEXPECT_EQ(w.b[i].requested, DEBUG_BUILD ? na : usable_of(na));
             KEXPECT(w.b[i].site == (DEBUG_BUILD ? (void *)t_kmalloc_ret : NULL));
         }
         if (w.b[i].ptr == b)
@@ -162,22 +164,25 @@ KTEST(test_inspect)
 {
     reset(64 * 1024);
     struct kheap_block_info b;
-    unsigned char *a = t_kmalloc(200), *x = kmalloc(50), *y = kmalloc(50);
+    /* TLSF blocks (slab objects: test_kheap_slab) */
+    const size_t na = TLSF_MIN + 200, nx = TLSF_MIN + 50;
+    unsigned char *a = t_kmalloc(na), *x = kmalloc(nx), *y = kmalloc(nx);
+    KEXPECT(x == a + block_of(na) && y == x + block_of(nx));
     KEXPECT_EQ(kheap_add_region(arena + 128 * 1024, 16 * 1024), 0);
     KEXPECT_EQ(kheap_inspect(a, &b), 1);
     KEXPECT(b.ptr == a);
     KEXPECT_EQ(b.used, 1);
-    KEXPECT_EQ(b.size, block_of(200));
+    KEXPECT_EQ(b.size, block_of(na));
     KEXPECT_EQ(b.usable, ksize(a));
-    KEXPECT_EQ(b.requested, DEBUG_BUILD ? 200 : ksize(a));
+    KEXPECT_EQ(b.requested, DEBUG_BUILD ? na : ksize(a));
     KEXPECT(b.site == (DEBUG_BUILD ? (void *)t_kmalloc_ret : NULL));
     KEXPECT_EQ(b.region, 0);
     /* a free block (x, between a and y) */
     kfree(x);
     KEXPECT_EQ(kheap_inspect(x, &b), 1);
     KEXPECT_EQ(b.used, 0);
-    KEXPECT_EQ(b.size, block_of(50));
-    KEXPECT_EQ(b.usable, block_of(50) - KHEAP_HEADER_SIZE);
+    KEXPECT_EQ(b.size, block_of(nx));
+    KEXPECT_EQ(b.usable, block_of(nx) - KHEAP_HEADER_SIZE);
     KEXPECT_EQ(b.requested, 0);
     /* not a block: interior, misaligned, stack, outside, a gap, a stale merged header */
     int on_stack;
@@ -216,12 +221,12 @@ KTEST(test_inspect_from_handler)
 {
     reset(64 * 1024);
     kheap_set_error_handler(inspecting_handler);
-    void *a = kmalloc(30), *b = kmalloc(30);
+    void *a = kmalloc(TLSF_MIN), *b = kmalloc(TLSF_MIN);     /* TLSF blocks */
     kfree(a);
     t_kfree(a);
     EXPECT_REPORT(0, KHEAP_E_DOUBLE_FREE, a, t_kfree);
     KEXPECT_EQ(handler_found, 1);
-    KEXPECT_EQ(handler_info.size, block_of(30));
+    KEXPECT_EQ(handler_info.size, block_of(TLSF_MIN));
     KEXPECT_EQ(handler_info.used, 0);
     kfree(b);
     KEXPECT_EQ(kheap_check(), 0);
@@ -263,9 +268,9 @@ KTEST(test_leak_report)
     struct leak_log l = { 0 };
     KEXPECT_EQ(kheap_leak_report(leak_record, &l), 0);         /* nothing live */
     KEXPECT_EQ(l.n, 0);
-    void *p[9];
+    void *p[9];                                 /* TLSF blocks (slab objects: test_kheap_slab) */
     for (int i = 0; i < 9; i++)
-        p[i] = sites[i % 3](100 + 100 * (size_t)(i % 3));
+        p[i] = sites[i % 3](TLSF_MIN + 100 * (size_t)(i % 3));
     kfree(p[4]);                                                  /* site 1: two left */
     int groups = kheap_leak_report(leak_record, &l);
 #if DEBUG_BUILD
@@ -274,7 +279,7 @@ KTEST(test_leak_report)
     for (int i = 0; i < 3 && i < l.n; i++) {
         KEXPECT(l.site[i] == (void *)site_ret[i]);
         KEXPECT_EQ(l.blocks[i], i == 1 ? 2 : 3);
-        KEXPECT_EQ(l.bytes[i], l.blocks[i] * block_of(100 + 100 * (size_t)i));
+        KEXPECT_EQ(l.bytes[i], l.blocks[i] * block_of(TLSF_MIN + 100 * (size_t)i));
     }
 #else
     KEXPECT_EQ(groups, 1);                                      /* no sites: one group */
@@ -299,7 +304,7 @@ KTEST(test_leak_report_overflow)
     /* distinct sites: kmalloc_aligned and krealloc record their own callers; use the
      * trampolines plus a writable site table: simplest is to forge sites in the trailers */
     for (int i = 0; i < N; i++) {
-        p[i] = kmalloc(40);
+        p[i] = kmalloc(TLSF_MIN);               /* a TLSF block: its trailer at its end */
         struct kheap_block_info b;
         KEXPECT_EQ(kheap_inspect(p[i], &b), 1);
         uintptr_t t = (uintptr_t)p[i] - KHEAP_HEADER_SIZE + b.size - KH_TRAILER_SIZE;
@@ -327,6 +332,7 @@ KTEST(test_set_secret)
     live_make();
     kfree(live[3]);
     live[3] = NULL;
+    KEXPECT(live_n[5] > SLAB_REQ_MAX);                          /* a TLSF block: a header */
     uint64_t *hdr = (uint64_t *)(live[5] - 8), old_word = *hdr;
     KEXPECT_EQ(kheap_set_secret(0x0123456789ABCDEFull), 0);
     KEXPECT_EQ(kheap_ctl.secret, 0x0123456789ABCDEFull);
@@ -360,18 +366,22 @@ KTEST(test_set_secret)
 KTEST(test_fail_after)
 {
     reset(64 * 1024);
-    kheap_fail_after(3);
-    void *a = kmalloc(10), *b = kcalloc(2, 8), *c = kmalloc_aligned(64, 10);
-    KEXPECT(a && b && c);
-    KEXPECT(kmalloc(10) == NULL);                               /* the 4th and later fail */
+    kheap_fail_after(4);
+    /* a slab object, a TLSF block, ... */
+    void *a = kmalloc(10), *t = kmalloc(TLSF_MIN + 500), *b = kcalloc(2, 8);
+    void *c = kmalloc_aligned(64, 10);
+    KEXPECT(a && t && b && c);
+    KEXPECT(kmalloc(10) == NULL);                               /* the 5th and later fail */
     KEXPECT(kcalloc(1, 1) == NULL);
     KEXPECT(kmalloc_aligned(256, 1) == NULL);
     KEXPECT(krealloc(NULL, 5) == NULL);
     void *a2 = krealloc(a, 5);                                    /* shrinking needs nothing */
     KEXPECT(a2 == a);
+    KEXPECT(krealloc(t, TLSF_MIN) == t);
     KEXPECT(krealloc(a, 5000) == NULL);                         /* growing does */
-    KEXPECT_EQ(stats().failed_allocs, 5);
-    KEXPECT_EQ(stats().allocs, 3);
+    KEXPECT(krealloc(t, 5000) == NULL);
+    KEXPECT_EQ(stats().failed_allocs, 6);
+    KEXPECT_EQ(stats().allocs, 4);
     kfree(b);                                                     /* frees still work */
     kheap_fail_after(-1);
     b = kmalloc(10);
@@ -422,9 +432,11 @@ KTEST(test_fail_paths_intact)
 {
     reset(64 * 1024);
     live_make();
-    unsigned char *p = kmalloc(300);
-    fill(p, 300, 99);
-    void *neighbour = kmalloc(100);                               /* p cannot grow in place */
+    const size_t np = TLSF_MIN + 300, nn = TLSF_MIN;             /* TLSF blocks */
+    unsigned char *p = kmalloc(np);
+    fill(p, np, 99);
+    void *neighbour = kmalloc(nn);                                /* p cannot grow in place */
+    KEXPECT((unsigned char *)neighbour == p + block_of(np));
     struct kheap_stats before = stats();
     int ck = kheap_check();
     KEXPECT_EQ(ck, 0);
@@ -435,12 +447,12 @@ KTEST(test_fail_paths_intact)
     EXPECT_REPORT(0, KHEAP_E_SIZE, NULL, t_kcalloc);
     memset(&rec, 0, sizeof rec);
     kfree(neighbour);                                             /* now it could grow in place */
-    KEXPECT(krealloc(p, 400) == NULL);                          /* ... but is not allowed to */
+    KEXPECT(krealloc(p, np + 100) == NULL);                     /* ... but is not allowed to */
     struct kheap_stats after = stats();
-    KEXPECT(intact(p, 300, 99));
-    KEXPECT_EQ(ksize(p), usable_of(300));
+    KEXPECT(intact(p, np, 99));
+    KEXPECT_EQ(ksize(p), usable_of(np));
     KEXPECT_EQ(after.failed_allocs, before.failed_allocs + 4);
-    KEXPECT_EQ(after.used_bytes, before.used_bytes - block_of(100));
+    KEXPECT_EQ(after.used_bytes, before.used_bytes - block_of(nn));
     KEXPECT_EQ(after.allocs, before.allocs);
     KEXPECT_EQ(after.frees, before.frees + 1);
     KEXPECT_EQ(kheap_check(), 0);
@@ -450,11 +462,11 @@ KTEST(test_fail_paths_intact)
     void *hog = kmalloc(stats().largest_free - META - 64);
     KEXPECT(hog != NULL);
     KEXPECT(krealloc(p, 20000) == NULL);
-    KEXPECT(intact(p, 300, 99));
+    KEXPECT(intact(p, np, 99));
     KEXPECT_EQ(kheap_check(), 0);
     kfree(hog);
     unsigned char *q = krealloc(p, 5000);
-    KEXPECT(q != NULL && intact(q, 300, 99));
+    KEXPECT(q != NULL && intact(q, np, 99));
     kfree(q);
     live_verify();
     live_free();
@@ -500,6 +512,11 @@ static size_t grow_nothing(size_t need, void **start)
     return 0;
 }
 
+/* The growth tests' first heap: a 16 KiB region after the control block (no room for a slab,
+ * whose carving would ask the growth hook: the small requests of these tests, the bystanders,
+ * are made before the hook is set). */
+#define GROW_FIRST (KHEAP_CTL_SIZE + 16 * 1024)
+
 static void grow_setup(size_t slice)
 {
     grow_base = arena2;
@@ -512,10 +529,10 @@ static void grow_setup(size_t slice)
 KTEST(test_grow_merge)
 {
     /* the heap's one region ends where arena2 starts: consecutive slices extend it */
-    reset_at(arena + ARENA_SIZE - 16 * 1024, 16 * 1024);
+    reset_at(arena + ARENA_SIZE - GROW_FIRST, GROW_FIRST);
+    live_make();
     grow_setup(32 * 1024);
     kheap_set_grow(grow_consecutive);
-    live_make();
     /* case 1: the region's last block is used: the new block starts at the old sentinel */
     void *fill_up = kmalloc(stats().largest_free - META);
     KEXPECT(fill_up != NULL);
@@ -527,7 +544,7 @@ KTEST(test_grow_merge)
     KEXPECT(p >= arena2 - KH_SENTINEL_SIZE && p < arena2 + 32 * 1024);
     struct kheap_stats s = stats();
     KEXPECT_EQ(s.regions, 1);
-    KEXPECT_EQ(s.total_bytes, 48 * 1024 - INIT_OVERHEAD);
+    KEXPECT_EQ(s.total_bytes, GROW_FIRST + 32 * 1024 - INIT_OVERHEAD);
     KEXPECT_EQ(kheap_check(), 0);
     /* case 2: the last block is free: the new memory merges with it */
     size_t free_before = s.free_bytes;
@@ -538,7 +555,7 @@ KTEST(test_grow_merge)
     KEXPECT(q == p + block_of(20000));                          /* it starts at the old block */
     s = stats();
     KEXPECT_EQ(s.regions, 1);
-    KEXPECT_EQ(s.total_bytes, 80 * 1024 - INIT_OVERHEAD);
+    KEXPECT_EQ(s.total_bytes, GROW_FIRST + 64 * 1024 - INIT_OVERHEAD);
     KEXPECT_EQ(kheap_check(), 0);
     fill(p, 20000, 1);
     fill(q, free_before + 1000, 2);
@@ -558,7 +575,7 @@ KTEST(test_grow_merge)
 
 KTEST(test_grow_new_region)
 {
-    reset(16 * 1024);
+    reset(GROW_FIRST);
     grow_setup(0);
     kheap_set_grow(grow_separate);
     void *p = kmalloc(100 * 1024), *q = kmalloc(50 * 1024), *r = kmalloc_aligned(4096, 30000);
@@ -580,17 +597,17 @@ KTEST(test_grow_new_region)
 
 KTEST(test_grow_nothing)
 {
-    reset(16 * 1024);
+    reset(GROW_FIRST);
     grow_calls = 0;
     kheap_set_grow(grow_nothing);
     KEXPECT(kmalloc(64 * 1024) == NULL);
     KEXPECT_EQ(grow_calls, 1);                                  /* once, no loop */
     KEXPECT_EQ(stats().failed_allocs, 1);
-    void *p = kmalloc(100);                                       /* fits: the hook is not asked */
+    void *p = kmalloc(TLSF_MIN);            /* fits (a TLSF block): the hook is not asked */
     KEXPECT(p != NULL);
     KEXPECT_EQ(grow_calls, 1);
     /* kheap_init keeps the hook; a refused region (overlap) is no growth */
-    KEXPECT_EQ(kheap_init(arena, 16 * 1024), 0);
+    KEXPECT_EQ(kheap_init(arena, GROW_FIRST), 0);
     KEXPECT(kmalloc(64 * 1024) == NULL);
     KEXPECT_EQ(grow_calls, 2);
     kheap_set_grow(NULL);
@@ -603,16 +620,16 @@ KTEST(test_grow_nothing)
  * together fit a request are merged and used first. */
 KTEST(test_grow_after_flush)
 {
-    reset_at(arena + ARENA_SIZE - 16 * 1024, 16 * 1024);
-    grow_setup(32 * 1024);
-    kheap_set_grow(grow_consecutive);
+    reset_at(arena + ARENA_SIZE - GROW_FIRST, GROW_FIRST);
     enum { N = 20 };
     void *p[N];
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < N; i++)                     /* no room for a slab: TLSF blocks */
         p[i] = kmalloc(100);
     void *fill_up = kmalloc(stats().largest_free - META);
     KEXPECT(fill_up != NULL);
     KEXPECT_EQ(stats().free_bytes, 0);
+    grow_setup(32 * 1024);
+    kheap_set_grow(grow_consecutive);
     for (int i = 0; i < N; i++)
         kfree(p[i]);                                /* cached, the rest merged */
     KEXPECT_EQ(stats().free_bytes, N * block_of(100));
@@ -620,7 +637,7 @@ KTEST(test_grow_after_flush)
     KEXPECT(q == p[0]);
     KEXPECT_EQ(grow_calls, 0);
     KEXPECT_EQ(stats().regions, 1);
-    KEXPECT_EQ(stats().total_bytes, 16 * 1024 - INIT_OVERHEAD);
+    KEXPECT_EQ(stats().total_bytes, GROW_FIRST - INIT_OVERHEAD);
     KEXPECT_EQ(kheap_check(), 0);
     kfree(q);
     kfree(fill_up);
@@ -628,14 +645,15 @@ KTEST(test_grow_after_flush)
     kheap_set_grow(NULL);
 }
 
-/* A randomized run through growth and fault injection together: the heap starts at 16 KiB and
- * grows in 4 KiB slices (or what a request needs) (every slice extends the one region), 5 % of allocation calls fail;
- * patterns, ksize, counters and kheap_check are verified after every operation. */
+/* A randomized run through growth and fault injection together: the heap starts with a 16 KiB
+ * region and grows in 4 KiB slices (or what a request needs: a slab's carving asks for a whole
+ * slab) (every slice extends the one region), 5 % of allocation calls fail; patterns, ksize,
+ * counters and kheap_check are verified after every operation. */
 KTEST(test_grow_and_faults_random)
 {
     enum { SLOTS = 64, OPS = 4000 };
     static struct { unsigned char *p; size_t n; } slot[SLOTS];
-    reset_at(arena + ARENA_SIZE - 16 * 1024, 16 * 1024);
+    reset_at(arena + ARENA_SIZE - GROW_FIRST, GROW_FIRST);
     grow_setup(4 * 1024);
     kheap_set_grow(grow_consecutive);
     kheap_fail_rate(50000, 12345);
@@ -741,11 +759,15 @@ KTEST(test_misuse_double_free)
 {
     reset(64 * 1024);
     live_make();
-    unsigned char *a = kmalloc(100), *guard = kmalloc(16);
+    /* a TLSF block, and a small one (a slab object, or a TLSF block where no slab fits) */
+    unsigned char *a = kmalloc(TLSF_MIN), *o = kmalloc(100), *guard = kmalloc(TLSF_MIN);
     kfree(a);
     t_kfree(a);
     EXPECT_REPORT(0, KHEAP_E_DOUBLE_FREE, a, t_kfree);
-    KEXPECT_EQ(stats().errors, 1);
+    kfree(o);
+    t_kfree(o);
+    EXPECT_REPORT(1, KHEAP_E_DOUBLE_FREE, o, t_kfree);
+    KEXPECT_EQ(stats().errors, 2);
     kfree(guard);
     misuse_epilogue();
 }
@@ -754,7 +776,7 @@ KTEST(test_misuse_interior_pointer)
 {
     reset(64 * 1024);
     live_make();
-    unsigned char *a = kmalloc(300);
+    unsigned char *a = kmalloc(TLSF_MIN + 300);                 /* a TLSF block */
     fill(a, 300, 77);
     int n = 0;
     for (size_t off = 16; off < 300; off += 48) {
@@ -791,7 +813,8 @@ KTEST(test_misuse_into_free_block)
 {
     reset(64 * 1024);
     live_make();
-    unsigned char *a = kmalloc(1000), *b = kmalloc(200), *guard = kmalloc(16);
+    unsigned char *a = kmalloc(1000), *b = kmalloc(TLSF_MIN), *guard = kmalloc(TLSF_MIN);
+    KEXPECT(b == a + block_of(1000));           /* TLSF blocks, side by side */
     fill(a, 1000, 5);
     kfree(a);
     t_kfree(a + 512);
@@ -813,8 +836,9 @@ static void overflow_by(size_t k)
 {
     reset(64 * 1024);
     live_make();
-    size_t n = 104;                             /* ksize = 104, or 104 with 1 canary byte */
-    unsigned char *a = kmalloc(n), *b = kmalloc(64), *guard = kmalloc(16);
+    /* TLSF blocks; ksize = n (n + 8 is a multiple of 16), or n with 16 canary bytes */
+    const size_t n = TLSF_MIN;
+    unsigned char *a = kmalloc(n), *b = kmalloc(TLSF_MIN), *guard = kmalloc(TLSF_MIN);
     KEXPECT((unsigned char *)b == a + block_of(n));
     fill(b, 64, 9);
     uint64_t *bh = (uint64_t *)(b - KHEAP_HEADER_SIZE), saved = *bh;
@@ -859,7 +883,8 @@ KTEST(test_misuse_overflow_past_block)
 {
     reset(64 * 1024);
     live_make();
-    unsigned char *a = kmalloc(100), *b = kmalloc(64), *guard = kmalloc(16);
+    unsigned char *a = kmalloc(TLSF_MIN + 100), *b = kmalloc(TLSF_MIN), *guard = kmalloc(TLSF_MIN);
+    KEXPECT(b == a + block_of(TLSF_MIN + 100));   /* TLSF blocks, side by side */
     uint64_t *bh = (uint64_t *)(b - KHEAP_HEADER_SIZE), saved = *bh;
     *(volatile unsigned char *)bh ^= 0x10;        /* a size bit of b's header */
     t_kfree(a);
@@ -880,44 +905,52 @@ KTEST(test_misuse_write_after_free)
 #if DEBUG_BUILD
     reset(64 * 1024);
     live_make();
-    unsigned char *a = kmalloc(100), *guard = kmalloc(16);
+    /* TLSF blocks (slab objects: test_kheap_slab); a freed block of m bytes heads the list
+     * kmalloc(m) takes (kheap_test.h) */
+    const size_t m = TLSF_FIT;
+    unsigned char *a = kmalloc(m), *guard = kmalloc(m);
+    KEXPECT(guard == a + block_of(m));          /* a's neighbours stay used */
     kfree(a);
     a[50] = 1;                                  /* the dangling write */
     KEXPECT_EQ(kheap_check(), KHEAP_E_USE_AFTER_FREE);
-    unsigned char *b = t_kmalloc(100);
+    unsigned char *b = t_kmalloc(m);
     KEXPECT(b == a);
     EXPECT_REPORT(0, KHEAP_E_USE_AFTER_FREE, a, t_kmalloc);
     KEXPECT_EQ(kheap_check(), 0);
     /* through krealloc growing into a free right neighbour that was written after free */
-    unsigned char *c = kmalloc(200), *d = kmalloc(200), *guard2 = kmalloc(16);
-    fill(c, 200, 3);
+    const size_t nc = TLSF_MIN + 200;
+    unsigned char *c = kmalloc(nc), *d = kmalloc(nc), *guard2 = kmalloc(TLSF_MIN);
+    KEXPECT(d == c + block_of(nc) && guard2 == d + block_of(nc));
+    fill(c, nc, 3);
     kfree(d);
     kheap_flush();                              /* d free, not cached: c can grow into it */
     d[100] = 0;
-    unsigned char *c2 = t_krealloc(c, 350);
+    unsigned char *c2 = t_krealloc(c, nc + 150);
     KEXPECT(c2 == c);
     EXPECT_REPORT(1, KHEAP_E_USE_AFTER_FREE, d, t_krealloc);
-    KEXPECT(intact(c2, 200, 3));
+    KEXPECT(intact(c2, nc, 3));
     /* through kcalloc: the block comes back zeroed all the same */
-    unsigned char *e = kmalloc(100), *guard3 = kmalloc(16);
+    unsigned char *e = kmalloc(m), *guard3 = kmalloc(m);
+    KEXPECT(guard3 == e + block_of(m));
     kfree(e);
     e[KH_FREE_BODY] = 0;                        /* the first byte after the list links */
-    unsigned char *e2 = t_kcalloc(1, 100);
+    unsigned char *e2 = t_kcalloc(1, m);
     KEXPECT(e2 == e);
     EXPECT_REPORT(2, KHEAP_E_USE_AFTER_FREE, e, t_kcalloc);
-    KEXPECT(e2 && e2[KH_FREE_BODY] == 0 && e2[99] == 0);
+    KEXPECT(e2 && e2[KH_FREE_BODY] == 0 && e2[m - 1] == 0);
     KEXPECT_EQ(kheap_check(), 0);
     /* byte 0, the list link itself: reported as a write after free too; the block is then
      * leaked (its list detached) and the call served from elsewhere, zeroed */
-    unsigned char *hl = kmalloc(100), *h = kmalloc(100), *hr = kmalloc(100);
+    unsigned char *hl = kmalloc(m), *h = kmalloc(m), *hr = kmalloc(m);
+    KEXPECT(h == hl + block_of(m) && hr == h + block_of(m));
     kfree(h);                                   /* used on both sides: a free block of its own */
     kheap_flush();                              /* on the free lists, not in the cache */
     h[0] ^= 0x10;
     KEXPECT_EQ(kheap_check(), KHEAP_E_FREELIST);
-    unsigned char *h2 = t_kcalloc(1, 100);
+    unsigned char *h2 = t_kcalloc(1, m);
     KEXPECT(h2 != NULL && h2 != h);
     EXPECT_REPORT(3, KHEAP_E_USE_AFTER_FREE, h, t_kcalloc);
-    KEXPECT(h2 && h2[0] == 0 && h2[99] == 0);
+    KEXPECT(h2 && h2[0] == 0 && h2[m - 1] == 0);
     KEXPECT_EQ(kheap_check(), 0);
     kfree(h2);
     kfree(hl);
@@ -944,8 +977,12 @@ KTEST(test_misuse_freelist_link)
 {
     reset(64 * 1024);
     live_make();
-    unsigned char *a = kmalloc(200), *b = kmalloc(200), *c = kmalloc(200);
-    unsigned char *guard = kmalloc(16);
+    /* TLSF blocks side by side; a kmalloc(m) or a kmalloc_aligned of a block of b's size takes
+     * the head of b's list (kheap_test.h, TLSF_FIT) */
+    const size_t m = TLSF_FIT;
+    unsigned char *a = kmalloc(m), *b = kmalloc(m), *c = kmalloc(m);
+    unsigned char *guard = kmalloc(TLSF_MIN);
+    KEXPECT(b == a + block_of(m) && c == b + block_of(m) && guard == c + block_of(m));
     kfree(b);
     kheap_flush();                              /* b on the free lists, not in the cache */
     /* b is alone on its list: a wrong next link is caught by next->prev != b ... */
@@ -963,7 +1000,7 @@ KTEST(test_misuse_freelist_link)
         t_kfree(c);
         EXPECT_REPORT(n, KHEAP_E_FREELIST, c, t_kfree);
         n++;
-        KEXPECT(t_krealloc(a, 300) == NULL);  /* would grow into b */
+        KEXPECT(t_krealloc(a, m + 100) == NULL);  /* would grow into b */
         EXPECT_REPORT(n, KHEAP_E_FREELIST, a, t_krealloc);
         n++;
         *next = saved_next;
@@ -981,18 +1018,19 @@ KTEST(test_misuse_freelist_link)
      * reported (the debug build: its own link written after free), its list detached */
     const int uaf = DEBUG_BUILD ? KHEAP_E_USE_AFTER_FREE : KHEAP_E_FREELIST;
     *next = 0;
-    unsigned char *d = t_kmalloc_aligned(64, block_of(200) - 64 - KHEAP_ALIGN - META);
+    unsigned char *d = t_kmalloc_aligned(64, block_of(m) - 64 - KHEAP_ALIGN - META);
     KEXPECT(d != NULL && d != b && (uintptr_t)d % 64 == 0);
     EXPECT_REPORT(n, uaf, b, t_kmalloc_aligned);
     n++;
     KEXPECT_EQ(kheap_check(), 0);             /* b is a leaked block of a detached list */
     /* the same through kmalloc with another block of the same size, freed in c's place:
      * kfree(c) is refused (c's left neighbour is b), so free a block elsewhere */
-    unsigned char *el = kmalloc(200), *e = kmalloc(200), *er = kmalloc(200);
+    unsigned char *el = kmalloc(m), *e = kmalloc(m), *er = kmalloc(m);
+    KEXPECT(er == e + block_of(m));             /* (el takes b, back on its list) */
     kfree(e);                                   /* used on both sides: a free block of its own */
     kheap_flush();                              /* on the free lists, not in the cache */
     *(uint64_t *)(e + 8) ^= 0x10;               /* its prev link */
-    unsigned char *f = t_kmalloc(200);
+    unsigned char *f = t_kmalloc(m);
     KEXPECT(f != NULL && f != e);
     EXPECT_REPORT(n, uaf, e, t_kmalloc);
     n++;
@@ -1018,6 +1056,7 @@ KTEST(test_misuse_realloc_move_corrupt_neighbour)
     /* blocks above any front-cache size: kfree(a) really frees (and would merge) */
     const size_t n = 600;
     unsigned char *a = kmalloc(n), *b = kmalloc(n), *g = kmalloc(n);
+    KEXPECT(b == a + block_of(n) && g == b + block_of(n));
     fill(b, n, 7);
     kfree(a);                                   /* b's left neighbour is free */
     uint64_t *ah = (uint64_t *)(a - KHEAP_HEADER_SIZE), saved = *ah;
@@ -1050,8 +1089,9 @@ KTEST(test_misuse_realloc_move_after_overflow)
 #if DEBUG_BUILD
     reset(64 * 1024);
     live_make();
-    const size_t n = 200;
-    unsigned char *a = kmalloc(n), *g = kmalloc(16);
+    const size_t n = TLSF_MIN + 200;            /* a TLSF block: its trailer at its end */
+    unsigned char *a = kmalloc(n), *g = kmalloc(TLSF_MIN);
+    KEXPECT(g == a + block_of(n));              /* a cannot grow in place: krealloc moves */
     fill(a, n, 9);
     size_t s = block_of(n), room = s - KHEAP_HEADER_SIZE - KH_TRAILER_SIZE;
     unsigned char *trailer = a - KHEAP_HEADER_SIZE + s - KH_TRAILER_SIZE;
@@ -1099,8 +1139,11 @@ KTEST(test_misuse_size_max)
         KEXPECT(t_kmalloc(sizes[i]) == NULL);
         EXPECT_REPORT(n, KHEAP_E_SIZE, NULL, t_kmalloc);
         n++;
-        KEXPECT(t_krealloc(live[0], sizes[i]) == NULL);
+        KEXPECT(t_krealloc(live[0], sizes[i]) == NULL);          /* a slab object */
         EXPECT_REPORT(n, KHEAP_E_SIZE, live[0], t_krealloc);
+        n++;
+        KEXPECT(t_krealloc(live[2], sizes[i]) == NULL);          /* a TLSF block */
+        EXPECT_REPORT(n, KHEAP_E_SIZE, live[2], t_krealloc);
         n++;
         KEXPECT(t_kmalloc_aligned(64, sizes[i]) == NULL);
         EXPECT_REPORT(n, KHEAP_E_SIZE, NULL, t_kmalloc_aligned);

@@ -389,7 +389,8 @@ KTEST(test_state_is_per_heap)
     KEXPECT_EQ(kheap_leak_report_in(b, count_site, &nb), DEBUG_BUILD ? 2 : 1);   /* 2 sites */
     KEXPECT_EQ(na, 1);
     KEXPECT_EQ(nb, 2);
-    /* front caches: a freed small block of a is reused by a, never by b */
+    /* caches (the slab tier's per-CPU stacks): a freed small object of a is reused by a,
+     * never by b */
     kheap_free(a, pa);
     void *pa2 = kheap_alloc(a, 10), *pb2 = kheap_alloc(b, 10);
     KEXPECT(pa2 == pa);
@@ -538,9 +539,15 @@ KTEST(test_trim_gives_pages_back)
 
 /* A cached block between a free span and the heap's end: its free offers nothing (it is only
  * cached), so kheap_flush_in, which merges it, offers the end; exactly the pages beyond the
- * free block's first KHEAP_MIN_BLOCK bytes (and the sentinel) go. */
-KTEST(test_trim_behind_a_cached_block)
+ * free block's first KHEAP_MIN_BLOCK bytes (and the sentinel) go. The cached block is a small
+ * TLSF block in the front cache (small_slab 0: kheap_alloc_aligned makes one), or a slab object
+ * in this CPU's stack, whose slab is then empty: kept as its class's spare until the flush. */
+static void trim_behind_a_cached(int small_slab)
 {
+    if (!small_slab && KHEAP_QUICK_DEPTH == 0) {
+        ktest_skip("no front cache (KHEAP_QUICK_DEPTH=0)");
+        return;
+    }
     struct kheap_hooks hooks;
     kheap_t *h = toy_heap(&hooks);
     KEXPECT(h != NULL);
@@ -550,7 +557,8 @@ KTEST(test_trim_behind_a_cached_block)
     static void *p[10];
     for (int i = 0; i < 10; i++)
         KEXPECT((p[i] = kheap_alloc(h, 60 * 1024)) != NULL);
-    void *x = kheap_alloc(h, 100), *y = kheap_alloc(h, 60 * 1024);
+    void *x = small_slab ? kheap_alloc(h, 100) : kheap_alloc_aligned(h, 32, 100);
+    void *y = kheap_alloc(h, 60 * 1024);
     KEXPECT(x && y && (uintptr_t)p[0] < (uintptr_t)x && (uintptr_t)x < (uintptr_t)y);
     kheap_free(h, y);                                   /* the end: given back at once */
     for (int i = 0; i < 10; i++)
@@ -559,6 +567,7 @@ KTEST(test_trim_behind_a_cached_block)
     struct kheap_stats s1, s2;
     kheap_stats(h, &s1);
     KEXPECT_EQ(s1.used_bytes, 0);
+    KEXPECT_EQ(s1.slab_bytes, small_slab ? KH_SLAB_BLOCK : 0);
     kheap_flush_in(h);
     kheap_stats(h, &s2);
     KEXPECT(s2.trimmed_bytes >= s1.trimmed_bytes + 10 * 60 * 1024);
@@ -573,6 +582,9 @@ KTEST(test_trim_behind_a_cached_block)
     KEXPECT_EQ(got[0].n, 0);
     munmap(m, TOY_MAP);
 }
+
+KTEST(test_trim_behind_a_cached_block) { trim_behind_a_cached(0); }
+KTEST(test_trim_behind_a_cached_object) { trim_behind_a_cached(1); }
 
 /* krealloc shrinking the heap's last block in place frees its tail: that end is offered like a
  * free's; growing in place offers nothing. */
@@ -632,10 +644,12 @@ KTEST(test_trim_only_at_the_heaps_end)
     KEXPECT(low != NULL && (unsigned char *)low < m + MiB);
     kheap_free(h, low);                                             /* region 1's end: not offered */
     KEXPECT_EQ(trims_seen, 0);
-    /* a zeroed used header right of a free block is not taken for the end sentinel */
+    /* a zeroed used header right of a free block is not taken for the end sentinel (a and x:
+     * TLSF blocks at the start of region 2, x right of a) */
     unsigned char *a = kheap_alloc(h, 100 * 1024), *n = kheap_alloc(h, 100 * 1024),
-                  *x = kheap_alloc(h, 64);
+                  *x = kheap_alloc(h, TLSF_MIN);
     KEXPECT(a && n && x);
+    KEXPECT(a >= m + 2 * MiB && x == a + block_of(100 * 1024));
     kheap_free(h, n);                                               /* free (too big to cache) */
     uint64_t *hx = (uint64_t *)(x - KHEAP_HEADER_SIZE), saved = *hx;
     *hx = 0;
@@ -686,27 +700,29 @@ KTEST(test_trim_guards)
     kheap_free(h, x);
     KEXPECT_EQ(trims_seen, 0);
     KEXPECT_EQ(kheap_verify(h), 0);
-#if KHEAP_QUICK_DEPTH > 0
     /* [ A free ][ x cached ][ tail, never freed ][end]: an allocation that needs all three
-     * flushes x and gets the merged block; nothing is offered on the way */
-    h = kheap_create(m, KHEAP_CTL_SIZE + 1 * MiB);
-    KEXPECT_EQ(kheap_set_hooks(h, &hooks), 0);
-    trims_seen = 0;
-    kheap_stats(h, &s);
-    size_t all = s.largest_free;
-    void *a = kheap_alloc(h, all - 100 * 1024);
-    x = kheap_alloc(h, 100);
-    KEXPECT(a && x);
-    kheap_free(h, a);                                   /* its right neighbour x is used */
-    kheap_free(h, x);                                   /* cached */
-    KEXPECT_EQ(trims_seen, 0);
-    void *big = kheap_alloc(h, all - 4096);
-    KEXPECT(big != NULL);
-    KEXPECT_EQ(trims_seen, 0);
-    kheap_free(h, big);                                 /* a user's free: offered */
-    KEXPECT_EQ(trims_seen, 1);
-    KEXPECT_EQ(kheap_verify(h), 0);
-#endif
+     * flushes x and gets the merged block; nothing is offered on the way. x: a small TLSF
+     * block in the front cache (kheap_alloc_aligned makes one), then a slab object in this
+     * CPU's stack (the allocation gives its slab back, without an offer, too) */
+    for (int small_slab = KHEAP_QUICK_DEPTH > 0 ? 0 : 1; small_slab < 2; small_slab++) {
+        h = kheap_create(m, KHEAP_CTL_SIZE + 1 * MiB);
+        KEXPECT_EQ(kheap_set_hooks(h, &hooks), 0);
+        trims_seen = 0;
+        kheap_stats(h, &s);
+        size_t all = s.largest_free;
+        void *a = kheap_alloc(h, all - 100 * 1024);
+        x = small_slab ? kheap_alloc(h, 100) : kheap_alloc_aligned(h, 32, 100);
+        KEXPECT(a && x);
+        kheap_free(h, a);                               /* x (or its gap) is right of a */
+        kheap_free(h, x);                               /* cached */
+        KEXPECT_EQ(trims_seen, 0);
+        void *big = kheap_alloc(h, all - 4096);
+        KEXPECT(big != NULL);
+        KEXPECT_EQ(trims_seen, 0);
+        kheap_free(h, big);                             /* a user's free: offered */
+        KEXPECT_EQ(trims_seen, 1);
+        KEXPECT_EQ(kheap_verify(h), 0);
+    }
     KEXPECT_EQ(got[0].n, 0);
     munmap(m, map);
 }
@@ -718,10 +734,14 @@ KTEST(test_trim_guards)
  * rest of the heap. Once the header is repaired, kheap_verify gives the block back. */
 KTEST(test_corrupt_neighbour_of_list_head)
 {
-    kheap_t *h = kheap_create(harena, 64 * 1024 + KHEAP_CTL_SIZE);
+    kheap_t *h = kheap_create(harena, 128 * 1024 + KHEAP_CTL_SIZE);
     set_handler(h, handler_0);
     memset(got, 0, sizeof got);
-    unsigned char *a = kheap_alloc(h, 100), *b = kheap_alloc(h, 100), *c = kheap_alloc(h, 100);
+    /* TLSF blocks side by side, of a size whose allocation takes the head of its own list
+     * (kheap_test.h, TLSF_FIT) */
+    const size_t m = TLSF_FIT;
+    unsigned char *a = kheap_alloc(h, m), *b = kheap_alloc(h, m), *c = kheap_alloc(h, m);
+    KEXPECT(b == a + block_of(m) && c == b + block_of(m));
     kheap_free(h, b);
     kheap_flush_in(h);                                 /* b heads the list of its size */
     uint64_t *hdr = (uint64_t *)(c - KHEAP_HEADER_SIZE), saved = *hdr;
@@ -729,7 +749,7 @@ KTEST(test_corrupt_neighbour_of_list_head)
     static void *p[100];
     int ok = 0;
     for (int i = 0; i < 100; i++)
-        ok += (p[i] = kheap_alloc(h, 100)) != NULL;
+        ok += (p[i] = kheap_alloc(h, m)) != NULL;
     KEXPECT_EQ(ok, 100);
     KEXPECT_EQ(got[0].n, 1);                         /* reported once */
     KEXPECT_EQ(got[0].code, KHEAP_E_BAD_HEADER);
@@ -759,10 +779,12 @@ KTEST(test_flush_refused_block_stays_free)
         ktest_skip("no front cache (KHEAP_QUICK_DEPTH=0)");
         return;
     }
-    kheap_t *h = kheap_create(harena, 64 * 1024 + KHEAP_CTL_SIZE);
+    /* no room for a slab (kheap_test.h, NOSLAB_REGION): small requests are TLSF blocks */
+    kheap_t *h = kheap_create(harena, NOSLAB_REGION + KHEAP_CTL_SIZE);
     set_handler(h, handler_0);
     memset(got, 0, sizeof got);
     unsigned char *a = kheap_alloc(h, 40), *b = kheap_alloc(h, 40);
+    KEXPECT(b == a + block_of(40));
     struct kheap_stats s0, s;
     kheap_stats(h, &s0);
     kheap_free(h, a);                                  /* cached */
@@ -786,7 +808,10 @@ KTEST(test_flush_refused_block_stays_free)
 }
 
 /* After every block is freed, largest_free is the whole region, front cache or not (no flush
- * by the caller): it is what one allocation can get. */
+ * by the caller): it is what one allocation can get. Small TLSF blocks (kheap_alloc_aligned:
+ * the front cache's) first; then with slab objects too, whose slabs the heap may still hold
+ * (spares, this CPU's stacks: largest_free counts them out until kheap_flush_in), but one
+ * allocation that needs the whole heap still gets it (it gives them back first). */
 KTEST(test_largest_free_after_frees)
 {
     enum { N = 6000 };
@@ -797,26 +822,39 @@ KTEST(test_largest_free_after_frees)
     kheap_stats(h, &s);
     const size_t total = s.total_bytes;
     uint64_t r = 7;
-    for (int i = 0; i < N; i++) {
-        r = r * 6364136223846793005ull + 1442695040888963407ull;
-        size_t n = 16 + (r >> 33) % 480;
-        p[i] = (r >> 20) % 3 == 0 ? kheap_alloc_aligned(h, (size_t)64 << ((r >> 24) % 7), n)
-                                  : kheap_alloc(h, n);
-        KEXPECT(p[i] != NULL);
+    for (int slabs = 0; slabs < 2; slabs++) {
+        for (int i = 0; i < N; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            size_t n = 16 + (r >> 33) % 480;
+            p[i] = !slabs || (r >> 20) % 3 == 0
+                       ? kheap_alloc_aligned(h, (size_t)64 << ((r >> 24) % 7), n)
+                       : kheap_alloc(h, n);
+            KEXPECT(p[i] != NULL);
+        }
+        for (int i = 0; i < N; i += 2)
+            kheap_free(h, p[i]);
+        for (int i = 1; i < N; i += 2)
+            kheap_free(h, p[i]);
+        kheap_stats(h, &s);
+        KEXPECT_EQ(s.used_bytes, 0);
+        KEXPECT_EQ(s.free_bytes, total);
+        if (!slabs) {
+            KEXPECT_EQ(s.slab_bytes, 0);
+            KEXPECT_EQ(s.largest_free, total);
+            KEXPECT_EQ(s.fragmentation_ppm, 0);
+        } else {
+            KEXPECT(s.slab_bytes > 0);
+        }
+        void *all = kheap_alloc(h, total - META);       /* and one allocation gets it */
+        KEXPECT(all != NULL);
+        kheap_free(h, all);
+        kheap_flush_in(h);
+        kheap_stats(h, &s);
+        KEXPECT_EQ(s.slab_bytes, 0);
+        KEXPECT_EQ(s.largest_free, total);
+        KEXPECT_EQ(s.fragmentation_ppm, 0);
+        KEXPECT_EQ(kheap_verify(h), 0);
     }
-    for (int i = 0; i < N; i += 2)
-        kheap_free(h, p[i]);
-    for (int i = 1; i < N; i += 2)
-        kheap_free(h, p[i]);
-    kheap_stats(h, &s);
-    KEXPECT_EQ(s.used_bytes, 0);
-    KEXPECT_EQ(s.free_bytes, total);
-    KEXPECT_EQ(s.largest_free, total);
-    KEXPECT_EQ(s.fragmentation_ppm, 0);
-    void *all = kheap_alloc(h, s.largest_free - META);  /* and one allocation gets it */
-    KEXPECT(all != NULL);
-    kheap_free(h, all);
-    KEXPECT_EQ(kheap_verify(h), 0);
 }
 
 /* kheap_stats reads only list heads, each checked before use: a link of the highest list that

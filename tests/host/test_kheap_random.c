@@ -3,7 +3,10 @@
  * table of live blocks (random sizes 1 B..1 MiB, log-uniform), kmalloc/kcalloc/
  * kmalloc_aligned/krealloc/kfree at random, every block filled with its own pattern and
  * verified before it is freed or reallocated, no two live blocks overlapping, counters matched
- * against the model, kheap_check() after every operation in the checked run.
+ * against the model, kheap_check() after every operation in the checked run. A cpu hook says
+ * the one thread runs on one of NCPU CPUs, a random one for each operation, so the slab tier's
+ * per-CPU caches see cross-CPU frees (an object freed on a CPU other than the one it came from)
+ * and refills and drains on every slot.
  * Usage: test_kheap_random [ktest=PATTERN] [OPS_PER_SEED [SEEDS [CHECK_EVERY]]] (env
  * KHEAP_RANDOM_OPS too).
  */
@@ -33,6 +36,10 @@ struct slot {
     size_t         usable;          /* ksize() when it was allocated */
     uint8_t        seed;
 };
+
+enum { NCPU = 4 };
+static unsigned cur_cpu;            /* the CPU the next call runs on */
+static unsigned cpu_hook(void) { return cur_cpu; }
 
 static struct slot live[SLOTS];
 static unsigned    nlive;
@@ -216,7 +223,13 @@ static int setup_heap(void)
         if (i != first && kheap_add_region(arena + off[i] + (rng() % 64), len[i] - 64) != 0)
             return 0;
     kheap_set_error_handler(on_error);
-    return 1;
+    struct kheap_hooks hooks;
+    if (kheap_get_hooks(kheap_default(), &hooks) != 0)
+        return 0;
+    hooks.cpu = cpu_hook;
+    hooks.ncpu = NCPU;
+    cur_cpu = 0;
+    return kheap_set_hooks(kheap_default(), &hooks) == 0;
 }
 
 #if defined(KHEAP_DEBUG) && KHEAP_DEBUG
@@ -241,6 +254,7 @@ static void run_seed(unsigned long ops, unsigned long check_every)
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (unsigned long k = 0; k < ops; k++) {
+        cur_cpu = rng() % NCPU;
         if (!KEXPECT(step())) {
             printf("# seed %llu: model mismatch at op %lu\n", (unsigned long long)g_seed, k);
             break;
@@ -267,9 +281,12 @@ static void run_seed(unsigned long ops, unsigned long check_every)
         KEXPECT_EQ(pattern(live[nlive - 1].p, live[nlive - 1].n, live[nlive - 1].seed, 0), 0);
         kfree(live[--nlive].p);
     }
-    kheap_flush();
+    for (cur_cpu = 0; cur_cpu < NCPU; cur_cpu++)
+        kheap_flush();                  /* each CPU empties its own caches */
+    cur_cpu = 0;
     struct kheap_stats s;
     kheap_get_stats(&s);
+    KEXPECT_EQ(s.cached_bytes, 0);
     KEXPECT_EQ(s.used_bytes, 0);
     KEXPECT_EQ(s.free_bytes, s.total_bytes);
     KEXPECT(s.largest_free <= (32u << 20) - 32 &&

@@ -5,7 +5,10 @@
  * before it is freed or resized; at the end every live block is verified, kheap_check() passes
  * and the counters match (allocs - frees == live blocks, used bytes == sum of the live blocks'
  * sizes as kheap_inspect reports them, so that a KHEAP_DEBUG build agrees too).
- * A second run uses asm/spinlock's kspin_lock_irqsave (host variant) as the hooks.
+ * A second run uses asm/spinlock's kspin_lock_irqsave (host variant) as the hooks; a third the
+ * mutex and a thread-slot cpu hook (each thread its own per-CPU cache slot, one thread more than
+ * there are slots: it takes the lock for everything), with blocks handed between threads so that
+ * many are freed by a thread other than the one that allocated them (cross-CPU frees).
  * Usage: test_kheap_threads [ktest=PATTERN] [OPS_PER_THREAD [THREADS]]. TAP version 13
  * (tests/ktest.h); exit 0 iff all passed.
  */
@@ -44,6 +47,8 @@ struct worker {
     struct slot live[SLOTS];
     unsigned    nlive;
     uint64_t    allocs, frees, failed;  /* what this thread saw succeed / fail */
+    unsigned long pair_locks;       /* per-CPU run: lock calls of 2000 kmalloc(64)+kfree pairs */
+    unsigned    slot;               /* per-CPU run: the slot the cpu hook gave it */
     unsigned long bad;              /* pattern mismatches, overlaps, misaligned results */
 };
 
@@ -55,11 +60,33 @@ static pthread_mutex_t heap_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct kspinlock heap_spin = KSPINLOCK_INIT;
 static atomic_ulong    lock_depth_errors, lock_calls, reports;
 static atomic_int      inside;          /* threads between acquire and release: 0 or 1 */
+static int             g_percpu;        /* this run has the cpu hook (and hands blocks over) */
+static atomic_uint     next_slot;
+static atomic_ulong    handed, taken;
+
+/* Blocks in transit between threads: given by their owner, freed by whoever takes them. */
+enum { POOL = 1024 };
+static struct { struct slot s; unsigned owner; } pool[POOL];
+static unsigned        npool;
+static pthread_mutex_t pool_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+/* The cpu hook: the thread's own slot, from a counter on its first call (ncpu = threads - 1:
+ * the last thread to ask gets ncpu, which means no cache, the lock for everything). */
+static unsigned thread_slot(void)
+{
+    static __thread unsigned slot = ~0u;
+    if (slot == ~0u)
+        slot = atomic_fetch_add(&next_slot, 1);
+    return slot;
+}
 
 /* ---- lock hooks: a mutex, counting overlaps (there must be none) -------------------------- */
 
+static __thread unsigned long my_lock_calls;    /* this thread's acquisitions */
+
 static void mutex_acquire(void *ctx)
 {
+    my_lock_calls++;
     pthread_mutex_lock(ctx);
     if (atomic_fetch_add(&inside, 1) != 0)
         atomic_fetch_add(&lock_depth_errors, 1);
@@ -147,9 +174,38 @@ static int in_arena(const unsigned char *p, size_t n)
     return p >= arena && p + n <= arena + ARENA_BYTES;
 }
 
+/* The per-CPU run's hand-overs: give one of w's live blocks to the pool, or take one from it
+ * and free it here (its pattern checked with its owner's id). 1 if it did either. */
+static int handoff(struct worker *w, unsigned op)
+{
+    int done = 0;
+    pthread_mutex_lock(&pool_mutex);
+    if (op < 3 && w->nlive && npool < POOL) {
+        unsigned i = rng(w) % w->nlive;
+        pool[npool].s = w->live[i];
+        pool[npool++].owner = w->id;
+        w->live[i] = w->live[--w->nlive];
+        atomic_fetch_add(&handed, 1);
+        done = 1;
+    } else if (op >= 3 && npool) {
+        struct slot s = pool[--npool].s;
+        unsigned owner = pool[npool].owner;
+        pthread_mutex_unlock(&pool_mutex);
+        w->bad += pattern(owner, s.p, s.n, s.n, s.seed, 0) != 0;
+        kfree(s.p);
+        w->frees++;
+        atomic_fetch_add(&taken, 1);
+        return 1;
+    }
+    pthread_mutex_unlock(&pool_mutex);
+    return done;
+}
+
 static void one_op(struct worker *w)
 {
     unsigned op = rng(w) % 100;
+    if (g_percpu && op < 6 && handoff(w, op))
+        return;
     if (w->nlive == SLOTS || (w->nlive && op >= 60)) {                /* kfree */
         unsigned i = rng(w) % w->nlive;
         struct slot *s = &w->live[i];
@@ -211,6 +267,19 @@ static void one_op(struct worker *w)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    if (g_percpu) {     /* small pairs on this thread: with a slot of its own, no lock after
+                           the first refill */
+        unsigned long before = my_lock_calls;
+        for (int i = 0; i < 2000; i++) {
+            void *p = kmalloc(64);
+            w->bad += p == NULL;
+            kfree(p);
+        }
+        w->pair_locks = my_lock_calls - before;
+        w->allocs += 2000;
+        w->frees += 2000;
+        w->slot = thread_slot();
+    }
     for (unsigned long k = 0; k < g_ops; k++)
         one_op(w);
     return NULL;
@@ -228,6 +297,14 @@ static void hammer(void (*acq)(void *), void (*rel)(void *), void *ctx, uint64_t
     KEXPECT_EQ(kheap_add_region(arena + ARENA_BYTES / 2 + 4096, ARENA_BYTES / 2 - 4096), 0);
     kheap_set_error_handler(on_error);
     kheap_set_lock(acq, rel, ctx);
+    if (g_percpu) {
+        struct kheap_hooks hooks;
+        KEXPECT_EQ(kheap_get_hooks(kheap_default(), &hooks), 0);
+        hooks.cpu = thread_slot;
+        hooks.ncpu = g_threads > 1 ? g_threads - 1 : 1;
+        atomic_store(&next_slot, 0);
+        KEXPECT_EQ(kheap_set_hooks(kheap_default(), &hooks), 0);
+    }
     atomic_store(&lock_depth_errors, 0);
     atomic_store(&lock_calls, 0);
     atomic_store(&reports, 0);
@@ -271,6 +348,21 @@ static void hammer(void (*acq)(void *), void (*rel)(void *), void *ctx, uint64_t
             spans[j].end = (size_t)(s->p + k);
         }
     }
+    for (unsigned i = 0; i < npool; i++) {   /* the blocks still in transit are live too */
+        struct slot *s = &pool[i].s;
+        bad += pattern(pool[i].owner, s->p, s->n, s->n, s->seed, 0) != 0;
+        struct kheap_block_info info;
+        if (kheap_inspect(s->p, &info) && info.used)
+            used += info.size;
+        else
+            bad++;
+        live++;
+        size_t j = nspans++;
+        for (; j > 0 && spans[j - 1].p > s->p; j--)
+            spans[j] = spans[j - 1];
+        spans[j].p = s->p;
+        spans[j].end = (size_t)(s->p + ksize(s->p));
+    }
     for (size_t j = 1; j < nspans; j++)
         bad += (size_t)spans[j].p < spans[j - 1].end;
     KEXPECT_EQ(bad, 0);
@@ -285,22 +377,41 @@ static void hammer(void (*acq)(void *), void (*rel)(void *), void *ctx, uint64_t
     KEXPECT_EQ(st.errors, 0);
     KEXPECT_EQ(atomic_load(&reports), 0);
     KEXPECT_EQ(atomic_load(&lock_depth_errors), 0);
-    KEXPECT(atomic_load(&lock_calls) >= g_threads * g_ops);
+    if (g_percpu) {     /* small calls on a slotted thread took no lock; the last thread's did */
+        unsigned slotted = 0;
+        for (unsigned t = 0; t < g_threads; t++) {
+            struct worker *w = &workers[t];
+            if (w->slot < g_threads - 1) {
+                slotted++;
+                KEXPECT(w->pair_locks <= 2);
+            } else {
+                KEXPECT(w->pair_locks >= 4000);
+            }
+        }
+        KEXPECT_EQ(slotted, g_threads > 1 ? g_threads - 1 : 0);
+        KEXPECT(atomic_load(&taken) > 1000);
+        KEXPECT(st.slab_bytes > 0);
+    } else {
+        KEXPECT(atomic_load(&lock_calls) >= g_threads * g_ops);
+    }
     KEXPECT_EQ(atomic_load(&inside), 0);
     ktest_note("%u threads x %lu ops: %.2f s, %llu allocs, %llu frees, %llu failed, %llu live, "
-               "%lu lock calls", g_threads, g_ops, g_seconds, (unsigned long long)allocs,
-               (unsigned long long)frees, (unsigned long long)failed, (unsigned long long)live,
-               (unsigned long)atomic_load(&lock_calls));
+               "%lu lock calls, %lu blocks freed by another thread", g_threads, g_ops, g_seconds,
+               (unsigned long long)allocs, (unsigned long long)frees,
+               (unsigned long long)failed, (unsigned long long)live,
+               (unsigned long)atomic_load(&lock_calls), (unsigned long)atomic_load(&taken));
 
     /* drain from the main thread: everything comes back */
     for (unsigned t = 0; t < g_threads; t++)
         while (workers[t].nlive)
             kfree(workers[t].live[--workers[t].nlive].p);
+    while (npool)
+        kfree(pool[--npool].s.p);
     kheap_get_stats(&st);
     KEXPECT_EQ(st.used_bytes, 0);
     KEXPECT_EQ(st.allocs, st.frees);
     KEXPECT_EQ(kheap_check(), 0);
-    kheap_set_lock(NULL, NULL, NULL);
+    kheap_set_hooks(kheap_default(), NULL);
 }
 
 KTEST(test_threads_mutex)
@@ -312,6 +423,13 @@ KTEST(test_threads_spinlock)
 {
     hammer(spin_acquire, spin_release, &heap_spin, 2);
     KEXPECT_EQ(heap_spin.locked, 0);
+}
+
+KTEST(test_threads_percpu)
+{
+    g_percpu = 1;
+    hammer(mutex_acquire, mutex_release, &heap_mutex, 3);
+    g_percpu = 0;
 }
 
 /* Before the tests: the program's arguments (see the top; after any ktest=PATTERN) and the

@@ -1,7 +1,8 @@
 /* test_kernel_heap_lock.c -- the heap as kmain wires it: the IRQ-safe spinlock installed with
- * kheap_set_lock (held, with interrupts off, inside every kheap call; released and the caller's
- * interrupt state restored after it, with IF set and with IF clear), the kernel's misuse
- * handler (installed, survives kheap_init, prints the "kheap: double free of ..." line), and
+ * kheap_set_lock (held, with interrupts off, inside every kheap call that takes it; released and
+ * the caller's interrupt state restored after it, with IF set and with IF clear; the small calls
+ * this CPU's slab stacks serve take no lock at all), the kernel's misuse handler (installed,
+ * survives kheap_init, prints the "kheap: double free of ..." line), and
  * the heap's regions (the static one plus free RAM, never the kernel image or boot info).
  * Interrupts: the IDT has exception vectors only, so IF is set only with every 8259 line masked
  * (kmain masks them at boot; re-checked here): no interrupt can actually arrive. */
@@ -40,7 +41,8 @@ void klk_kfree(void *p);
 extern const char klk_kfree_ret[];
 
 /* With interrupts in state `irq_on`: a kmalloc/kfree pair and a misuse report; the lock must
- * be held with IF clear inside, free afterwards, and IF back as it was. */
+ * be held with IF clear inside, free afterwards, and IF back as it was. The block is past the
+ * slab tier (> 512 bytes): its calls take the lock (small ones need not, see below). */
 static void lock_round(int irq_on)
 {
     int stack_var = 0;
@@ -51,7 +53,7 @@ static void lock_round(int irq_on)
     uint64_t want = irq_on ? RFLAGS_IF : 0;
     KEXPECT_EQ(read_rflags() & RFLAGS_IF, want);
 
-    void *p = kmalloc(64);
+    void *p = kmalloc(1024);
     uint64_t after_malloc = read_rflags();
     uint64_t saved = kernel_heap_lock.saved_flags;   /* what our lock saw on that call */
     KEXPECT_NOT_NULL(p);
@@ -91,6 +93,64 @@ KTEST(kernel_heap_lock_irq_on)
     KEXPECT_EQ(masks, 0xFFFF);                        /* kmain masked them at boot */
     lock_round(1);
     KEXPECT_EQ(read_rflags() & RFLAGS_IF, 0);
+}
+
+/* Lock hooks that count how often kmain's lock is taken (and then take it). */
+static unsigned long lock_count;
+static void counting_lock(void *ctx)
+{
+    kspin_lock_irqsave(ctx);
+    lock_count++;
+}
+static void counting_unlock(void *ctx)
+{
+    kspin_unlock_irqrestore(ctx);
+}
+
+/* RFLAGS bit 1 is always set: no lock acquisition can leave this in saved_flags. */
+#define NEVER_RFLAGS 0x5AFE0000DEAD0000ull
+
+/* A small kmalloc/kfree pair goes through this CPU's stack of its size class (kheap.h: the cpu
+ * hook kmain installs) without the lock: the lock is neither taken (the counter) nor written
+ * (saved_flags keeps a value no RFLAGS can have). Only refilling an empty stack or draining a
+ * full one takes it (the warm-up pair may); a block (> 512 bytes) always does. One pair at a
+ * time: the stack, not empty after the warm-up, never runs empty nor full. */
+KTEST(kernel_heap_lock_not_taken_by_small_calls)
+{
+#if defined(KHEAP_DEBUG) && KHEAP_DEBUG
+    ktest_skip("the debug build has no per-CPU stacks: every call takes the lock");
+    return;
+#endif
+    KEXPECT_EQ(kheap_set_lock(counting_lock, counting_unlock, &kernel_heap_lock), 0);
+    lock_count = 0;
+    void *warm = kmalloc(64);
+    kfree(warm);
+    unsigned long warm_locks = lock_count;
+    lock_count = 0;
+    kernel_heap_lock.saved_flags = NEVER_RFLAGS;
+    unsigned got = 0;
+    for (int i = 0; i < 100; i++) {
+        unsigned char *p = kmalloc(49 + (size_t)i % 16);   /* 49..64 bytes: one class */
+        got += p != NULL;
+        if (p)
+            p[0] = (unsigned char)i;
+        kfree(p);
+    }
+    unsigned long small_locks = lock_count;
+    uint64_t small_saved = kernel_heap_lock.saved_flags;
+    void *big = kmalloc(1024);
+    kfree(big);
+    unsigned long big_locks = lock_count - small_locks;
+    uint64_t big_saved = kernel_heap_lock.saved_flags;
+    KEXPECT_EQ(kheap_set_lock(kspin_lock_irqsave, kspin_unlock_irqrestore, &kernel_heap_lock), 0);
+    KEXPECT(warm_locks <= 2);
+    KEXPECT_EQ(got, 100);
+    KEXPECT_EQ(small_locks, 0);
+    KEXPECT_EQ(small_saved, NEVER_RFLAGS);
+    KEXPECT_EQ(big_locks, 2);
+    KEXPECT_NE(big_saved, NEVER_RFLAGS);
+    KEXPECT_EQ(kernel_heap_lock.locked, 0);
+    KEXPECT_EQ(kheap_check(), 0);
 }
 
 /* kheap_walk's callback also runs under the lock. */

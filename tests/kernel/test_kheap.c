@@ -1,11 +1,13 @@
 /* test_kheap.c -- the kheap contract inside the booted kernel: the static heap region
- * (__heap_start..__heap_end), regions added from the Multiboot memory map, misuse reports with
- * the real caller, a randomized run with kheap_check after every step (every 1000th in a
- * KHEAP_DEBUG build), and an out-of-memory run.
+ * (__heap_start..__heap_end), regions added from the Multiboot memory map, both tiers (blocks
+ * past 512 bytes, slab objects up to that), misuse reports with the real caller, a randomized
+ * run with kheap_check after every step (every 1000th in a KHEAP_DEBUG build), and an
+ * out-of-memory run.
  * Each test leaves the heap as kmain set it up (static region + free RAM ranges). */
 #include "ktest.h"
 #include "kernel.h"
 #include "mm/kheap.h"
+#include "heap_sum.h"
 
 /* Metadata bytes per used block beyond the request (the debug build adds trailer + canary). */
 #if defined(KHEAP_DEBUG) && KHEAP_DEBUG
@@ -100,6 +102,35 @@ void *kt_krealloc(void *p, size_t n);
 
 /* ---- tests -------------------------------------------------------------------------------- */
 
+/* The heap's own bytes: the per-CPU slots kmain's cpu hook asks for (a block the walk does not
+ * show), found as what no walked block or slab covers. */
+static size_t own_bytes(void)
+{
+    struct heap_sum w = heap_sum_of(kheap_default());
+    KEXPECT_EQ(w.rc, 0);
+    KEXPECT_EQ(w.unplaced, 0);
+    return w.own;
+}
+
+/* The slots' block is 64-byte aligned: the free block before it, if any, is at most this. */
+#define SLOTS_GAP_MAX (KHEAP_MIN_BLOCK + 64)
+
+/* Nothing allocated, nothing held by the slab tier: every byte but the slots' is in free
+ * blocks, one of them (what one allocation can get) all but the gap before the slots. */
+static void expect_all_free(size_t own)
+{
+    struct kheap_stats s = stats();
+    struct heap_sum w = heap_sum_of(kheap_default());
+    KEXPECT_EQ(s.used_bytes, 0);
+    KEXPECT_EQ(s.slab_bytes, 0);
+    KEXPECT_EQ(w.slabs, 0);
+    KEXPECT_EQ(w.used, 0);
+    KEXPECT_EQ(w.own, own);
+    KEXPECT_EQ(w.free + own, s.total_bytes);
+    KEXPECT_EQ(w.largest, s.largest_free);
+    KEXPECT(w.free - w.largest <= SLOTS_GAP_MAX);
+}
+
 KTEST(kheap_static_contract)
 {
     size_t size = (size_t)(__heap_end - __heap_start);
@@ -107,28 +138,73 @@ KTEST(kheap_static_contract)
     struct kheap_stats s = stats();
     KEXPECT_EQ(s.regions, 1);
     KEXPECT_EQ(s.total_bytes, size - KHEAP_CTL_SIZE - 32);   /* control block, descriptor, sentinel */
-    KEXPECT_EQ(s.largest_free, s.total_bytes);
+    /* one free block, and the block of the per-CPU slots (kmain's cpu hook, kept by
+     * kheap_init): a used block that is free_bytes, neither walked nor any allocation's */
+    struct kheap_hooks hooks;
+    KEXPECT_EQ(kheap_get_hooks(kheap_default(), &hooks), 0);
+    KEXPECT(hooks.cpu != NULL && hooks.ncpu == SMP_MAX_CPUS);
+    struct heap_sum w = heap_sum_of(kheap_default());
+    size_t own = w.own;
+    KEXPECT_EQ(w.owns, 1);
+    KEXPECT(w.blocks <= 2);                         /* (the gap before the slots) */
+    KEXPECT(own >= (size_t)hooks.ncpu * 16 * 32 * sizeof(void *));   /* 16 stacks of 32 each */
+    KEXPECT_EQ(s.free_bytes, s.total_bytes);
+    expect_all_free(own);
     /* kmalloc: aligned, usable size, distinct; kmalloc(0) unique */
-    unsigned char *a = kmalloc(100), *b = kmalloc(0), *c = kmalloc(0);
+    unsigned char *a = kmalloc(1000), *b = kmalloc(0), *c = kmalloc(0);
     KEXPECT(a && b && c && b != c);
     KEXPECT_EQ((uintptr_t)a % KHEAP_ALIGN, 0);
-    KEXPECT(ksize(a) >= 100 && in_static(a, ksize(a)));
-    fill(a, 100, 1);
-    /* kcalloc zeroes and refuses overflow */
-    unsigned char *z = kcalloc(64, 16);
+    KEXPECT(ksize(a) >= 1000 && in_static(a, ksize(a)));
+    fill(a, 1000, 1);
+    /* kcalloc zeroes (a block, and a slab object freed dirty just before) and refuses overflow */
+    unsigned char *z = kcalloc(64, 16), *dirty = kmalloc(100);
+    fill(dirty, 100, 0x55);
+    kfree(dirty);
+    unsigned char *zs = kcalloc(10, 10);
     size_t nonzero = 0;
     for (int i = 0; z && i < 1024; i++)
         nonzero += z[i] != 0;
+    for (int i = 0; zs && i < 100; i++)
+        nonzero += zs[i] != 0;
     KEXPECT_NOT_NULL(z);
+    KEXPECT_NOT_NULL(zs);
     KEXPECT_EQ(nonzero, 0);
     KEXPECT_NULL(kcalloc(SIZE_MAX / 2, 3));
     KEXPECT_NULL(kmalloc(SIZE_MAX));
     KEXPECT_NULL(kmalloc(size));
-    /* krealloc: shrink in place, grow, move keeping data */
-    KEXPECT(krealloc(a, 50) == a);
+    /* krealloc of a block (past the slab tier): shrink in place, grow, move keeping data */
+    KEXPECT(krealloc(a, 600) == a);
     unsigned char *a2 = krealloc(a, 5000);
     KEXPECT_NOT_NULL(a2);
-    KEXPECT_EQ(verify(a2, 50, 1), 0);
+    if (a2)
+        KEXPECT_EQ(verify(a2, 600, 1), 0);
+    /* a slab object: its class's size usable (the debug build: exactly n); krealloc keeps it
+     * where it is for any size of the same class, moves it (keeping the bytes) for another
+     * class, and out of the tier for a size past it */
+    unsigned char *o = kmalloc(100);
+    size_t cls = slab_class_of(100), lo = 1, hi = SLAB_REQ_MAX;
+    while (slab_class_of(lo) != cls)
+        lo++;
+    while (slab_class_of(hi) != cls)
+        hi--;
+    KEXPECT_NOT_NULL(o);
+#if defined(KHEAP_DEBUG) && KHEAP_DEBUG
+    KEXPECT_EQ(ksize(o), 100);
+#else
+    KEXPECT_EQ(ksize(o), cls);
+#endif
+    fill(o, 100, 7);
+    KEXPECT(krealloc(o, hi) == o);
+    KEXPECT(krealloc(o, lo) == o);
+    KEXPECT_EQ(verify(o, lo, 7), 0);
+    unsigned char *o2 = krealloc(o, lo - 1);       /* a smaller class: moved */
+    KEXPECT(o2 && o2 != o);
+    if (o2)
+        KEXPECT_EQ(verify(o2, lo - 1, 7), 0);
+    unsigned char *o3 = o2 ? krealloc(o2, 2000) : NULL;   /* a block now */
+    KEXPECT(o3 && o3 != o2 && ksize(o3) >= 2000);
+    if (o3)
+        KEXPECT_EQ(verify(o3, lo - 1, 7), 0);
     /* kmalloc_aligned */
     for (size_t align = 1; align <= 64 * KiB; align <<= 1) {
         void *p = kmalloc_aligned(align, 200);
@@ -142,12 +218,19 @@ KTEST(kheap_static_contract)
     kfree(b);
     kfree(c);
     kfree(z);
+    kfree(zs);
+    kfree(o3);
     s = stats();
     KEXPECT_EQ(s.used_bytes, 0);
     KEXPECT_EQ(s.free_bytes, s.total_bytes);
-    kheap_flush();                                  /* the front cache back: one free block */
+    /* all free, not one block yet: the slab tier keeps its slabs (a spare per class, partial
+     * ones) and this CPU's stacks until kheap_flush, which also gives the front cache back */
+    KEXPECT(s.slab_bytes > 0);
+    KEXPECT(s.largest_free < s.total_bytes - own);
+    kheap_flush();
     s = stats();
-    KEXPECT_EQ(s.largest_free, s.total_bytes);
+    KEXPECT_EQ(s.cached_bytes, 0);
+    expect_all_free(own);
     KEXPECT_EQ(s.errors, 3);       /* misuse, reported: calloc overflow, SIZE_MAX, align 24 */
     KEXPECT_EQ(kheap_check(), 0);
     heap_restore();
@@ -158,7 +241,8 @@ KTEST(kheap_misuse_reports)
     KEXPECT_EQ(heap_static(), 0);
     kheap_set_error_handler(record);
     rec.n = 0;
-    unsigned char *p = kmalloc(64), *q = kmalloc(64);
+    /* blocks (past the slab tier: each has its header at p - 8) */
+    unsigned char *p = kmalloc(600), *q = kmalloc(600);
     int n = 0, local;
     kt_kfree(&local);                               /* outside: the stack */
     EXPECT_REPORT(n, KHEAP_E_BAD_PTR, &local, kt_kfree_ret);
@@ -186,6 +270,32 @@ KTEST(kheap_misuse_reports)
     *hdr = saved;
     KEXPECT_EQ(kheap_check(), 0);
     kfree(p);
+    /* slab objects (no header: exact by their slab's state bytes), reported with the caller
+     * also when the free came in through the lock-free path */
+    unsigned char *o = kmalloc(64), *o2 = kmalloc(64);
+    uintptr_t slab = (uintptr_t)o & -(uintptr_t)KHEAP_DUMP_SLAB_BYTES;
+    kt_kfree(o + 16);                               /* inside an object */
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, o + 16, kt_kfree_ret);
+    n++;
+    kt_kfree(o + 8);                                /* misaligned */
+    EXPECT_REPORT(n, KHEAP_E_BAD_PTR, o + 8, kt_kfree_ret);
+    n++;
+    kt_my_free((void *)slab);                       /* the slab's header */
+    EXPECT_REPORT(n, KHEAP_E_BAD_HEADER, (void *)slab, kt_my_free_ret);
+    n++;
+    kfree(o2);
+    kt_kfree(o2);                                   /* double free: cached on this CPU */
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, o2, kt_kfree_ret);
+    n++;
+    KEXPECT_NULL(kt_krealloc(o2, 10));
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, o2, kt_krealloc_ret);
+    n++;
+    kheap_flush();                                  /* o2 back in its slab: still a double free */
+    kt_kfree(o2);
+    EXPECT_REPORT(n, KHEAP_E_DOUBLE_FREE, o2, kt_kfree_ret);
+    n++;
+    KEXPECT_EQ(kheap_check(), 0);
+    kfree(o);
     KEXPECT_EQ(stats().errors, (uint64_t)n);
     KEXPECT_EQ(stats().used_bytes, 0);
     KEXPECT_EQ(kheap_check(), 0);
@@ -307,10 +417,13 @@ KTEST(kheap_out_of_memory)
 {
     KEXPECT_EQ(heap_static(), 0);
     struct kheap_stats s0 = stats();
-    /* fill: big blocks first, then smaller and smaller, each chained to the previous one */
+    size_t own = own_bytes();                       /* the per-CPU slots: no allocation's */
+    /* fill: big blocks first, then smaller and smaller, each chained to the previous one (so
+     * each holds a pointer: no request below its 8 bytes, which the debug build's canary
+     * right after the request would catch) */
     void *chain = NULL;
     size_t blocks = 0;
-    for (size_t n = 256 * KiB; n >= 1; n /= 2) {
+    for (size_t n = 256 * KiB; n >= sizeof(void *); n /= 2) {
         void **p;
         while ((p = kmalloc(n)) != NULL) {
             *p = chain;
@@ -318,20 +431,31 @@ KTEST(kheap_out_of_memory)
             blocks++;
         }
     }
-    while (1) {                                     /* the last crumbs: kmalloc(0) */
-        void **p = kmalloc(0);
+    while (1) {                                     /* the last crumbs: the smallest */
+        void **p = kmalloc(sizeof(void *));
         if (!p)
             break;
         *p = chain;
         chain = p;
         blocks++;
     }
+    static void *crumbs[64];                        /* what is left even for them (debug */
+    size_t ncrumbs = 0;                             /* build: minimum blocks): kmalloc(0) */
+    while (ncrumbs < 64 && (crumbs[ncrumbs] = kmalloc(0)) != NULL)
+        ncrumbs++;
+    KEXPECT(ncrumbs < 64);
+    blocks += ncrumbs;
     struct kheap_stats s = stats();
     KEXPECT_NULL(kmalloc(0));
     KEXPECT_NULL(kmalloc(1));
     KEXPECT_NULL(kcalloc(1, 1));
     KEXPECT_NULL(kmalloc_aligned(64, 1));
-    KEXPECT_EQ(s.free_bytes, 0);                    /* kmalloc(0) takes any free block */
+    /* kmalloc(0) takes any free block: all is used but the slots. No slab is left to hand out
+     * objects: none could be carved at the end (a slab needs a free block well past its 16 KiB,
+     * its payload being 16 KiB-aligned), so the small requests took blocks */
+    KEXPECT_EQ(s.free_bytes, own);
+    KEXPECT_EQ(s.slab_bytes, 0);
+    KEXPECT_EQ(s.largest_free, 0);
     KEXPECT_EQ(stats().failed_allocs, s.failed_allocs + 4);
     KEXPECT_EQ(stats().errors, 0);
     KEXPECT_EQ(kheap_check(), 0);
@@ -343,17 +467,19 @@ KTEST(kheap_out_of_memory)
         kfree(chain);
         chain = next;
     }
+    while (ncrumbs)
+        kfree(crumbs[--ncrumbs]);
     s = stats();
     KEXPECT_EQ(s.used_bytes, 0);
     KEXPECT_EQ(s.free_bytes, s0.total_bytes);
     KEXPECT_EQ(s.free_bytes, s.total_bytes);
     KEXPECT_EQ(s.frees, blocks);
     KEXPECT_EQ(kheap_check(), 0);
-    void *all = kmalloc(s.total_bytes - META);               /* the whole heap, one block */
+    expect_all_free(own);
+    void *all = kmalloc(stats().largest_free - META);        /* the whole heap, one block */
     KEXPECT_NOT_NULL(all);
     kfree(all);
-    s = stats();
-    KEXPECT_EQ(s.largest_free, s.total_bytes);
+    expect_all_free(own);
     KEXPECT_EQ(kheap_check(), 0);
     heap_restore();
 }

@@ -4,13 +4,16 @@
  * and an instance at once, hands blocks to the next CPU through single-producer rings (so blocks
  * are freed on other CPUs than the one that allocated them), with timer interrupts whose
  * handler allocates and frees on the interrupted CPU; then every pattern, overlap, kheap_check
- * and counter is checked. SMP_STRESS_NOLOCK (build flag, or tests/harness/smp_nolock.c)
- * removes the heaps' locks for the stress: it must fail. */
+ * and counter is checked, and that the default heap's per-CPU stacks (kmain's cpu hook) served
+ * the small calls without its lock on every CPU, also for objects freed on another CPU (the
+ * instance has no cpu hook: its slab tier runs under its lock). SMP_STRESS_NOLOCK (build flag,
+ * or tests/harness/smp_nolock.c) removes the heaps' locks for the stress: it must fail. */
 #include "kernel.h"
 #include "cpu.h"
 #include "ktest.h"
 #include "mm/kheap.h"
 #include "asm/spinlock.h"
+#include "heap_sum.h"
 
 #define MS_TIMEOUT        20000     /* generous: 4 vCPUs on 2 host cores under TCG */
 #define STRESS_OPS        40000     /* per CPU */
@@ -112,7 +115,8 @@ struct blk {
     uint64_t *p;
     uint32_t n;                  /* bytes asked for */
     uint16_t owner;              /* the CPU whose pattern it holds */
-    uint16_t inst;               /* 1: the instance, 0: the default heap */
+    uint8_t  inst;               /* 1: the instance, 0: the default heap */
+    uint8_t  slab;               /* a slab object (kmalloc of n <= SLAB_REQ_MAX, kept so) */
     uint32_t seed;
 };
 
@@ -126,6 +130,9 @@ struct stress_cpu {
     uint64_t rng;
     uint32_t bad_pattern, bad_align, fails, handed, received, ops, irq_bad, irq_ops;
     uint32_t first_bad_op;
+    /* default-heap calls: all of them, the slab tier's (kmalloc and kfree of slab objects),
+     * frees of slab objects another CPU allocated; the timer handler's calls apart */
+    uint32_t calls, slab_calls, slab_received, irq_calls;
 } __attribute__((aligned(64)));
 
 static struct ring rings[SMP_MAX_CPUS];
@@ -134,6 +141,18 @@ static struct smp_barrier stress_barrier;
 static kheap_t *inst;
 static struct kspinlock inst_lock = KSPINLOCK_INIT;
 static volatile uint32_t inst_reports;
+
+/* The default heap's lock during the stress: kmain's, counting its acquisitions per CPU. */
+static uint64_t locks_taken[SMP_MAX_CPUS];
+static void stress_lock(void *ctx)
+{
+    kspin_lock_irqsave(ctx);
+    locks_taken[this_cpu()->id]++;                  /* (interrupts off: no handler between) */
+}
+static void stress_unlock(void *ctx)
+{
+    kspin_unlock_irqrestore(ctx);
+}
 
 static void inst_error(int code, void *ptr, void *caller)
 {
@@ -175,15 +194,19 @@ static void b_free(const struct blk *b)
         kfree(b->p);
 }
 
-/* The timer hook: a small block allocated, filled, checked and freed on the interrupted CPU. */
+/* The timer hook: a small block allocated, filled, checked and freed on the interrupted CPU
+ * (on the default heap a slab object: through this CPU's stacks, or straight from the slabs
+ * under the lock when the interrupted code is inside its slot). */
 static void timer_alloc_free(void)
 {
     struct stress_cpu *s = &st[this_cpu()->id];
     size_t n = 32 + (s->irq_ops % 7) * 32;
     int in = s->irq_ops++ & 1;
     uint64_t *p = in ? kheap_alloc(inst, n) : kmalloc(n);
+    s->irq_calls += !in;
     if (!p)
         return;
+    s->irq_calls += !in;
     for (size_t i = 0; i < n / 8; i++)
         p[i] = ~(uint64_t)i ^ (uint64_t)this_cpu()->id << 60;
     for (size_t i = 0; i < n / 8; i++)
@@ -199,6 +222,20 @@ static void check_and_free(struct stress_cpu *s, const struct blk *b)
     if (!intact(b, b->n) && s->bad_pattern++ == 0)
         s->first_bad_op = s->ops;
     b_free(b);
+    if (!b->inst) {
+        s->calls++;
+        s->slab_calls += b->slab;
+    }
+}
+
+/* A block from the previous CPU: freed here (a slab object onto this CPU's stack). */
+static void receive(struct stress_cpu *s, struct ring *in)
+{
+    const struct blk *b = &in->b[in->tail % RING];
+    s->slab_received += b->slab && !b->inst;
+    check_and_free(s, b);
+    __atomic_store_n(&in->tail, in->tail + 1, __ATOMIC_RELEASE);
+    s->received++;
 }
 
 static void stress_run(void *arg)
@@ -212,11 +249,8 @@ static void stress_run(void *arg)
     smp_barrier_wait(&stress_barrier, MS_TIMEOUT);
     for (s->ops = 0; s->ops < STRESS_OPS; s->ops++) {
         /* blocks from the previous CPU: checked and freed here */
-        while (in->tail != __atomic_load_n(&in->head, __ATOMIC_ACQUIRE)) {
-            check_and_free(s, &in->b[in->tail % RING]);
-            __atomic_store_n(&in->tail, in->tail + 1, __ATOMIC_RELEASE);
-            s->received++;
-        }
+        while (in->tail != __atomic_load_n(&in->head, __ATOMIC_ACQUIRE))
+            receive(s, in);
         uint64_t r = ktest_rand(&s->rng);
         struct blk *b = &s->slot[r % SLOTS];
         unsigned kind = (unsigned)(r >> 8) % 8;
@@ -228,13 +262,19 @@ static void stress_run(void *arg)
             size_t align = kind == 0 ? (size_t)64 << ((r >> 40) % 7) : 0;  /* 64 .. 4096 */
             int which = (int)((r >> 44) & 1);
             void *p = b_alloc(which, align, size);
+            int slab = !align && size <= SLAB_REQ_MAX;
+            if (!which) {
+                s->calls++;
+                s->slab_calls += slab;
+            }
             if (!p) {
                 s->fails++;
                 continue;
             }
             if (align && (uintptr_t)p % align)
                 s->bad_align++;
-            *b = (struct blk){ p, size, (uint16_t)me, (uint16_t)which, (uint32_t)(r >> 24) };
+            *b = (struct blk){ p, size, (uint16_t)me, (uint8_t)which, (uint8_t)slab,
+                               (uint32_t)(r >> 24) };
             fill(b);
         } else if (kind < 2 && out->head - __atomic_load_n(&out->tail, __ATOMIC_ACQUIRE) < RING) {
             if (!intact(b, b->n) && s->bad_pattern++ == 0)
@@ -248,6 +288,7 @@ static void stress_run(void *arg)
             if (!intact(b, b->n) && s->bad_pattern++ == 0)
                 s->first_bad_op = s->ops;
             void *q = b->inst ? kheap_realloc(inst, b->p, size) : krealloc(b->p, size);
+            s->calls += !b->inst;
             if (!q) {
                 s->fails++;
                 continue;
@@ -258,6 +299,7 @@ static void stress_run(void *arg)
                 s->first_bad_op = s->ops;
             b->p = q;
             b->n = size;
+            b->slab = b->slab && size <= SLAB_REQ_MAX;      /* a slab object stays one */
             fill(b);
         } else {
             check_and_free(s, b);
@@ -265,12 +307,15 @@ static void stress_run(void *arg)
         }
     }
     smp_barrier_wait(&stress_barrier, MS_TIMEOUT);  /* all done producing: drain what is left */
-    while (in->tail != __atomic_load_n(&in->head, __ATOMIC_ACQUIRE)) {
-        check_and_free(s, &in->b[in->tail % RING]);
-        __atomic_store_n(&in->tail, in->tail + 1, __ATOMIC_RELEASE);
-        s->received++;
-    }
+    while (in->tail != __atomic_load_n(&in->head, __ATOMIC_ACQUIRE))
+        receive(s, in);
     irq_disable();
+}
+
+static void flush_here(void *arg)
+{
+    (void)arg;
+    kheap_flush();
 }
 
 /* Live blocks of every CPU, sorted by address: no two may overlap. */
@@ -297,8 +342,9 @@ static int overlaps(unsigned *live_default, unsigned *live_inst)
 
 KTEST(smp_heap_stress)
 {
-    struct kheap_stats d0, d1, i1;
+    struct kheap_stats d0, d1, i1, before;
     unsigned long reports0 = kernel_heap_reports;
+    kheap_get_stats(&before);
     void *arena = kmalloc_aligned(4096, INSTANCE_BYTES);
     KEXPECT_NOT_NULL(arena);
     if (!arena)
@@ -310,6 +356,8 @@ KTEST(smp_heap_stress)
         ktest_note("SMP_STRESS_NOLOCK: the heaps run without their locks: this must fail");
         hooks.lock = hooks.unlock = NULL;
         kheap_set_lock(NULL, NULL, NULL);
+    } else {
+        KEXPECT_EQ(kheap_set_lock(stress_lock, stress_unlock, &kernel_heap_lock), 0);
     }
     KEXPECT_EQ(kheap_set_hooks(inst, &hooks), 0);
     inst_reports = 0;
@@ -317,6 +365,7 @@ KTEST(smp_heap_stress)
     __builtin_memset(rings, 0, sizeof rings);
     smp_barrier_init(&stress_barrier, smp_cpu_count);
     kheap_get_stats(&d0);
+    __builtin_memset(locks_taken, 0, sizeof locks_taken);   /* (stats took the lock too) */
 
     smp_timer_hook = timer_alloc_free;
     KEXPECT_EQ(smp_run_all(timer_on, (void *)(uintptr_t)TIMER_COUNT, MS_TIMEOUT), 0);
@@ -325,6 +374,8 @@ KTEST(smp_heap_stress)
     uint64_t t1 = rdtsc64();
     KEXPECT_EQ(smp_run_all(timer_off, NULL, MS_TIMEOUT), 0);
     smp_timer_hook = NULL;
+    if (!nolock())
+        kheap_set_lock(kspin_lock_irqsave, kspin_unlock_irqrestore, &kernel_heap_lock);
     if (!KEXPECT_MSG(late == 0, "a CPU did not finish the stress: its blocks stay as they are"))
         return;
 
@@ -359,6 +410,36 @@ KTEST(smp_heap_stress)
 
     if (nolock())
         return;                                 /* the heaps cannot be trusted any more */
+
+    /* The per-CPU stacks did the small calls: on every CPU most of them took no lock (only
+     * refills and drains, a batch of objects each, and the timer handler's calls that found
+     * the slot busy do), and slab objects allocated on one CPU were freed onto another's.
+     * (The debug build has no stacks: there every call takes the lock.) */
+    uint64_t slab_calls = 0, slab_received = 0, calls = 0, locked = 0;
+    for (unsigned c = 0; c < smp_cpu_count; c++) {
+        uint64_t all = (uint64_t)st[c].calls + st[c].irq_calls;
+        calls += all, locked += locks_taken[c];
+        slab_calls += st[c].slab_calls, slab_received += st[c].slab_received;
+        KEXPECT_MSG(locks_taken[c] <= all, "CPU %u: %lu lock acquisitions for %lu calls", c,
+                    locks_taken[c], all);
+#if defined(KHEAP_DEBUG) && KHEAP_DEBUG
+        KEXPECT_MSG(locks_taken[c] == all, "CPU %u: %lu of %lu calls took the lock (debug "
+                    "build: all must)", c, locks_taken[c], all);
+#else
+        KEXPECT_MSG(all - locks_taken[c] >= st[c].slab_calls / 2, "CPU %u: %lu of %lu calls "
+                    "took no lock, %u slab-tier calls: the per-CPU stacks served too few", c,
+                    all - locks_taken[c], all, st[c].slab_calls);
+#endif
+    }
+#if !(defined(KHEAP_DEBUG) && KHEAP_DEBUG)
+    KEXPECT_MSG(d1.cached_bytes > 0, "no object left in a per-CPU stack after the stress");
+#endif
+    if (smp_cpu_count > 1)
+        KEXPECT_MSG(slab_received > 0, "no slab object freed on another CPU than its own");
+    ktest_note("default heap: %lu calls (%lu of the slab tier), %lu took the lock; %lu slab "
+               "objects freed on another CPU; %lu bytes left in per-CPU stacks", calls,
+               slab_calls, locked, slab_received, (unsigned long)d1.cached_bytes);
+
     for (unsigned c = 0; c < smp_cpu_count; c++)
         for (unsigned i = 0; i < SLOTS; i++)
             if (st[c].slot[i].p)
@@ -367,18 +448,39 @@ KTEST(smp_heap_stress)
     KEXPECT_EQ(i1.used_bytes, 0);
     KEXPECT_EQ(kheap_verify(inst), 0);
     kfree(arena);
+    /* every CPU's stacks back to the slabs (each CPU's kheap_flush empties its own) */
+    KEXPECT_EQ(smp_run_all(flush_here, NULL, MS_TIMEOUT), 0);
+    kheap_get_stats(&d1);
+    KEXPECT_EQ(d1.cached_bytes, 0);
+    KEXPECT_EQ(d1.used_bytes, before.used_bytes);
     KEXPECT_EQ(kheap_check(), 0);
 }
 
-/* ---- throughput: the same heap on 1, 2, 4 CPUs ------------------------------------------------ */
+/* ---- throughput: the same heap on 1, 2, 4 CPUs ------------------------------------------------
+ * kmalloc/kfree pairs of 16..511 bytes (the slab tier: each CPU's own stacks, the lock only for
+ * a refill or drain) on k CPUs at once; the CPUs left out sleep (hlt, woken by their LAPIC
+ * timer to look whether the run is over) so that under TCG they take no host time from the
+ * ones measured. One warm-up run on every CPU first (stacks filled, code translated), then the
+ * best of TPUT_TRIES runs per k. The lock hooks count acquisitions (kmain's lock inside). */
 
 struct tput {
     unsigned cpus;
     struct smp_barrier start;
+    volatile int done;
     uint64_t t0, t1;
 };
 
-#define TPUT_PAIRS 50000
+#define TPUT_PAIRS   50000
+#define TPUT_TRIES   3
+#define PARK_TIMER   (TIMER_COUNT * 4)
+
+static void tput_park(struct tput *t)
+{
+    lapic_timer_start(PARK_TIMER);
+    while (!__atomic_load_n(&t->done, __ATOMIC_ACQUIRE))
+        __asm__ volatile("sti; hlt; cli" ::: "memory");
+    lapic_timer_stop();
+}
 
 static void tput_run(void *arg)
 {
@@ -386,8 +488,10 @@ static void tput_run(void *arg)
     struct tput *t = arg;
     unsigned me = this_cpu()->id;
     void *keep[LIVE] = { 0 };
-    if (me >= t->cpus)
+    if (me >= t->cpus) {
+        tput_park(t);
         return;
+    }
     smp_barrier_wait(&t->start, MS_TIMEOUT);
     if (me == 0)
         t->t0 = rdtsc64();
@@ -401,26 +505,65 @@ static void tput_run(void *arg)
     for (unsigned k = 0; k < LIVE; k++)
         kfree(keep[k]);
     smp_barrier_wait(&t->start, MS_TIMEOUT);
-    if (me == 0)
+    if (me == 0) {
         t->t1 = rdtsc64();
+        __atomic_store_n(&t->done, 1, __ATOMIC_RELEASE);
+    }
 }
 
-KTEST(smp_heap_throughput)
+/* One run on `cpus` CPUs: calls per ms (0 if a CPU was late), lock acquisitions in *locks. */
+static uint64_t tput_once(unsigned cpus, uint64_t *locks)
+{
+    struct tput t = { .cpus = cpus };
+    smp_barrier_init(&t.start, cpus);
+    __builtin_memset(locks_taken, 0, sizeof locks_taken);
+    if (!KEXPECT_EQ(smp_run_all(tput_run, &t, 4 * MS_TIMEOUT), 0))
+        return 0;
+    *locks = 0;
+    for (unsigned c = 0; c < smp_cpu_count; c++)
+        *locks += locks_taken[c];
+    uint64_t ticks = t.t1 > t.t0 ? t.t1 - t.t0 : 1;
+    return (uint64_t)TPUT_PAIRS * 2 * cpus * tsc_per_ms / ticks;
+}
+
+/* The figures of one series: 1, 2, 4 CPUs; ratios to this series' one-CPU figure. */
+static void tput_series(const char *what)
 {
     static const unsigned counts[] = { 1, 2, 4 };
-    uint64_t base = 0;
+    uint64_t base = 0, locks = 0;
+    tput_once(smp_cpu_count, &locks);                 /* the warm-up */
     for (unsigned i = 0; i < sizeof counts / sizeof counts[0]; i++) {
-        struct tput t = { .cpus = counts[i] };
-        if (t.cpus > smp_cpu_count)
+        unsigned cpus = counts[i];
+        if (cpus > smp_cpu_count)
             break;
-        smp_barrier_init(&t.start, t.cpus);
-        KEXPECT_EQ(smp_run_all(tput_run, &t, 4 * MS_TIMEOUT), 0);
-        uint64_t ticks = t.t1 > t.t0 ? t.t1 - t.t0 : 1;
-        uint64_t kops = (uint64_t)TPUT_PAIRS * 2 * t.cpus * tsc_per_ms / ticks;   /* per ms */
+        uint64_t kops = 0, best_locks = 0;
+        for (unsigned k = 0; k < TPUT_TRIES; k++) {
+            uint64_t v = tput_once(cpus, &locks);
+            if (v > kops)
+                kops = v, best_locks = locks;
+        }
         if (i == 0)
             base = kops ? kops : 1;
-        ktest_note("%u CPU(s) on one heap: %lu k calls/s, %lu.%02lu x one CPU (TCG: a same-run "
-                   "ratio only)", t.cpus, kops, kops / base, kops * 100 / base % 100);
+        uint64_t calls = (uint64_t)TPUT_PAIRS * 2 * cpus + 16 * cpus;
+        ktest_note("%u CPU(s) on one heap%s: %lu k calls/s, %lu.%02lu x one CPU, the lock taken "
+                   "%lu times in %lu calls (best of %u; TCG: a same-run ratio only)", cpus, what,
+                   kops, kops / base, kops * 100 / base % 100, best_locks, calls, TPUT_TRIES);
     }
+}
+
+/* kmain's heap as it is (per-CPU stacks), then the same without its cpu hook (every call under
+ * the one lock) for comparison. */
+KTEST(smp_heap_throughput)
+{
+    struct kheap_hooks hooks, plain;
+    KEXPECT_EQ(kheap_get_hooks(kheap_default(), &hooks), 0);
+    KEXPECT_EQ(kheap_set_lock(stress_lock, stress_unlock, &kernel_heap_lock), 0);
+    tput_series("");
+    KEXPECT_EQ(kheap_get_hooks(kheap_default(), &plain), 0);
+    plain.cpu = NULL;
+    plain.ncpu = 1;
+    if (KEXPECT_EQ(kheap_set_hooks(kheap_default(), &plain), 0))
+        tput_series(", no cpu hook");
+    KEXPECT_EQ(kheap_set_hooks(kheap_default(), &hooks), 0);   /* kmain's, its lock too */
     KEXPECT_EQ(kheap_check(), 0);
 }

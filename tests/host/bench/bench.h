@@ -34,6 +34,10 @@ struct bench_alloc {
     int (*check)(void);
     /* Optional: a version string for the report (NULL: unknown). */
     const char *(*version)(void);
+    /* Optional, host only (the threads runner, threads.c; NULL: its calls are thread-safe as
+     * they are): make the allocator's calls safe from several threads at once, until the next
+     * init. The threads runner calls it after every init. 0, or non-zero if it cannot. */
+    int (*threads)(void);
 };
 
 /* The byte pattern the workloads (first and last byte) and the check hooks (every byte) write:

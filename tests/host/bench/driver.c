@@ -2,6 +2,9 @@
  * driver.c -- `make bench`: runs every allocator's runner (build/bench/bin/bench-<name>) for
  * several rounds, interleaved with the allocator order rotated each round, then reports median
  * and spread: a table on the terminal, results.csv, results.md (for the README), gnuplot SVGs.
+ * Each round then runs the multi-threaded runners (threads-<name>, threads.c: small_churn on 1
+ * and 2 threads, producer/consumer) and the placement benchmark (locality-<name>, locality.c)
+ * of every allocator that has them, interleaved the same way.
  * Built twice: build/bench/bin/bench (full run) and build/host/tests/bench_smoke (BENCH_SMOKE:
  * a seconds-long run in check mode that prints TAP for `make test`, through the test
  * framework's TAP writer, tests/ktest.h).
@@ -50,6 +53,11 @@ static const char *const KERNEL_ONLY_NAMES[] = { "kheap_locked" };
 static const double PCT[NPCT] = { 0.50, 0.99, 0.999 };
 static const char *const PCT_NAME[NPCT] = { "p50", "p99", "p99.9" };
 static const char *const UTIL_NAME[2] = { "grow", "churn" };
+/* The threads runner's figures (M records). */
+enum { MT_CHURN1, MT_CHURN2, MT_PRODCONS, MT_COMPUTE1, MT_COMPUTE2, MT_N };
+/* The placement benchmark's phases (P records). */
+#define NPHASE 4
+static const char *const PHASE_NAME[NPHASE] = { "build", "walk", "free_seq", "free_rnd" };
 
 /* ---------------------------------------------------------------------------------------------
  * Results
@@ -72,6 +80,13 @@ struct frag_res {
     double ticks[MAX_ROUNDS];
 };
 
+struct mt_res {                           /* one multi-threaded figure */
+    int n;                                /* rounds */
+    double mops[MAX_ROUNDS];              /* all threads' ops per wall-clock microsecond */
+    double ms[MAX_ROUNDS];                /* wall time */
+    uint64_t ops;                         /* ops of the last round */
+};
+
 struct alloc_res {
     const char *name;
     char path[PATH_MAX];
@@ -85,6 +100,12 @@ struct alloc_res {
     double util[2][MAX_SEEDS];
     int nf;
     struct frag_res f[MAX_FRAGS];
+    char tpath[PATH_MAX], lpath[PATH_MAX];   /* threads-<name>, locality-<name> */
+    int tpresent, lpresent;
+    struct mt_res mt[MT_N];
+    int nloc;                             /* placement rounds */
+    uint64_t loc_objects;
+    double loc[NPHASE][MAX_ROUNDS];       /* ms per phase */
 };
 
 struct check { char name[96]; int ok; char msg[200]; char skip[64]; };
@@ -96,7 +117,7 @@ static int NCHECKS;
 static int rounds_done;
 
 static struct {
-    int smoke, tap, rounds, plots;
+    int smoke, tap, rounds, plots, threads, locality;
     char bindir[PATH_MAX], out[PATH_MAX];
     const char *only_allocs;
     const char *from_log;                  /* aggregate records from a log instead of running */
@@ -353,6 +374,34 @@ static void parse_line(struct alloc_res *a, char *line)
                 a->f[i].ticks[a->f[i].n++] = atof(f[5]);
         }
         break;
+    case 'M':                                 /* M,alloc,workload,round,threads,seed,ops,ns */
+        if ((n = split(line, f, 8)) == 8) {
+            int threads = atoi(f[4]), id = -1;
+            double ns = atof(f[7]);
+            if (!strcmp(f[2], "small_churn") && (threads == 1 || threads == 2))
+                id = threads == 1 ? MT_CHURN1 : MT_CHURN2;
+            else if (!strcmp(f[2], "prodcons") && threads == 2)
+                id = MT_PRODCONS;
+            else if (!strcmp(f[2], "compute") && (threads == 1 || threads == 2))
+                id = threads == 1 ? MT_COMPUTE1 : MT_COMPUTE2;
+            if (id < 0 || ns <= 0)
+                break;
+            struct mt_res *m = &a->mt[id];
+            m->ops = strtoull(f[6], NULL, 10);
+            if (m->n < MAX_ROUNDS) {
+                m->mops[m->n] = (double)m->ops / ns * 1e3;
+                m->ms[m->n++] = ns / 1e6;
+            }
+        }
+        break;
+    case 'P':                   /* P,alloc,round,objects,build_ns,walk_ns,free_seq_ns,free_rnd_ns */
+        if ((n = split(line, f, 8)) == 8 && a->nloc < MAX_ROUNDS) {
+            a->loc_objects = strtoull(f[3], NULL, 10);
+            for (int p = 0; p < NPHASE; p++)
+                a->loc[p][a->nloc] = atof(f[4 + p]) / 1e6;
+            a->nloc++;
+        }
+        break;
     case 'C':
         if ((n = split(line, f, 5)) == 5)
             add_check(atoi(f[3]) == 1, f[4], "%s %s: blocks usable, aligned, non-overlapping",
@@ -368,20 +417,28 @@ static void parse_line(struct alloc_res *a, char *line)
     }
 }
 
-/* Run one round of one allocator's runner, reading its records as they come. */
-static int run_runner(struct alloc_res *a, int round)
+/* The programs run per allocator and round: the runner, the threads runner, the placement
+ * benchmark. */
+enum { RUN_BENCH, RUN_THREADS, RUN_LOCALITY };
+static const char *const RUN_WHAT[] = { "runner", "threads runner", "locality" };
+
+/* Run one round of one of an allocator's programs, reading its records as they come. */
+static int run_runner(struct alloc_res *a, int kind, int round)
 {
     char rbuf[16], *argv[12];
+    char *path = kind == RUN_THREADS ? a->tpath : kind == RUN_LOCALITY ? a->lpath : a->path;
     int argc = 0, fd[2];
     snprintf(rbuf, sizeof rbuf, "%d", round);
-    argv[argc++] = a->path;
+    argv[argc++] = path;
+    if (kind == RUN_LOCALITY)
+        argv[argc++] = "--record";
     argv[argc++] = "--round";
     argv[argc++] = rbuf;
     if (opt.smoke)
         argv[argc++] = "--smoke";
-    if (opt.smoke && round == 0)
+    if (opt.smoke && round == 0 && kind != RUN_LOCALITY)
         argv[argc++] = "--check";
-    if (round != 0)
+    if (round != 0 && kind == RUN_BENCH)
         argv[argc++] = "--no-util";        /* deterministic: its seeds are its spread */
     argv[argc] = NULL;
 
@@ -399,8 +456,8 @@ static int run_runner(struct alloc_res *a, int round)
         dup2(fd[1], 1);
         close(fd[0]);
         close(fd[1]);
-        execv(a->path, argv);
-        printf("# exec %s: %s\n", a->path, strerror(errno));
+        execv(path, argv);
+        printf("# exec %s: %s\n", path, strerror(errno));
         _exit(127);
     }
     close(fd[1]);
@@ -417,11 +474,11 @@ static int run_runner(struct alloc_res *a, int round)
     int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
     if (!ok) {
         a->failures++;
-        note("%s: runner round %d ended with %s %d", a->name, round,
+        note("%s: %s round %d ended with %s %d", a->name, RUN_WHAT[kind], round,
              WIFEXITED(st) ? "status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
     }
     if (opt.smoke)
-        add_check(ok, NULL, "%s runner round %d exits 0", a->name, round);
+        add_check(ok, NULL, "%s %s round %d exits 0", a->name, RUN_WHAT[kind], round);
     return ok ? 0 : -1;
 }
 
@@ -631,6 +688,159 @@ static void table_head(FILE *o, int md, const char *first, const char *skip, con
     }
 }
 
+/* The multi-threaded and placement tables: columns are the allocators that ran those. */
+static int has_mt(const struct alloc_res *a) { return a && a->present && a->tpresent; }
+static int has_loc(const struct alloc_res *a) { return a && a->present && a->lpresent && a->nloc; }
+
+static int columns(int (*want)(const struct alloc_res *), int *idx)
+{
+    int n = 0;
+    for (int i = 0; i < NA; i++)
+        if (want(&R[i]))
+            idx[n++] = i;
+    return n;
+}
+
+static void table_head_of(FILE *o, int md, const char *first, const int *idx, int n,
+                          const char *pre)
+{
+    char cells[MAX_ALLOCS][64];
+    for (int j = 0; j < n; j++)
+        snprintf(cells[j], 64, "%s%s", pre, R[idx[j]].name);
+    table_row(o, md, first, cells, n);
+    if (md) {
+        fprintf(o, "|---|");
+        for (int j = 0; j < n; j++)
+            fprintf(o, "---|");
+        fputc('\n', o);
+    }
+}
+
+/* "median [min-max]" of v[0..n), 3 significant digits; "-" if empty. */
+static void cell_med(const double *v, int n, char *out, size_t sz)
+{
+    double m, lo, hi;
+    char b1[32], b2[32], b3[32];
+    if (n <= 0) {
+        snprintf(out, sz, "-");
+        return;
+    }
+    stats(v, n, &m, &lo, &hi);
+    snprintf(out, sz, "%s [%s-%s]", num(m, b1), num(lo, b2), num(hi, b3));
+}
+
+static void cell_ratio(double x, double y, char *out, size_t sz)
+{
+    if (x > 0 && y > 0)
+        snprintf(out, sz, "%.2fx", x / y);
+    else
+        snprintf(out, sz, "-");
+}
+
+static double mt_mops(const struct alloc_res *a, int m)
+{
+    return median(a->mt[m].mops, a->mt[m].n);
+}
+static double mt_ms(const struct alloc_res *a, int m) { return median(a->mt[m].ms, a->mt[m].n); }
+static double loc_ms(const struct alloc_res *a, int p) { return median(a->loc[p], a->nloc); }
+
+static void report_threads(FILE *o, int md, const char *h)
+{
+    char cells[MAX_ALLOCS][64];
+    int idx[MAX_ALLOCS], n = columns(has_mt, idx), any = 0;
+    for (int j = 0; j < n; j++)
+        for (int m = 0; m < MT_N; m++)
+            any |= R[idx[j]].mt[m].n > 0;
+    if (!any)
+        return;
+    const struct alloc_res *k = find_alloc("kheap");
+    uint64_t per_thread = 0, blocks = 0;
+    for (int j = 0; j < n; j++) {
+        per_thread = R[idx[j]].mt[MT_CHURN1].ops ? R[idx[j]].mt[MT_CHURN1].ops : per_thread;
+        blocks = R[idx[j]].mt[MT_PRODCONS].ops ? R[idx[j]].mt[MT_PRODCONS].ops / 2 : blocks;
+    }
+    fprintf(o, "%sThreads: small_churn on one heap shared by 1 and 2 threads, Mops/s (each "
+               "thread its own 4096 live blocks of 8..512 B and %lu ops; all threads' ops / wall "
+               "time; 2T/1T = 2.00x is perfect scaling). Seeds: the formula above with workload "
+               "200 + t for thread t, 210 for the producer.\n\n", h, (unsigned long)per_thread);
+    if (has_mt(k))
+        fprintf(o, "kheap: a pthread mutex as the lock, a thread-slot cpu hook (each thread its "
+                   "own per-CPU cache slot, ncpu 8); the others: plain malloc/free.\n\n");
+    table_head_of(o, md, "threads", idx, n, "");
+    for (int m = MT_CHURN1; m <= MT_CHURN2; m++) {
+        for (int j = 0; j < n; j++)
+            cell_med(R[idx[j]].mt[m].mops, R[idx[j]].mt[m].n, cells[j], 64);
+        table_row(o, md, m == MT_CHURN1 ? "1 thread" : "2 threads", cells, n);
+    }
+    for (int j = 0; j < n; j++)
+        cell_ratio(mt_mops(&R[idx[j]], MT_CHURN2), mt_mops(&R[idx[j]], MT_CHURN1), cells[j], 64);
+    table_row(o, md, "2T/1T", cells, n);
+    for (int j = 0; j < n; j++)
+        cell_ratio(mt_mops(&R[idx[j]], MT_COMPUTE2), mt_mops(&R[idx[j]], MT_COMPUTE1), cells[j],
+                   64);
+    table_row(o, md, "machine 2T/1T", cells, n);
+    fputc('\n', o);
+    fprintf(o, "machine 2T/1T: the same runner's threads making no allocator calls (a PRNG loop "
+               "each, just before small_churn): what this machine gave then (2.00x on two idle "
+               "CPUs; a shared VM's vCPUs often give less, and it moves from round to round).\n\n");
+
+    fprintf(o, "%sProducer/consumer: thread A allocates %lu blocks of 8..512 B and passes them "
+               "through a ring (1024 entries) to thread B, which frees them; ms (lower is "
+               "better)\n\n", h, (unsigned long)blocks);
+    table_head_of(o, md, "", idx, n, "");
+    for (int j = 0; j < n; j++)
+        cell_med(R[idx[j]].mt[MT_PRODCONS].ms, R[idx[j]].mt[MT_PRODCONS].n, cells[j], 64);
+    table_row(o, md, "time, ms", cells, n);
+    for (int j = 0; j < n; j++) {
+        double ms = mt_ms(&R[idx[j]], MT_PRODCONS);
+        if (ms > 0 && blocks)
+            snprintf(cells[j], 64, "%.1f", ms * 1e6 / (double)blocks);
+        else
+            snprintf(cells[j], 64, "-");
+    }
+    table_row(o, md, "ns per block", cells, n);
+    if (has_mt(k)) {
+        for (int j = 0; j < n; j++)
+            cell_ratio(mt_ms(k, MT_PRODCONS), mt_ms(&R[idx[j]], MT_PRODCONS), cells[j], 64);
+        table_row(o, md, "kheap / this", cells, n);
+    }
+    fputc('\n', o);
+}
+
+static void report_locality(FILE *o, int md, const char *h)
+{
+    char cells[MAX_ALLOCS][64];
+    int idx[MAX_ALLOCS], n = columns(has_loc, idx);
+    if (!n)
+        return;
+    const struct alloc_res *k = find_alloc("kheap");
+    fprintf(o, "%sPlacement (locality.c): a heap churned into holes, then %lu linked objects of "
+               "16..256 B built, walked 5 times, freed in allocation order (free_seq) and, "
+               "built again, in random order (free_rnd); ms per phase, lower is better\n\n", h,
+            (unsigned long)R[idx[0]].loc_objects);
+    table_head_of(o, md, "phase", idx, n, "");
+    for (int p = 0; p < NPHASE; p++) {
+        for (int j = 0; j < n; j++)
+            cell_med(R[idx[j]].loc[p], R[idx[j]].nloc, cells[j], 64);
+        table_row(o, md, PHASE_NAME[p], cells, n);
+    }
+    fputc('\n', o);
+    if (!has_loc(k) || n < 2)
+        return;
+    int pidx[MAX_ALLOCS], np = 0;
+    for (int j = 0; j < n; j++)
+        if (&R[idx[j]] != k)
+            pidx[np++] = idx[j];
+    fprintf(o, "%sPlacement: kheap time / peer time (medians; below 1.00x kheap is faster)\n\n", h);
+    table_head_of(o, md, "phase", pidx, np, "vs ");
+    for (int p = 0; p < NPHASE; p++) {
+        for (int j = 0; j < np; j++)
+            cell_ratio(loc_ms(k, p), loc_ms(&R[pidx[j]], p), cells[j], 64);
+        table_row(o, md, PHASE_NAME[p], cells, np);
+    }
+    fputc('\n', o);
+}
+
 static void report(FILE *o, int md)
 {
     char cells[MAX_ALLOCS][64];
@@ -742,6 +952,9 @@ static void report(FILE *o, int md)
     }
     fputc('\n', o);
 
+    report_threads(o, md, h);
+    report_locality(o, md, h);
+
     if (NT) {
         fprintf(o, "%sTargets\n\n", h);
         if (md)
@@ -774,6 +987,60 @@ static void csv_row(FILE *o, const char *metric, const char *alloc, const char *
 {
     fprintf(o, "%s,%s,%s,%s,%d,%lu,%.6g,%.6g,%.6g,%s\n", metric, alloc, wl, param, runs,
             (unsigned long)samples, v, lo, hi, unit);
+}
+
+/* The threads runner's and the placement benchmark's rows of allocator a (k: kheap, or NULL):
+ *   mt_throughput  small_churn 1T|2T  Mops/s      mt_scaling  small_churn|compute 2T/1T  x
+ *   prodcons_time  prodcons 2T  ms                kheap_prodcons_ratio  kheap time / peer's, x
+ *   locality_time  <phase> <objects>  ms          kheap_locality_ratio  kheap time / peer's, x
+ * Ratios: the ratio of medians; min/max the extreme ratios of the per-round spreads. */
+static void write_csv_mt(FILE *o, const struct alloc_res *a, const struct alloc_res *k)
+{
+    double m = 0, lo = 0, hi = 0, m1 = 0, lo1 = 0, hi1 = 0;
+    const struct mt_res *c1 = &a->mt[MT_CHURN1], *c2 = &a->mt[MT_CHURN2], *pc = &a->mt[MT_PRODCONS];
+    if (c1->n) {
+        stats(c1->mops, c1->n, &m1, &lo1, &hi1);
+        csv_row(o, "mt_throughput", a->name, "small_churn", "1T", c1->n, c1->ops, m1, lo1, hi1,
+                "Mops/s");
+    }
+    if (c2->n) {
+        stats(c2->mops, c2->n, &m, &lo, &hi);
+        csv_row(o, "mt_throughput", a->name, "small_churn", "2T", c2->n, c2->ops, m, lo, hi,
+                "Mops/s");
+        if (c1->n && m1 > 0 && lo1 > 0)
+            csv_row(o, "mt_scaling", a->name, "small_churn", "2T/1T", c2->n, c2->ops, m / m1,
+                    lo / hi1, hi / lo1, "x");
+    }
+    const struct mt_res *k1 = &a->mt[MT_COMPUTE1], *k2 = &a->mt[MT_COMPUTE2];
+    if (k1->n && k2->n) {
+        stats(k1->mops, k1->n, &m1, &lo1, &hi1);
+        stats(k2->mops, k2->n, &m, &lo, &hi);
+        if (m1 > 0 && lo1 > 0)
+            csv_row(o, "mt_scaling", a->name, "compute", "2T/1T", k2->n, k2->ops, m / m1,
+                    lo / hi1, hi / lo1, "x");
+    }
+    if (pc->n) {
+        stats(pc->ms, pc->n, &m, &lo, &hi);
+        csv_row(o, "prodcons_time", a->name, "prodcons", "2T", pc->n, pc->ops, m, lo, hi, "ms");
+        const struct mt_res *kp = k ? &k->mt[MT_PRODCONS] : NULL;
+        if (kp && a != k && kp->n && lo > 0) {
+            stats(kp->ms, kp->n, &m1, &lo1, &hi1);
+            csv_row(o, "kheap_prodcons_ratio", "kheap", "prodcons", a->name, pc->n, pc->ops,
+                    m1 / m, lo1 / hi, hi1 / lo, "x");
+        }
+    }
+    for (int p = 0; a->nloc && p < NPHASE; p++) {
+        char param[32];
+        snprintf(param, sizeof param, "%lu", (unsigned long)a->loc_objects);
+        stats(a->loc[p], a->nloc, &m, &lo, &hi);
+        csv_row(o, "locality_time", a->name, PHASE_NAME[p], param, a->nloc, a->loc_objects, m,
+                lo, hi, "ms");
+        if (k && a != k && k->nloc && lo > 0) {
+            stats(k->loc[p], k->nloc, &m1, &lo1, &hi1);
+            csv_row(o, "kheap_locality_ratio", "kheap", PHASE_NAME[p], a->name, a->nloc,
+                    a->loc_objects, m1 / m, lo1 / hi, hi1 / lo, "x");
+        }
+    }
 }
 
 static int write_csv(const char *path)
@@ -830,6 +1097,7 @@ static int write_csv(const char *path)
         }
         csv_row(o, "timer_overhead", a->name, "-", "-", 1, 1, (double)a->overhead,
                 (double)a->overhead, (double)a->overhead, "cycles");
+        write_csv_mt(o, a, k);
     }
     return fclose(o);
 }
@@ -1111,6 +1379,16 @@ static void finish(time_t t0)
                        R[i].w[w].samples > 0 && tput(&R[i], w) > 0;
             add_check(all, NULL, "%s: throughput and latency recorded for every workload "
                       "and round", R[i].name);
+            if (R[i].tpresent) {
+                int mt = 1;
+                for (int m = 0; m < MT_N; m++)
+                    mt &= R[i].mt[m].n == rounds_done && mt_ms(&R[i], m) > 0;
+                add_check(mt, NULL, "%s: small_churn and compute on 1 and 2 threads and "
+                          "prodcons recorded every round", R[i].name);
+            }
+            if (R[i].lpresent)
+                add_check(R[i].nloc == rounds_done && loc_ms(&R[i], 1) > 0, NULL,
+                          "%s: placement phases recorded every round", R[i].name);
         }
     }
     if (opt.plots) {
@@ -1178,8 +1456,10 @@ static void usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--smoke] [--tap] [--rounds N] [--allocs a,b,...] [--no-plots]\n"
+            "          [--no-threads] [--no-locality]\n"
             "          [--bindir DIR] [--out DIR] [--from-log FILE] [--title TEXT]\n"
             "Runs build/bench/bin/bench-<allocator> N rounds (default 5; smoke 2), interleaved,\n"
+            "then in each round threads-<allocator> and locality-<allocator> where built,\n"
             "and writes OUT/results.csv, OUT/results.md, OUT/*.svg (default OUT: build/bench,\n"
             "build/bench/smoke with --smoke). --from-log aggregates the records found in FILE\n"
             "(e.g. a bench kernel's serial log) instead of running anything.\n", argv0);
@@ -1221,6 +1501,7 @@ int main(int argc, char **argv)
     opt.tap = BENCH_SMOKE;
     opt.rounds = -1;
     opt.plots = 1;
+    opt.threads = opt.locality = 1;
     exe_dir(here, sizeof here);
     snprintf(opt.bindir, sizeof opt.bindir, "%s/%s", here, BENCH_BINDIR_REL);
     opt.out[0] = 0;
@@ -1229,6 +1510,8 @@ int main(int argc, char **argv)
         int more = i + 1 < argc;
         if (!strcmp(a, "--smoke")) opt.smoke = 1;
         else if (!strcmp(a, "--tap")) opt.tap = 1;
+        else if (!strcmp(a, "--no-threads")) opt.threads = 0;
+        else if (!strcmp(a, "--no-locality")) opt.locality = 0;
         else if (!strcmp(a, "--no-plots")) opt.plots = 0;
         else if (!strcmp(a, "--rounds") && more) opt.rounds = atoi(argv[++i]);
         else if (!strcmp(a, "--allocs") && more) opt.only_allocs = argv[++i];
@@ -1280,6 +1563,16 @@ int main(int argc, char **argv)
             if (opt.tap)
                 add_skip("not built (library absent)", "%s runs", a->name);
         }
+        /* firstfit has neither: it has no lock, and placing 10^6 objects first-fit takes
+         * minutes */
+        snprintf(a->tpath, sizeof a->tpath, "%s/threads-%s", opt.bindir, a->name);
+        snprintf(a->lpath, sizeof a->lpath, "%s/locality-%s", opt.bindir, a->name);
+        a->tpresent = opt.threads && a->present && access(a->tpath, X_OK) == 0;
+        a->lpresent = opt.locality && a->present && access(a->lpath, X_OK) == 0;
+        if (a->present && strcmp(a->name, "firstfit") &&
+            ((opt.threads && !a->tpresent) || (opt.locality && !a->lpresent)))
+            note("%s: %s not built, skipped", a->name, opt.threads && !a->tpresent ?
+                 a->tpath : a->lpath);
     }
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/raw.txt", opt.out);
@@ -1303,7 +1596,24 @@ int main(int argc, char **argv)
             }
             if (raw)
                 fprintf(raw, "## round %d %s\n", r, a->name);
-            run_runner(a, r);
+            run_runner(a, RUN_BENCH, r);
+        }
+        /* then the threads runners, then the placement benchmark, in the same order */
+        for (int kind = RUN_THREADS; kind <= RUN_LOCALITY; kind++) {
+            int shown = 0;
+            for (int j = 0; j < nrun; j++) {
+                struct alloc_res *a = &R[order[(j + r) % nrun]];
+                if (!(kind == RUN_THREADS ? a->tpresent : a->lpresent))
+                    continue;
+                if (!opt.tap) {
+                    printf("%s %s", shown++ ? "" : kind == RUN_THREADS ? " | threads:" :
+                           " | locality:", a->name);
+                    fflush(stdout);
+                }
+                if (raw)
+                    fprintf(raw, "## round %d %s %s\n", r, a->name, RUN_WHAT[kind]);
+                run_runner(a, kind, r);
+            }
         }
         if (!opt.tap)
             printf(" (%lds)\n", (long)(time(NULL) - t0));

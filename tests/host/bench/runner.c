@@ -14,6 +14,9 @@
  *   F,alloc,frags,round,reps,median_ticks                 cost vs fragment count
  *   C,alloc,name,ok(1|0),message                          check mode results
  *   # text                                                notes
+ * and from the other per-allocator programs the driver runs:
+ *   M,alloc,workload,round,threads,seed,ops,ns            threads-<name> (threads.c)
+ *   P,alloc,round,objects,build_ns,walk_ns,free_seq_ns,free_rnd_ns   locality-<name> --record
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,6 +27,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include "bench.h"
+#include "host_util.h"
 
 #define ARENA_FULL    (256ul << 20)   /* the fixed arena for every workload but util */
 #define SLOTS_CAP     (1ul << 20)     /* scratch slots (util with 8 B blocks needs ~2^18) */
@@ -37,23 +41,6 @@ static struct bench_env ENV;
 /* ---------------------------------------------------------------------------------------------
  * Small helpers
  * ------------------------------------------------------------------------------------------- */
-static void *map(size_t bytes)
-{
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (p == MAP_FAILED) {
-        printf("# mmap of %zu bytes failed: %s\n", bytes, strerror(errno));
-        exit(2);
-    }
-    return p;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static double tsc_mhz(void)
 {
@@ -168,19 +155,6 @@ static size_t natural_align(size_t n)
     return a;
 }
 
-static void fill(uint8_t *p, size_t n, uint32_t tag)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = bench_pat(tag, i);
-}
-
-static int verify(const uint8_t *p, size_t n, uint32_t tag)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != bench_pat(tag, i))
-            return (int)(i < 0x7fffffff ? i : 0x7fffffff) + 1;
-    return 0;
-}
 
 static int register_block(void *p, size_t n, size_t align, uint32_t tag)
 {
@@ -197,7 +171,7 @@ static int register_block(void *p, size_t n, size_t align, uint32_t tag)
         ck_fail("%p handed out while live", p);
     else if (rc)
         ck_fail("check registry full");
-    fill(p, n, tag);
+    pat_fill(p, n, tag);
     if (++CK.allocs % OVERLAP_EVERY == 0)
         overlap_scan();
     return CK.failed;
@@ -215,9 +189,9 @@ static int hook_free(struct bench_ctx *c, void *p, size_t n, uint32_t tag)
     struct reg_entry *e = reg_find((uintptr_t)p);
     if (!e || e->n != n)
         ck_fail("freeing %p which is not a live block of %zu bytes", p, n);
-    int bad = verify(p, n, tag);
+    size_t bad = pat_bad(p, n, tag);
     if (bad)
-        ck_fail("%p (%zu bytes) byte %d changed while live", p, n, bad - 1);
+        ck_fail("%p (%zu bytes) byte %zu changed while live", p, n, bad - 1);
     if (e)
         reg_remove(e);
     return CK.failed;
@@ -232,9 +206,9 @@ static int hook_realloc(struct bench_ctx *c, void *old, size_t old_n, void *p, s
         ck_fail("realloc of %p which is not live", old);
     else
         reg_remove(e);
-    int bad = verify(p, old_n < n ? old_n : n, old_tag);
+    size_t bad = pat_bad(p, old_n < n ? old_n : n, old_tag);
     if (bad)
-        ck_fail("realloc %p -> %p lost byte %d", old, p, bad - 1);
+        ck_fail("realloc %p -> %p lost byte %zu", old, p, bad - 1);
     return register_block(p, n, 16, tag);
 }
 
