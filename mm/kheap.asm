@@ -2163,7 +2163,7 @@ heap_stats:
         mov     edx, ecx
         shl     edx, 4
         imul    eax, [r8 + rdx + KH_CLS_SIZE]
-        shl     rax, 5                  ; * KH_MAG_DEPTH objects each
+        shl     rax, KH_MAG_LOG2                  ; * KH_MAG_DEPTH objects each
         add     r10, rax
         add     r9, KH_DEPOT_BYTES
         inc     ecx
@@ -2633,7 +2633,7 @@ heap_setup_cpus:
         cmp     edx, KH_MAG_DEPTH
         jae     %%miss                          ; (a count past the depth: it reports)
         mov     r8, rcx
-        shl     r8, 8
+        shl     r8, KH_MAG_LOG2 + 3
         add     r8, rax
         mov     r8, [r8 + KH_CPU_OBJ + rdx*8]   ; p
         mov     r9, r8
@@ -2718,7 +2718,7 @@ heap_setup_cpus:
         jne     %%miss
         mov     byte [r9 + KH_SL_STATE + r8], KH_OBJ_CACHED
         mov     r8, rcx
-        shl     r8, 8
+        shl     r8, KH_MAG_LOG2 + 3
         add     r8, rax
         mov     [r8 + KH_CPU_OBJ + rdx*8], rdi
         inc     byte [rax + KH_CPU_COUNT + rcx]

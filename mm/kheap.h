@@ -148,7 +148,7 @@ struct kheap_stats {
                                 live objects fill: partial slabs, one spare per class) */
     size_t   slab_free_bytes;  /* of those, bytes of objects free in their slabs */
     size_t   cached_bytes;   /* bytes of objects in the per-CPU caches and the depot (free to
-                                users; at most (ncpu + 8) * 32 objects per size class, see
+                                users; at most (ncpu + 4) * 64 objects per size class, see
                                 docs/heap.md section 6; another CPU's may be changing while
                                 this is read) */
 };
@@ -229,7 +229,7 @@ void kheap_stats(kheap_t *h, struct kheap_stats *s);
 /* Replace every hook of h with *hooks (NULL: none at all). KHEAP_E_INVAL, changing nothing,
  * for a bad h, a lock without unlock (or the reverse), or a cpu hook with ncpu outside
  * 1..KHEAP_MAX_CPUS; KHEAP_E_TOO_SMALL, changing nothing, when the heap has no room for the
- * ncpu slots and the depot (about ncpu * 4.2 KiB + 33 KiB). Every old slot and the depot are
+ * ncpu slots and the depot (about ncpu * 8.2 KiB + 32 KiB). Every old slot and the depot are
  * emptied first. Takes no lock: change hooks only while nobody else can be inside the heap.
  * O(ncpu * 512 + slabs). */
 int kheap_set_hooks(kheap_t *h, const struct kheap_hooks *hooks);
@@ -237,14 +237,15 @@ int kheap_set_hooks(kheap_t *h, const struct kheap_hooks *hooks);
 /* Copy h's hooks into *hooks (0, or KHEAP_E_INVAL for a bad h). */
 int kheap_get_hooks(kheap_t *h, struct kheap_hooks *hooks);
 
-/* Give back what the caches hold: the calling CPU's per-CPU stacks (to their slabs), every
- * spare empty slab (to the TLSF tier), every front-cache block (to the free lists, merged).
- * Every other CPU slot is asked to empty its stacks at its next small allocation or free (a
- * slot is only ever touched by its own CPU). Afterwards a heap with nothing allocated whose
- * other CPUs have emptied theirs is one free block per region. With a trim hook, the free
- * block that then ends the heap's highest region is offered to it as a free's would be. O(1):
- * at most KH_SLAB_CLASSES * 32 objects, KH_SLAB_CLASSES slabs and KH_QUICK_CLASSES *
- * KHEAP_QUICK_DEPTH blocks; + O(regions) and the hook with a trim hook. */
+/* Give back what the caches hold: the calling CPU's per-CPU stacks and the depot's (to their
+ * slabs), every spare empty slab (to the TLSF tier), every front-cache block (to the free
+ * lists, merged). Every other CPU slot is asked to empty its stacks at its next small
+ * allocation or free (a slot is only ever touched by its own CPU). Afterwards a heap with
+ * nothing allocated whose other CPUs have emptied theirs is one free block per region (and the
+ * slots' block). With a trim hook, the free block that then ends the heap's highest region is
+ * offered to it as a free's would be. O(1): at most KH_SLAB_CLASSES * (1 + KH_DEPOT_MAX) * 64
+ * objects, KH_SLAB_CLASSES slabs and KH_QUICK_CLASSES * KHEAP_QUICK_DEPTH blocks; + O(regions)
+ * and the hook with a trim hook. */
 void kheap_flush_in(kheap_t *h);
 
 /* The heap behind kmalloc & co.; NULL before kheap_init (or after a failed one). */

@@ -199,12 +199,13 @@
 #define KH_OBJ_NONE          0xFF                 /* no object starts in this granule */
 /* Per-CPU caches: per CPU and class a stack of up to KH_MAG_DEPTH objects; a refill takes
  * KH_MAG_BATCH from the slabs, a full stack gives KH_MAG_BATCH back (both under the lock). */
-#define KH_MAG_DEPTH         32
-#define KH_MAG_BATCH         16
+#define KH_MAG_LOG2          6
+#define KH_MAG_DEPTH         (1 << KH_MAG_LOG2)
+#define KH_MAG_BATCH         (KH_MAG_DEPTH / 2)
 /* The depot (heaps with ncpu > 1): per class up to KH_DEPOT_MAX full stacks, which a CPU whose
  * stack is full leaves there and a CPU whose stack is empty takes, whole (Bonwick's magazine
  * depot): objects freed on one CPU and allocated on another pass without touching a slab. */
-#define KH_DEPOT_MAX         8
+#define KH_DEPOT_MAX         4
 
 /* ---------------------------------------------------------------------------------------------
  * The control block of a heap: the first KHEAP_CTL_SIZE bytes of kheap_create's memory (64-byte
