@@ -204,7 +204,9 @@
 #define KH_MAG_BATCH         (KH_MAG_DEPTH / 2)
 /* The depot (heaps with ncpu > 1): per class up to KH_DEPOT_MAX full stacks, which a CPU whose
  * stack is full leaves there and a CPU whose stack is empty takes, whole (Bonwick's magazine
- * depot): objects freed on one CPU and allocated on another pass without touching a slab. */
+ * depot): objects freed on one CPU and allocated on another pass without touching a slab. A
+ * CPU takes back a stack it left itself first, then refills from its own slabs, and only then
+ * takes another CPU's stack: its objects stay on its own slabs' lines where it can. */
 #define KH_DEPOT_MAX         4
 
 /* ---------------------------------------------------------------------------------------------
@@ -267,6 +269,7 @@ struct kh_cpu {                      /* one CPU's caches (kheap.h: the cpu hook)
 
 struct kh_depot {                    /* one class's full stacks (after the slots, in cpu_block) */
     uint64_t          nfull;
+    uint16_t          home[KH_DEPOT_MAX];        /* the slot (index + 1) that left mag[i] */
     uintptr_t         mag[KH_DEPOT_MAX][KH_MAG_DEPTH];
 };
 
@@ -325,6 +328,7 @@ _Static_assert(KH_SLAB_FIRST >= KH_SLAB_HDR + KH_SLAB_GRANULES && KH_SLAB_FIRST 
 _Static_assert(sizeof(struct kh_class) == 16, "class entry");
 _Static_assert(sizeof(struct kh_cpu) % 64 == 0, "per-CPU slots on their own lines");
 _Static_assert(KH_MAG_DEPTH < 256 && KH_MAG_BATCH <= KH_MAG_DEPTH / 2, "stack counts are bytes");
+_Static_assert(KH_DEPOT_MAX <= 4, "a depot's homes fit the word after its count");
 _Static_assert((KH_RGN_SIZE + KHEAP_HEADER_SIZE) % KHEAP_ALIGN == 0, "first payload aligned");
 _Static_assert(sizeof(struct kh_ctl) <= KHEAP_CTL_SIZE, "the control block fits KHEAP_CTL_SIZE");
 _Static_assert(KHEAP_CTL_SIZE % 64 == 0, "regions after the control block stay aligned");

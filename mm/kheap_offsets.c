@@ -55,6 +55,7 @@ void kheap_offsets(void)
     KH_OFFSET(KH_CTL_CPU_BLOCK, kh_ctl, cpu_block);
     KH_OFFSET(KH_CTL_DEPOT, kh_ctl, depot);
     KH_OFFSET(KH_DEPOT_NFULL, kh_depot, nfull);
+    KH_OFFSET(KH_DEPOT_HOME, kh_depot, home);
     KH_OFFSET(KH_DEPOT_MAG, kh_depot, mag);
     KH_SIZE(KH_DEPOT_BYTES, kh_depot);
     KH_OFFSET(KH_CTL_SLAB_BYTES, kh_ctl, slab_bytes);
