@@ -2574,12 +2574,14 @@ heap_setup_cpus:
         jmp     %1
 %endmacro
 
-; SLOT_ENTRY slow -- the calling CPU's slot for an entry fast path (heap in r11, the argument in
-; rdi, both kept): with a cpu hook its index, else slot 0, but only for a heap without lock
-; hooks (with a lock and no cpu hook every call takes the lock). The index must be below ncpu
-; and the slot neither busy (an interrupted call of this CPU is in it) nor asked to drain; it is
-; marked busy, rax = the slot. Anything else jumps to `slow`. clobbers rax, rcx, rdx, rsi, r8-r10
-%macro SLOT_ENTRY 1
+; SLOT_ENTRY slow [, recheck] -- the calling CPU's slot for an entry fast path (heap in r11, the
+; argument in rdi, both kept): with a cpu hook its index, else slot 0, but only for a heap
+; without lock hooks (with a lock and no cpu hook every call takes the lock). The index must be
+; below ncpu and the slot neither busy (an interrupted call of this CPU is in it) nor asked to
+; drain; it is marked busy, rax = the slot. Anything else jumps to `slow`. `recheck`, a macro
+; taking `slow`, runs right after the hook returns (what the caller checked before may have
+; changed meanwhile). Without a hook only rax is clobbered; with one the caller-saved registers.
+%macro SLOT_ENTRY 1-2
         mov     rax, [r11 + KH_CTL_CPU_FN]
         test    rax, rax
         jnz     %%hook
@@ -2595,6 +2597,9 @@ heap_setup_cpus:
         pop     r11
         pop     rdi
         mov     eax, eax
+  %if %0 > 1
+        %2      %1
+  %endif
 %%index:
         cmp     rax, [r11 + KH_CTL_NCPU]
         jae     %1
@@ -2668,6 +2673,24 @@ heap_setup_cpus:
 %endif
 %endmacro
 
+; SLAB_RECHECK slow -- r9 = p's slab S and ecx = its class again, checked again (the class
+; below KH_SLAB_CLASSES, the check word): after the cpu hook ran, a stale pointer's slab may
+; have been given back by another CPU; if so, jump to `slow`. p in rdi, the heap in r11.
+; clobbers rcx, r9, r10
+%macro SLAB_RECHECK 1
+        mov     r9, rdi
+        and     r9, -KH_SLAB_SIZE
+        movzx   ecx, byte [r9 + KH_SL_CLS]
+        cmp     ecx, KH_SLAB_CLASSES
+        jae     %1
+        mov     r10, r9
+        xor     r10, rcx
+        imul    r10, [rel kh_k1]
+        xor     r10, [r11 + KH_CTL_SLAB_KEY]
+        cmp     r10, [r9 + KH_SL_CHECK]
+        jne     %1
+%endmacro
+
 ; FREE_ENTRY slow -- kfree inline in the entry (release build), heap in r11, p in rdi: NULL; a
 ; slab object (16-aligned, inside the heap, its slab's check word right) that is exactly a
 ; LIVE object goes onto this CPU's stack of its class if the slot is usable and the stack not
@@ -2697,18 +2720,7 @@ heap_setup_cpus:
         xor     r10, [r11 + KH_CTL_SLAB_KEY]
         cmp     r10, [r9 + KH_SL_CHECK]
         jne     %%block
-        SLOT_ENTRY %1
-        mov     r9, rdi                         ; again, now that the slot is ours: the cpu
-        and     r9, -KH_SLAB_SIZE               ; hook ran meanwhile, and a stale pointer's
-        movzx   ecx, byte [r9 + KH_SL_CLS]      ; slab may have been given back by then
-        cmp     ecx, KH_SLAB_CLASSES
-        jae     %%miss
-        mov     r10, r9
-        xor     r10, rcx
-        imul    r10, [rel kh_k1]
-        xor     r10, [r11 + KH_CTL_SLAB_KEY]
-        cmp     r10, [r9 + KH_SL_CHECK]
-        jne     %%miss
+        SLOT_ENTRY %1, SLAB_RECHECK             ; (r9 = S, ecx = its class, still)
         movzx   edx, byte [rax + KH_CPU_COUNT + rcx]
         cmp     edx, KH_MAG_DEPTH
         jae     %%miss                          ; full: the full path drains it
