@@ -38,6 +38,7 @@ static void kh_describe(uintptr_t h, uint64_t word, unsigned region, struct khea
     b->region = region;
     b->requested = b->used ? b->usable : 0;
     b->site = NULL;
+    b->slab = NULL;
 #if KH_DEBUG
     if (b->used) {      /* the trailer; a smashed one is shown as is, clipped to the block */
         uintptr_t t = h + size - KH_TRAILER_SIZE;
@@ -64,6 +65,7 @@ static void kh_describe_object(uintptr_t s, uint64_t i, unsigned region,
     b->region = region;
     b->requested = b->used ? b->usable : 0;
     b->site = NULL;
+    b->slab = (void *)s;
 #if KH_DEBUG
     if (b->used) {      /* the trailer ends the object; shown as is, clipped to what fits */
         uint64_t max = 0, req = 0;

@@ -23,13 +23,17 @@ struct kheap_block_info {
     void    *site;       /* return address of the allocating call (KHEAP_DEBUG), else NULL */
     unsigned region;     /* index of the block's region in address order, 0 = lowest */
     int      used;       /* 1 allocated, 0 free (front-cache blocks included) */
+    void    *slab;       /* a slab object: its slab (16 KiB, this the first byte; `size` is
+                            its class), else NULL (a block) */
 };
 
 /* Return 0 to go on, non-zero to stop the walk with that value. Runs with the heap's lock
  * held: it must not call the heap (inspect excepted). */
 typedef int (*kheap_walk_fn)(const struct kheap_block_info *b, void *ctx);
 
-/* Visit every block, regions and blocks in address order (front-cache blocks as free). 0,
+/* Visit every block, regions and blocks in address order (front-cache blocks as free); a slab
+ * is visited object by object (slab set; cached objects as free), the heap's own block of
+ * per-CPU slots not at all. 0,
  * the callback's value, KHEAP_E_CORRUPT at an invalid header (the walk stops there),
  * KHEAP_E_NOT_INIT / KHEAP_E_INVAL. O(heap + regions^2). */
 int kheap_walk(kheap_walk_fn fn, void *ctx);

@@ -128,5 +128,6 @@ void kheap_offsets(void)
     KH_OFFSET(KH_BI_SITE, kheap_block_info, site);
     KH_OFFSET(KH_BI_REGION, kheap_block_info, region);
     KH_OFFSET(KH_BI_USED, kheap_block_info, used);
+    KH_OFFSET(KH_BI_SLAB, kheap_block_info, slab);
     KH_SIZE(KH_BI_BYTES, kheap_block_info);
 }

@@ -307,6 +307,7 @@ KTEST(test_slab_small_requests)
         KEXPECT_EQ(b.used, 1);
         KEXPECT_EQ(b.size, class_size(c));
         KEXPECT_EQ(b.usable, ksize_of_req(n));
+        KEXPECT(b.slab == (void *)s);               /* inspect names the slab */
         fill(p[n], ksize(p[n]), (unsigned)n);
         if (ktest_failures() > 20)
             break;
@@ -324,6 +325,7 @@ KTEST(test_slab_small_requests)
         KEXPECT_EQ(kheap_inspect(p[N + i], &b), 1);
         KEXPECT_MSG(b.size == block_of(n), "kmalloc(%zu): block of %zu, expected a TLSF block of "
                     "%zu", n, b.size, block_of(n));
+        KEXPECT(b.slab == NULL);
         KEXPECT_EQ(ksize(p[N + i]), DEBUG_BUILD ? n : block_of(n) - KHEAP_HEADER_SIZE);
     }
     KEXPECT_EQ(kheap_check(), 0);
@@ -473,13 +475,17 @@ struct slab_census {
     uintptr_t s[512];
     unsigned  n;
     uint64_t  live, free, cached;               /* bytes */
+    unsigned  bad_slab;                         /* entries whose slab field is wrong */
 };
 
 static int census_walk(const struct kheap_block_info *b, void *ctx)
 {
     struct slab_census *w = ctx;
     uintptr_t s = slab_of(b->ptr);
-    if (!is_slab(&kheap_ctl, s) || obj_index(b->ptr, slab_hdr(b->ptr)->cls) < 0)
+    int object = is_slab(&kheap_ctl, s) && obj_index(b->ptr, slab_hdr(b->ptr)->cls) >= 0;
+    if (b->slab != (object ? (void *)s : NULL))
+        w->bad_slab++;                              /* the walk names each object's slab */
+    if (!object)
         return 0;
     unsigned i = 0;
     while (i < w->n && w->s[i] != s)
@@ -529,6 +535,7 @@ KTEST(test_slab_stats)
     struct kheap_stats s = stats();
     struct slab_census w = { .n = 0 };
     KEXPECT_EQ(kheap_walk(census_walk, &w), 0);
+    KEXPECT_EQ(w.bad_slab, 0);
     uint64_t sum = 0;
     for (unsigned i = 0; i < nlive; i++)
         sum += class_size(class_of_req(live_n[i]));
