@@ -5,29 +5,16 @@
  * captured dump into an SVG. The walk callbacks run with the heap lock held and only sort
  * entries and format text.
  *
- * How a slab is told from blocks: the walk visits the blocks of a region in address order and
- * they tile it (each starts where the one before ends), but a slab shows up as its objects, of
- * one size class, starting at a distance into its block (its header: no block starts there) and
- * without headers of their own; so an entry that does not start where the last piece ended,
- * is of a class size, lies inside the KHEAP_DUMP_SLAB_BYTES-aligned slab around it after that
- * slab's header, and whose usable size is not a block's (size - 8) opens a slab; the entries
- * that follow at one object size apart inside the same slab are its objects. A gap left before
- * a piece is the block the walk does not show (the heap's per-CPU slots). */
+ * The walk visits the blocks of a region in address order and they tile it (each starts where
+ * the one before ends); a slab shows up as its objects, each naming its slab (b->slab), which
+ * fold into one piece for the slab's block, [slab - 8, slab - 8 + KHEAP_DUMP_SLAB_BYTES). A gap
+ * left before a piece is the block the walk does not show (the heap's per-CPU slots). */
 #include "kernel.h"
 #include "mm/kheap.h"
 #include "mm/kheap_diag.h"
 
 #define PIECES_REGIONS_MAX 64
-#define SLAB_HDR_MIN       40       /* a slab's header: its first object lies this far in or more */
 #define DUMP_LINE_MAX      160
-
-/* The slab tier's object sizes (docs/heap.md): 16..128 step 16, 160..256 step 32, 320..512
- * step 64. */
-static int slab_class_size(size_t n)
-{
-    return (n >= 16 && n <= 128 && n % 16 == 0) || (n > 128 && n <= 256 && n % 32 == 0) ||
-           (n > 256 && n <= 512 && n % 64 == 0);
-}
 
 /* ---- kheap_pieces_in --------------------------------------------------------------------- */
 
@@ -45,7 +32,6 @@ struct pieces {
     uintptr_t prev_end;             /* end of the region's last piece; 0: none yet */
     int       slab_open;
     struct kheap_piece slab;
-    uintptr_t last_obj;
     int       site_mixed;
     /* pass 1's findings */
     unsigned  nregions;
@@ -115,17 +101,6 @@ static int region_close(struct pieces *w)
     return rc;
 }
 
-/* Does walk entry b (not one of the open slab's objects) open a slab? See the top comment. */
-static int opens_slab(const struct pieces *w, const struct kheap_block_info *b)
-{
-    uintptr_t p = (uintptr_t)b->ptr, s = p & -(uintptr_t)KHEAP_DUMP_SLAB_BYTES;
-    if (!slab_class_size(b->size) || b->usable == b->size - KHEAP_HEADER_SIZE)
-        return 0;
-    if (p - s < SLAB_HDR_MIN || p + b->size > s + KHEAP_DUMP_SLAB_BYTES - KHEAP_HEADER_SIZE)
-        return 0;
-    return !w->prev_end || s - KHEAP_HEADER_SIZE >= w->prev_end;
-}
-
 static int piece_entry(const struct kheap_block_info *b, void *arg)
 {
     struct pieces *w = arg;
@@ -142,9 +117,7 @@ static int piece_entry(const struct kheap_block_info *b, void *arg)
             return rc;
     }
     if (w->slab_open) {
-        if ((p & -(uintptr_t)KHEAP_DUMP_SLAB_BYTES) == w->slab.start + KHEAP_HEADER_SIZE &&
-            b->size == w->slab.obj_size && p == w->last_obj + b->size) {
-            w->last_obj = p;
+        if ((uintptr_t)b->slab == w->slab.start + KHEAP_HEADER_SIZE) {
             if (b->used) {
                 if (w->slab.live && b->site != w->slab.site)
                     w->site_mixed = 1;
@@ -158,18 +131,17 @@ static int piece_entry(const struct kheap_block_info *b, void *arg)
         if ((rc = slab_close(w)) != 0)
             return rc;
     }
-    if (opens_slab(w, b)) {
-        uintptr_t s = p & -(uintptr_t)KHEAP_DUMP_SLAB_BYTES;
-        if (w->prev_end && s - KHEAP_HEADER_SIZE > w->prev_end &&
-            (rc = own_out(w, w->prev_end, s - KHEAP_HEADER_SIZE - w->prev_end)) != 0)
+    if (b->slab) {
+        uintptr_t start = (uintptr_t)b->slab - KHEAP_HEADER_SIZE;
+        if (w->prev_end && start > w->prev_end &&
+            (rc = own_out(w, w->prev_end, start - w->prev_end)) != 0)
             return rc;
-        w->slab = (struct kheap_piece){ .kind = KHEAP_PIECE_SLAB, .start = s - KHEAP_HEADER_SIZE,
+        w->slab = (struct kheap_piece){ .kind = KHEAP_PIECE_SLAB, .start = start,
                                         .size = KHEAP_DUMP_SLAB_BYTES, .region = b->region,
                                         .obj_size = b->size, .live = b->used ? 1 : 0,
                                         .free = b->used ? 0 : 1, .site = b->used ? b->site : NULL };
         w->slab_open = 1;
         w->site_mixed = 0;
-        w->last_obj = p;
         return 0;
     }
     uintptr_t start = p - KHEAP_HEADER_SIZE;

@@ -219,11 +219,11 @@ extern struct kspinlock kernel_dma_lock;
 /* The heap as its map shows it (kernel/heapdump.c): kheap_walk's entries, with the objects of
  * each slab folded into one piece for the slab's block (a slab is one used block of
  * KHEAP_DUMP_SLAB_BYTES whose payload S is aligned to that size; the walk shows its objects one
- * by one and neither its header nor its tail), plus the block the walk does not show at all (the
- * heap's own per-CPU slots), found from the stats: the pieces of a region tile it, in address
- * order, and all pieces add up to total_bytes. Used bytes (the stats' used_bytes) are the used
- * blocks and the live objects; everything else (free blocks, a slab's other bytes, own blocks)
- * is free_bytes. */
+ * by one, each with slab = S, and neither its header nor its tail), plus the block the walk does
+ * not show at all (the heap's own per-CPU slots), found from the stats: the pieces of a region
+ * tile it, in address order, and all pieces add up to total_bytes. Used bytes (the stats'
+ * used_bytes) are the used blocks and the live objects; everything else (free blocks, a slab's
+ * other bytes, own blocks) is free_bytes. */
 #define KHEAP_DUMP_SLAB_BYTES  16384
 enum kheap_piece_kind {
     KHEAP_PIECE_BLOCK,                 /* a block of the walk (used, or free: cached too) */
