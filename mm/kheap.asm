@@ -2444,6 +2444,7 @@ heap_setup_cpus:
         inc     ebx
         jmp     .slot
 .counted:
+%endif
         xor     ebx, ebx                ; then (no more frees into them) every slot's partial
 .rehome:                                ; slabs onto the heap's lists
         cmp     rbx, CTL(KH_CTL_NCPU)
@@ -2453,17 +2454,6 @@ heap_setup_cpus:
         inc     ebx
         jmp     .rehome
 .rehomed:
-%else
-        xor     ebx, ebx                ; (no stacks: the slots' lists are empty, but moved
-.slot:                                  ; all the same)
-        cmp     rbx, CTL(KH_CTL_NCPU)
-        jae     .counted
-        lea     edi, [ebx + 1]
-        call    slab_rehome
-        inc     ebx
-        jmp     .slot
-.counted:
-%endif
         ; 3. the old block freed, the new slots in place
         mov     rdi, CTL(KH_CTL_CPU_BLOCK)
         test    rdi, rdi
