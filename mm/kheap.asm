@@ -2577,7 +2577,8 @@ heap_setup_cpus:
         jnz     %%hook
         cmp     qword [r11 + KH_CTL_LOCK_ACQ], 0
         jne     %1
-        jmp     %%index                 ; (rax = 0)
+        lea     rax, [r11 + KH_CTL_CPU0]        ; (no cpu hook: cpus = &cpu0, ncpu = 1)
+        jmp     %%slot
 %%hook:
         push    rdi
         push    r11
@@ -2595,6 +2596,7 @@ heap_setup_cpus:
         jae     %1
         imul    rax, rax, KH_CPU_BYTES
         add     rax, [r11 + KH_CTL_CPUS]
+%%slot:
         cmp     byte [rax + KH_CPU_BUSY], 0     ; (bytes: a word load would not be
         jne     %1                              ; forwarded from the last call's byte store)
         cmp     byte [rax + KH_CPU_DRAIN], 0
@@ -2646,11 +2648,9 @@ heap_setup_cpus:
         test    r8b, KHEAP_ALIGN - 1
         jnz     %%miss
         SLAB_GRANULE r10, r8
-        SLAB_START_OK r10, rcx, rsi, rdx, %%miss
+        SLAB_START_OK r10, rcx, rsi, %%miss
         cmp     byte [r9 + KH_SL_STATE + r10], KH_OBJ_CACHED
         jne     %%miss
-        movzx   edx, byte [rax + KH_CPU_COUNT + rcx]
-        dec     edx
         mov     byte [r9 + KH_SL_STATE + r10], KH_OBJ_LIVE
         mov     [rax + KH_CPU_COUNT + rcx], dl  ; popped
         inc     qword [rax + KH_CPU_ALLOCS]
@@ -2663,16 +2663,14 @@ heap_setup_cpus:
 %endif
 %endmacro
 
-; SLAB_RECHECK slow -- r9 = p's slab S and ecx = its class again, checked again (the class
-; below KH_SLAB_CLASSES, the check word): after the cpu hook ran, a stale pointer's slab may
+; SLAB_RECHECK slow -- r9 = p's slab S and ecx = its class again, checked again (the check
+; word, which also bounds the class): after the cpu hook ran, a stale pointer's slab may
 ; have been given back by another CPU; if so, jump to `slow`. p in rdi, the heap in r11.
 ; clobbers rcx, r9, r10
 %macro SLAB_RECHECK 1
         mov     r9, rdi
         and     r9, -KH_SLAB_SIZE
-        movzx   ecx, byte [r9 + KH_SL_CLS]
-        cmp     ecx, KH_SLAB_CLASSES
-        jae     %1
+        movzx   ecx, byte [r9 + KH_SL_CLS]  ; (a class past the last: no check word matches)
         mov     r10, r9
         xor     r10, rcx
         imul    r10, [rel kh_k1]
@@ -2701,9 +2699,7 @@ heap_setup_cpus:
         jb      %%block
         cmp     rdi, [r11 + KH_CTL_MAX]
         jae     %1
-        movzx   ecx, byte [r9 + KH_SL_CLS]
-        cmp     ecx, KH_SLAB_CLASSES
-        jae     %%block
+        movzx   ecx, byte [r9 + KH_SL_CLS]  ; (a class past the last: no check word matches)
         mov     r10, r9
         xor     r10, rcx
         imul    r10, [rel kh_k1]
@@ -2715,7 +2711,7 @@ heap_setup_cpus:
         cmp     edx, KH_MAG_DEPTH
         jae     %%miss                          ; full: the full path drains it
         SLAB_GRANULE r8, rdi
-        SLAB_START_OK r8, rcx, r10, rsi, %%miss ; (an object starts there, says rodata)
+        SLAB_START_OK r8, rcx, r10, %%miss ; (an object starts there, says rodata)
         cmp     byte [r9 + KH_SL_STATE + r8], KH_OBJ_LIVE
         jne     %%miss
         mov     byte [r9 + KH_SL_STATE + r8], KH_OBJ_CACHED
