@@ -884,6 +884,32 @@ block_grow:
         ret
 .end:
 
+; heap_gate -- recompute heap h's gate (kh_ctl.gate, kheap_layout.h) from its regions, hooks
+; and fault injection: KH_GATE_OFF without a region, with fault injection on, or with a lock
+; hook but no cpu hook; else KH_GATE_CPU with a cpu hook, KH_GATE_SLOT0 without.
+; C: void heap_gate(struct kh_ctl *h)
+; IN rdi = h   OUT none; clobbers rax; stack: none
+static heap_gate:function (heap_gate.end - heap_gate)
+heap_gate:
+        xor     eax, eax                        ; KH_GATE_OFF
+        cmp     qword [rdi + KH_CTL_NREGIONS], 0
+        je      .store
+        cmp     qword [rdi + KH_CTL_FAIL_AFTER], 0
+        jne     .store
+        cmp     qword [rdi + KH_CTL_FAIL_PPM], 0
+        jne     .store
+        mov     eax, KH_GATE_CPU
+        cmp     qword [rdi + KH_CTL_CPU_FN], 0
+        jne     .store
+        xor     eax, eax
+        cmp     qword [rdi + KH_CTL_LOCK_ACQ], 0
+        jne     .store
+        mov     eax, KH_GATE_SLOT0
+.store:
+        mov     [rdi + KH_CTL_GATE], rax
+        ret
+.end:
+
 ; heap_fault -- fault injection: must this allocation call fail? (kheap_fail_after/_rate)
 ; C: int heap_fault(void)   (1: fail it; advances the countdown and the PRNG)
 ; IN none   OUT eax; clobbers rcx, rdx; stack: none
@@ -2008,6 +2034,8 @@ heap_create_at:
         mov     rax, KH_HEAP_MAGIC
         xor     rax, rbx
         mov     CTL(KH_CTL_MAGIC), rax
+        mov     rdi, rbx
+        call    heap_gate
         mov     rax, rbx
         jmp     .out
 .fail:
@@ -2048,6 +2076,8 @@ heap_init:
         mov     rbp, rax
         lea     rdi, CTL(KH_CTL_HOOKS)
         call    heap_setup_cpus         ; (too small for them: one slot, no error)
+        mov     rdi, rbp
+        call    heap_gate
         add     rsp, 8
         pop     rbp
         xor     eax, eax
@@ -2273,7 +2303,7 @@ heap_flush:
 ; heap_fail_after / heap_fail_rate -- the fault-injection setters, under the lock
 ; C: void heap_fail_after(long n)  (stores n + 1, 0 = off for any n < 0)
 ;    void heap_fail_rate(uint32_t ppm, uint64_t seed)
-; IN rdi (, rsi)   OUT none; clobbers rax; stack: none
+; IN rdi (, rsi)   OUT none; clobbers rax, rdi (heap_gate); stack: none
 static heap_fail_after:function (heap_fail_after.end - heap_fail_after)
 heap_fail_after:
         lea     rax, [rdi + 1]
@@ -2282,14 +2312,16 @@ heap_fail_after:
         xor     eax, eax
 .store:
         mov     CTL(KH_CTL_FAIL_AFTER), rax
-        ret
+        mov     rdi, rbp
+        jmp     heap_gate
 .end:
 static heap_fail_rate:function (heap_fail_rate.end - heap_fail_rate)
 heap_fail_rate:
         mov     eax, edi                ; zero-extends the 32-bit ppm
         mov     CTL(KH_CTL_FAIL_PPM), rax
         mov     CTL(KH_CTL_FAIL_RNG), rsi
-        ret
+        mov     rdi, rbp
+        jmp     heap_gate
 .end:
 
 ; heap_verify, heap_walk, heap_leaks, heap_restamp -- the C diagnostics of mm/kheap_check.c and
@@ -2372,6 +2404,10 @@ heap_set_hooks:
 .inval:
         mov     eax, KHEAP_E_INVAL
 .out:
+        mov     rdi, rbp                ; (whatever happened: the gate says what is)
+        mov     rbx, rax
+        call    heap_gate
+        mov     rax, rbx
         pop     rbx
         ret
 .end:
@@ -2565,25 +2601,23 @@ heap_setup_cpus:
 %endmacro
 
 ; SLOT_ENTRY slow [, recheck] -- the calling CPU's slot for an entry fast path (heap in r11, the
-; argument in rdi, both kept): with a cpu hook its index, else slot 0, but only for a heap
-; without lock hooks (with a lock and no cpu hook every call takes the lock). The index must be
-; below ncpu and the slot neither busy (an interrupted call of this CPU is in it) nor asked to
-; drain; it is marked busy, rax = the slot. Anything else jumps to `slow`. `recheck`, a macro
-; taking `slow`, runs right after the hook returns (what the caller checked before may have
-; changed meanwhile). Without a hook only rax is clobbered; with one the caller-saved registers.
+; argument in rdi, both kept), as the heap's gate says: KH_GATE_SLOT0 slot 0, KH_GATE_CPU the
+; cpu hook's index, which must be below ncpu; KH_GATE_OFF (a lock without a cpu hook, fault
+; injection, no heap) jumps to `slow`. The slot must be neither busy (an interrupted call of
+; this CPU is in it) nor asked to drain; it is marked busy, rax = the slot. Anything else jumps
+; to `slow`. `recheck`, a macro taking `slow`, runs right after the hook returns (what the
+; caller checked before may have changed meanwhile). Without a hook only rax is clobbered; with
+; one the caller-saved registers.
 %macro SLOT_ENTRY 1-2
-        mov     rax, [r11 + KH_CTL_CPU_FN]
-        test    rax, rax
-        jnz     %%hook
-        cmp     qword [r11 + KH_CTL_LOCK_ACQ], 0
+        mov     rax, [r11 + KH_CTL_GATE]
+        cmp     rax, KH_GATE_SLOT0
+        je      %%slot0
+        cmp     rax, KH_GATE_CPU
         jne     %1
-        lea     rax, [r11 + KH_CTL_CPU0]        ; (no cpu hook: cpus = &cpu0, ncpu = 1)
-        jmp     %%slot
-%%hook:
         push    rdi
         push    r11
         sub     rsp, 8
-        call    rax
+        call    [r11 + KH_CTL_CPU_FN]
         add     rsp, 8
         pop     r11
         pop     rdi
@@ -2591,11 +2625,13 @@ heap_setup_cpus:
   %if %0 > 1
         %2      %1
   %endif
-%%index:
         cmp     rax, [r11 + KH_CTL_NCPU]
         jae     %1
         imul    rax, rax, KH_CPU_BYTES
         add     rax, [r11 + KH_CTL_CPUS]
+        jmp     %%slot
+%%slot0:
+        lea     rax, [r11 + KH_CTL_CPU0]        ; (no cpu hook: cpus = &cpu0, ncpu = 1)
 %%slot:
         cmp     byte [rax + KH_CPU_BUSY], 0     ; (bytes: a word load would not be
         jne     %1                              ; forwarded from the last call's byte store)
@@ -2616,10 +2652,7 @@ heap_setup_cpus:
 %if KH_SLAB_FAST
         cmp     rdi, KH_SLAB_MAX
         ja      %1
-        mov     rax, [r11 + KH_CTL_FAIL_AFTER]
-        or      rax, [r11 + KH_CTL_FAIL_PPM]
-        jnz     %1
-        SLOT_ENTRY %1
+        SLOT_ENTRY %1                           ; (not with fault injection: the gate)
         lea     rcx, [rdi + 15]
         shr     rcx, 4
         lea     rdx, [rel kh_size_class]
@@ -2934,7 +2967,8 @@ kheap_fail_rate:
 ; kheap_set_error_handler -- C: kheap_error_fn kheap_set_error_handler(kheap_error_fn fn)
 ;   IN rdi   OUT rax = the previous handler (NULL: the default)
 ; kheap_set_lock -- C: int kheap_set_lock(void (*)(void *), void (*)(void *), void *ctx)
-;   IN rdi, rsi, rdx   OUT eax = 0, or KHEAP_E_INVAL for half a pair (nothing changes)
+;   IN rdi, rsi, rdx   OUT eax = 0, or KHEAP_E_INVAL for half a pair (nothing changes);
+;   both heaps' gates recomputed (heap_gate), so it also clobbers rdi; stack: 8
 ; kheap_set_grow -- C: void kheap_set_grow(kheap_grow_fn fn)   IN rdi
 ; clobbers rax, rcx, r8; stack: none
 align 16
@@ -2964,6 +2998,10 @@ kheap_set_lock:
         mov     [r8 + KH_CTL_LOCK_ACQ], rdi
         mov     [r8 + KH_CTL_LOCK_REL], rsi
         mov     [r8 + KH_CTL_LOCK_CTX], rdx
+        mov     rdi, rcx
+        call    heap_gate
+        mov     rdi, r8
+        call    heap_gate
         xor     eax, eax
         ret
 .half:

@@ -208,6 +208,13 @@
  * CPU takes back a stack it left itself first, then refills from its own slabs, and only then
  * takes another CPU's stack: its objects stay on its own slabs' lines where it can. */
 #define KH_DEPOT_MAX         4
+/* kh_ctl.gate, what the entry fast paths (release build) may do, one load for all of it:
+ * KH_GATE_OFF a heap without regions, a lock without a cpu hook, or fault injection on: every
+ * call takes the full path; KH_GATE_SLOT0 no hooks of either kind: the slot in the control
+ * block; KH_GATE_CPU the cpu hook's slot. Recomputed whenever hooks or fault injection change. */
+#define KH_GATE_OFF          0
+#define KH_GATE_SLOT0        1
+#define KH_GATE_CPU          2
 
 /* ---------------------------------------------------------------------------------------------
  * The control block of a heap: the first KHEAP_CTL_SIZE bytes of kheap_create's memory (64-byte
@@ -280,6 +287,7 @@ struct kh_ctl {
     uintptr_t         min_addr;      /* lowest region start (all ones, or 0, while none) */
     uintptr_t         max_addr;      /* highest region end (0 while there is none) */
     uint64_t          span16;        /* (max - min) >> 4: the header-address check */
+    uint64_t          gate;          /* the entry fast paths: KH_GATE_* (heap_gate keeps it) */
     void             *caller;        /* return address of the public call in progress */
     struct kheap_hooks hooks;
     uint64_t          used;          /* bytes in used blocks; free bytes are total - used */

@@ -20,6 +20,7 @@ void kheap_offsets(void)
     KH_OFFSET(KH_CTL_MIN, kh_ctl, min_addr);
     KH_OFFSET(KH_CTL_MAX, kh_ctl, max_addr);
     KH_OFFSET(KH_CTL_SPAN16, kh_ctl, span16);
+    KH_OFFSET(KH_CTL_GATE, kh_ctl, gate);
     KH_OFFSET(KH_CTL_CALLER, kh_ctl, caller);
     KH_OFFSET(KH_CTL_HOOKS, kh_ctl, hooks);
     KH_OFFSET(KH_CTL_ERR_FN, kh_ctl, hooks.error);
