@@ -2184,7 +2184,7 @@ heap_stats:
         add     r9, KH_CPU_BYTES
         jmp     .slot
 .slots_done:
-        mov     r9, CTL(KH_CTL_DEPOT)   ; the depot's full stacks
+        mov     r9, CTL(KH_CTL_DEPOT)   ; the depot's half stacks
         test    r9, r9
         jz      .depot_done
         xor     ecx, ecx
@@ -2193,7 +2193,7 @@ heap_stats:
         mov     edx, ecx
         shl     edx, 4
         imul    eax, [r8 + rdx + KH_CLS_SIZE]
-        shl     rax, KH_MAG_LOG2                  ; * KH_MAG_DEPTH objects each
+        shl     rax, KH_MAG_LOG2 - 1              ; * KH_MAG_BATCH objects each
         add     r10, rax
         add     r9, KH_DEPOT_BYTES
         inc     ecx

@@ -243,7 +243,7 @@ int kheap_get_hooks(kheap_t *h, struct kheap_hooks *hooks);
  * allocation or free (a slot is only ever touched by its own CPU). Afterwards a heap with
  * nothing allocated whose other CPUs have emptied theirs is one free block per region (and the
  * slots' block). With a trim hook, the free block that then ends the heap's highest region is
- * offered to it as a free's would be. O(1): at most KH_SLAB_CLASSES * (1 + KH_DEPOT_MAX) * 64
+ * offered to it as a free's would be. O(1): at most KH_SLAB_CLASSES * (64 + KH_DEPOT_MAX * 32)
  * objects, KH_SLAB_CLASSES slabs and KH_QUICK_CLASSES * KHEAP_QUICK_DEPTH blocks; + O(regions)
  * and the hook with a trim hook. */
 void kheap_flush_in(kheap_t *h);

@@ -458,13 +458,13 @@ static int kh_walk_caches(const struct kh_ctl *c, const struct kh_walk *w)
             }
         }
     }
-    /* the depot's full stacks: KH_MAG_DEPTH cached objects of their class each */
+    /* the depot's half stacks: KH_MAG_BATCH cached objects of their class each */
     for (unsigned cls = 0; c->depot && cls < KH_SLAB_CLASSES; cls++) {
         const struct kh_depot *d = &c->depot[cls];
         if (d->nfull > KH_DEPOT_MAX)
             return KHEAP_E_FREELIST;
         for (uint64_t m = 0; m < d->nfull; m++)
-            for (unsigned j = 0; j < KH_MAG_DEPTH; j++) {
+            for (unsigned j = 0; j < KH_MAG_BATCH; j++) {
                 if (!kh_cached_ok(c, d->mag[m][j], cls, 0))
                     return KHEAP_E_FREELIST;
                 n++;

@@ -202,12 +202,15 @@
 #define KH_MAG_LOG2          6
 #define KH_MAG_DEPTH         (1 << KH_MAG_LOG2)
 #define KH_MAG_BATCH         (KH_MAG_DEPTH / 2)
-/* The depot (heaps with ncpu > 1): per class up to KH_DEPOT_MAX full stacks, which a CPU whose
- * stack is full leaves there and a CPU whose stack is empty takes, whole (Bonwick's magazine
- * depot): objects freed on one CPU and allocated on another pass without touching a slab. A
- * CPU takes back a stack it left itself first, then refills from its own slabs, and only then
- * takes another CPU's stack: its objects stay on its own slabs' lines where it can. */
-#define KH_DEPOT_MAX         4
+/* The depot (heaps with ncpu > 1): per class up to KH_DEPOT_MAX half stacks (KH_MAG_BATCH
+ * objects each, Bonwick's magazine depot): a CPU whose stack is full leaves its oldest half
+ * there, a CPU whose stack is empty takes one: objects freed on one CPU and allocated on
+ * another pass without touching a slab. Half, so that after an exchange the stack is half
+ * full and the next exchange is as far away as a refill's (a whole stack would leave it at the
+ * edge it came from: the next free or allocation of that class would take the lock again). A
+ * CPU takes back a half it left itself first, then refills from its own slabs, and only then
+ * takes another CPU's: its objects stay on its own slabs' lines where it can. */
+#define KH_DEPOT_MAX         8
 /* kh_ctl.gate, what the entry fast paths (release build) may do, one load for all of it:
  * KH_GATE_OFF a heap without regions, a lock without a cpu hook, or fault injection on: every
  * call takes the full path; KH_GATE_SLOT0 no hooks of either kind: the slot in the control
@@ -274,10 +277,10 @@ struct kh_cpu {                      /* one CPU's caches (kheap.h: the cpu hook)
     uintptr_t         partial[KH_SLAB_CLASSES];  /* this CPU's partial lists (under the lock) */
 };
 
-struct kh_depot {                    /* one class's full stacks (after the slots, in cpu_block) */
+struct kh_depot {                    /* one class's half stacks (after the slots, in cpu_block) */
     uint64_t          nfull;
     uint16_t          home[KH_DEPOT_MAX];        /* the slot (index + 1) that left mag[i] */
-    uintptr_t         mag[KH_DEPOT_MAX][KH_MAG_DEPTH];
+    uintptr_t         mag[KH_DEPOT_MAX][KH_MAG_BATCH];
 };
 
 struct kh_ctl {
@@ -336,7 +339,7 @@ _Static_assert(KH_SLAB_FIRST >= KH_SLAB_HDR + KH_SLAB_GRANULES && KH_SLAB_FIRST 
 _Static_assert(sizeof(struct kh_class) == 16, "class entry");
 _Static_assert(sizeof(struct kh_cpu) % 64 == 0, "per-CPU slots on their own lines");
 _Static_assert(KH_MAG_DEPTH < 256 && KH_MAG_BATCH <= KH_MAG_DEPTH / 2, "stack counts are bytes");
-_Static_assert(KH_DEPOT_MAX <= 4, "a depot's homes fit the word after its count");
+_Static_assert(KH_MAG_BATCH == KH_MAG_DEPTH / 2, "a depot entry is half a stack (depot_put)");
 _Static_assert((KH_RGN_SIZE + KHEAP_HEADER_SIZE) % KHEAP_ALIGN == 0, "first payload aligned");
 _Static_assert(sizeof(struct kh_ctl) <= KHEAP_CTL_SIZE, "the control block fits KHEAP_CTL_SIZE");
 _Static_assert(KHEAP_CTL_SIZE % 64 == 0, "regions after the control block stay aligned");

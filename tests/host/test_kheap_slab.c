@@ -1868,6 +1868,95 @@ KTEST(test_slab_cpu_hook_out_of_range)
     KEXPECT_EQ(rec.n, 0);
 }
 
+/* The depot trades half stacks: a full stack leaves its oldest KH_MAG_BATCH objects there and
+ * keeps the newest (half full: the next exchange is a random walk of KH_MAG_BATCH steps away,
+ * not one), an empty stack takes one half, its own first. Then a churn that frees and allocates
+ * a class at random on one CPU takes the lock about once per thousand calls, not once in two
+ * after each exchange (a whole stack left the stack at the edge it came from). */
+KTEST(test_slab_depot_half)
+{
+    if (DEBUG_BUILD) {
+        ktest_skip("no per-CPU stacks in the debug build");
+        return;
+    }
+    kheap_t *h = make_heap(arena2, 4 * MiB);
+    if (!h)
+        return;
+    struct kh_ctl *ctl = (struct kh_ctl *)h;
+    struct kheap_hooks hk;
+    KEXPECT_EQ(kheap_get_hooks(h, &hk), 0);
+    hk.lock = count_lock;
+    hk.unlock = count_unlock;
+    hk.lock_ctx = &hook_mutex;
+    hk.cpu = hook_const;
+    hk.ncpu = 2;
+    hook_big = 0;
+    KEXPECT_EQ(kheap_set_hooks(h, &hk), 0);
+    KEXPECT(ctl->depot != NULL);
+    if (!ctl->depot)
+        return;
+    const unsigned c = 3;
+    const size_t n = class_size(c);
+    struct kh_cpu *s0 = &ctl->cpus[0], *s1 = &ctl->cpus[1];
+    struct kh_depot *d = &ctl->depot[c];
+    enum { K = 2 * KH_MAG_DEPTH };
+    static void *p[K];
+    for (int i = 0; i < K; i++)
+        p[i] = kheap_alloc(h, n);
+    int f = 0;                                      /* slot 0's stack filled by frees */
+    while (s0->count[c] < KH_MAG_DEPTH && f < K - 1)
+        kheap_free(h, p[f++]);
+    KEXPECT_EQ(s0->count[c], KH_MAG_DEPTH);
+    KEXPECT_EQ(d->nfull, 0);
+    static uintptr_t was[KH_MAG_DEPTH];
+    memcpy(was, s0->obj[c], sizeof was);
+    kheap_free(h, p[f++]);                          /* full: half into the depot */
+    KEXPECT_EQ(d->nfull, 1);
+    KEXPECT_EQ(d->home[0], 1);                      /* slot 0's (home 1) */
+    KEXPECT_EQ(s0->count[c], KH_MAG_DEPTH - KH_MAG_BATCH + 1);
+    KEXPECT(memcmp(d->mag[0], was, KH_MAG_BATCH * sizeof *was) == 0);       /* the oldest */
+    KEXPECT(memcmp(s0->obj[c], was + KH_MAG_BATCH,                         /* the newest */
+                   (KH_MAG_DEPTH - KH_MAG_BATCH) * sizeof *was) == 0);
+    KEXPECT_EQ(s0->obj[c][KH_MAG_DEPTH - KH_MAG_BATCH], (uintptr_t)p[f - 1]);
+    for (unsigned j = 0; j < KH_MAG_BATCH; j++)
+        KEXPECT_EQ(state_of((void *)d->mag[0][j], c), KH_OBJ_CACHED);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    KEXPECT_EQ(hstats(h).cached_bytes, (size_t)(s0->count[c] + KH_MAG_BATCH) * n);
+    /* slot 1, empty, with no partial slab of its own: takes slot 0's half, the newest first */
+    hook_big = 1;
+    KEXPECT_EQ(s1->count[c], 0);
+    void *q = kheap_alloc(h, n);
+    KEXPECT_EQ((uintptr_t)q, was[KH_MAG_BATCH - 1]);
+    KEXPECT_EQ(d->nfull, 0);
+    KEXPECT_EQ(s1->count[c], KH_MAG_BATCH - 1);
+    KEXPECT_EQ(state_of(q, c), KH_OBJ_LIVE);
+    kheap_free(h, q);
+    hook_big = 0;
+    for (; f < K; f++)
+        kheap_free(h, p[f]);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    /* churn on one CPU, classes at random: the lock is rare */
+    static void *live[1024];
+    uint64_t rng = 7;
+    for (int i = 0; i < 1024; i++)
+        live[i] = kheap_alloc(h, 16 + ktest_rand(&rng) % (SLAB_REQ_MAX - 15));
+    unsigned long before = atomic_load(&lock_calls);
+    enum { OPS = 200000 };
+    for (int i = 0; i < OPS; i++) {
+        unsigned k = (unsigned)(ktest_rand(&rng) % 1024);
+        kheap_free(h, live[k]);
+        live[k] = kheap_alloc(h, 16 + ktest_rand(&rng) % (SLAB_REQ_MAX - 15));
+        KEXPECT(live[k] != NULL);
+    }
+    unsigned long locks = atomic_load(&lock_calls) - before;
+    ktest_note("churn on one CPU: %lu locks in %d calls", locks, 2 * OPS);
+    KEXPECT_MSG(locks * 200 < 2 * OPS, "churn: %lu locks in %d calls", locks, 2 * OPS);
+    for (int i = 0; i < 1024; i++)
+        kheap_free(h, live[i]);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    KEXPECT_EQ(rec.n, 0);
+}
+
 /* ---- threads ---------------------------------------------------------------------------------- */
 
 /* The thread-slot hook: each thread's index from a counter, on its first call in an epoch (tests
