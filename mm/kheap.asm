@@ -2696,14 +2696,16 @@ heap_setup_cpus:
 %endif
 %endmacro
 
-; SLAB_RECHECK slow -- r9 = p's slab S and ecx = its class again, checked again (the check
-; word, which also bounds the class): after the cpu hook ran, a stale pointer's slab may
+; SLAB_RECHECK slow -- r9 = p's slab S and ecx = its class again, checked again (the class
+; below KH_SLAB_CLASSES, the check word): after the cpu hook ran, a stale pointer's slab may
 ; have been given back by another CPU; if so, jump to `slow`. p in rdi, the heap in r11.
 ; clobbers rcx, r9, r10
 %macro SLAB_RECHECK 1
         mov     r9, rdi
         and     r9, -KH_SLAB_SIZE
-        movzx   ecx, byte [r9 + KH_SL_CLS]  ; (a class past the last: no check word matches)
+        movzx   ecx, byte [r9 + KH_SL_CLS]
+        cmp     ecx, KH_SLAB_CLASSES            ; (a check word only the heap computes says
+        jae     %1                              ; so too, but the key may be known: not a bound)
         mov     r10, r9
         xor     r10, rcx
         imul    r10, [rel kh_k1]
@@ -2732,7 +2734,9 @@ heap_setup_cpus:
         jb      %%block
         cmp     rdi, [r11 + KH_CTL_MAX]
         jae     %1
-        movzx   ecx, byte [r9 + KH_SL_CLS]  ; (a class past the last: no check word matches)
+        movzx   ecx, byte [r9 + KH_SL_CLS]
+        cmp     ecx, KH_SLAB_CLASSES            ; (it indexes the slot: bounded here, whatever
+        jae     %%block                         ; the check word says)
         mov     r10, r9
         xor     r10, rcx
         imul    r10, [rel kh_k1]

@@ -407,6 +407,17 @@ static int kh_cpus_ok(const struct kh_ctl *c)
                c->max_addr - a;
 }
 
+/* The gate the entry fast paths read is what heap_gate computes from the hooks, the regions
+ * and fault injection (mm/kheap_layout.h): a stray write into it could send a locked heap's
+ * calls past the lock, or a heap without a cpu hook through a null one. */
+static int kh_gate_ok(const struct kh_ctl *c)
+{
+    uint64_t g = KH_GATE_OFF;
+    if (c->nregions && !c->fail_after && !c->fail_ppm)
+        g = c->hooks.cpu ? KH_GATE_CPU : c->hooks.lock ? KH_GATE_OFF : KH_GATE_SLOT0;
+    return c->gate == g;
+}
+
 /* Is a per-CPU slot in use? Its owner may be half way through a lockless alloc or free (an
  * interrupt handler calling kheap_verify on the same CPU, or another CPU meanwhile): the top of
  * a stack and the state byte of that object may disagree, and a live object's trailer may not
@@ -620,7 +631,7 @@ static int kh_check_once(const struct kh_ctl *c, struct kh_walk *w)
     int err;
 
     *w = (struct kh_walk){ 0 };
-    if (!kh_classes_ok() || !kh_cpus_ok(c))
+    if (!kh_classes_ok() || !kh_cpus_ok(c) || !kh_gate_ok(c))
         return KHEAP_E_CORRUPT;
     w->busy = kh_any_busy(c);
     if ((err = kh_walk_regions(c, w)) != 0 || (err = kh_walk_lists(c, w)) != 0 ||

@@ -173,9 +173,10 @@
  * per-CPU cache); for every other granule (the header, inside an object, the tail)
  * KH_OBJ_NONE. So a pointer's state is one shift away, no division: double and interior frees
  * are exact (a free needs state LIVE at a granule where an object starts: which those are is
- * the class's read-only bitmap kh_slab_starts, so not even a stray write into a state byte makes
- * an interior pointer acceptable).
- * Objects start at KH_SLAB_FIRST in every class: object i at S + KH_SLAB_FIRST + i * size. Slabs with FREE objects are on their class's partial list (next/prev, plain
+ * the read-only table kh_slab_starts, a 16-bit mask of classes per granule, so not even a stray
+ * write into a state byte makes an interior pointer acceptable).
+ * Objects start at KH_SLAB_FIRST in every class: object i at S + KH_SLAB_FIRST + i * size.
+ * Slabs with FREE objects are on their class's partial list (next/prev, plain
  * addresses, each checked before use); a list is on only while gen == the class's generation
  * (dropping a corrupt list is gen++: every list of the class at once). Each CPU slot has its
  * own partial lists beside the heap's (`home` says which a slab is on): a CPU refills from its

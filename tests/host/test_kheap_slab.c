@@ -1028,6 +1028,56 @@ KTEST(test_slab_check_word)
     expect_heap_works();
 }
 
+/* ADVERSARIAL (beyond the brief): a header forged with the right check word for a class past the
+ * last (the key is computable once the secret is known: kheap_set_secret, or one leaked header)
+ * must still not make a free index the slot by that class: the class byte is bounded before it
+ * is used, whatever the check word says. A header inside a large block claims class 16..255 and
+ * a LIVE object at KH_SLAB_FIRST; its free is reported, and neither the slot nor anything past
+ * it changes. */
+KTEST(test_slab_forged_class)
+{
+    static unsigned char snap[KHEAP_CTL_SIZE];
+    static const unsigned forged[] = { KH_SLAB_CLASSES, 63, 64, 65, 128, 200, 255 };
+    for (unsigned v = 0; v < sizeof forged / sizeof forged[0]; v++) {
+        kheap_t *h = make_heap(arena2, 2 * MiB);
+        if (!h)
+            return;
+        struct kh_ctl *ctl = (struct kh_ctl *)h;
+        unsigned char *big = kheap_alloc(h, 64 * 1024);
+        KEXPECT(big != NULL);
+        if (!big)
+            return;
+        uintptr_t S = ((uintptr_t)big + KH_SLAB_SIZE - 1) & SLAB_MASK;
+        unsigned cls = forged[v];
+        struct kh_slab *sl = (struct kh_slab *)S;
+        sl->check = ((uint64_t)(S ^ cls) * KH_HASH_K1) ^ ctl->slab_key;
+        sl->cls = (uint8_t)cls;
+        sl->state[KH_SLAB_FIRST / KHEAP_ALIGN] = KH_OBJ_LIVE;
+        void *p = (void *)(S + KH_SLAB_FIRST);
+        memcpy(snap, ctl, sizeof snap);              /* the control block and its slot */
+        int before = rec.n;
+        t_kheap_free(h, p);
+        /* reported as what the block tier makes of p - 8 inside the large block: no header
+         * (release), or the debug build's fill of a new block, which reads as a free one */
+        KEXPECT_MSG(rec.n == before + 1 && rec.ptr == p &&
+                    (rec.code == KHEAP_E_BAD_HEADER || rec.code == KHEAP_E_DOUBLE_FREE),
+                    "class %u forged: %d reports, code %d", cls, rec.n - before, rec.code);
+        size_t diff = 0;                            /* only the counters a report moves */
+        const size_t err_at = offsetof(struct kh_ctl, errors), caller_at = offsetof(struct kh_ctl, caller);
+        for (size_t i = 0; i < sizeof snap; i++)
+            if (snap[i] != ((unsigned char *)ctl)[i] && !(i >= err_at && i < err_at + 8) &&
+                !(i >= caller_at && i < caller_at + 8))
+                diff++;
+        KEXPECT_MSG(diff == 0, "class %u forged: %zu bytes of the control block changed", cls,
+                    diff);
+        sl->check = 0;
+        kheap_free(h, big);
+        KEXPECT_EQ(kheap_verify(h), 0);
+        expect_heap_works_in(h);
+    }
+    rec.n = 0;
+}
+
 /* ADVERSARIAL (beyond the brief): the check word's fallback, "p - 8 is no valid header", must
  * hold even where the slab's memory still carries stale headers of TLSF blocks that lay there
  * before the slab was carved (release: neither the merge nor slab_new clears them). Blocks of
@@ -1868,6 +1918,55 @@ KTEST(test_slab_cpu_hook_out_of_range)
     KEXPECT_EQ(rec.n, 0);
 }
 
+/* The gate the entry fast paths read follows every change of hooks and fault injection
+ * (KH_GATE_SLOT0 without hooks, KH_GATE_OFF with a lock but no cpu hook or with fault injection,
+ * KH_GATE_CPU with a cpu hook), and kheap_verify rejects one a stray write changed. */
+KTEST(test_slab_gate)
+{
+    kheap_t *h = make_heap(arena2, 2 * MiB);
+    if (!h)
+        return;
+    struct kh_ctl *ctl = (struct kh_ctl *)h;
+    struct kheap_hooks none, hk;
+    KEXPECT_EQ(kheap_get_hooks(h, &none), 0);
+    KEXPECT_EQ(ctl->gate, KH_GATE_SLOT0);
+    hk = none;
+    hk.lock = count_lock;
+    hk.unlock = count_unlock;
+    hk.lock_ctx = &hook_mutex;
+    KEXPECT_EQ(kheap_set_hooks(h, &hk), 0);
+    KEXPECT_EQ(ctl->gate, KH_GATE_OFF);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    hk.cpu = hook_const;
+    hk.ncpu = 2;
+    hook_big = 0;
+    KEXPECT_EQ(kheap_set_hooks(h, &hk), 0);
+    KEXPECT_EQ(ctl->gate, KH_GATE_CPU);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    kheap_fail_after_in(h, 1000);
+    KEXPECT_EQ(ctl->gate, KH_GATE_OFF);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    kheap_fail_after_in(h, -1);
+    KEXPECT_EQ(ctl->gate, KH_GATE_CPU);
+    kheap_fail_rate_in(h, 10, 1);
+    KEXPECT_EQ(ctl->gate, KH_GATE_OFF);
+    kheap_fail_rate_in(h, 0, 1);
+    KEXPECT_EQ(ctl->gate, KH_GATE_CPU);
+    KEXPECT_EQ(kheap_set_hooks(h, &none), 0);
+    KEXPECT_EQ(ctl->gate, KH_GATE_SLOT0);
+    KEXPECT_EQ(kheap_verify(h), 0);
+    static const uint64_t bad[] = { KH_GATE_OFF, KH_GATE_CPU, 3, ~0ull };
+    for (unsigned v = 0; v < sizeof bad / sizeof bad[0]; v++) {
+        ctl->gate = bad[v];
+        KEXPECT_MSG(kheap_verify(h) == KHEAP_E_CORRUPT, "gate %llu on a heap without hooks: "
+                    "kheap_verify = %d", (unsigned long long)bad[v], kheap_verify(h));
+    }
+    ctl->gate = KH_GATE_SLOT0;
+    KEXPECT_EQ(kheap_verify(h), 0);
+    expect_heap_works_in(h);
+    KEXPECT_EQ(rec.n, 0);
+}
+
 /* The depot trades half stacks: a full stack leaves its oldest KH_MAG_BATCH objects there and
  * keeps the newest (half full: the next exchange is a random walk of KH_MAG_BATCH steps away,
  * not one), an empty stack takes one half, its own first. Then a churn that frees and allocates
@@ -1935,6 +2034,57 @@ KTEST(test_slab_depot_half)
     for (; f < K; f++)
         kheap_free(h, p[f]);
     KEXPECT_EQ(kheap_verify(h), 0);
+    /* a CPU whose stack is empty takes back its own half first, though another's is on top */
+    {
+        kheap_t *h2 = make_heap(arena2 + 4 * MiB, 4 * MiB);
+        KEXPECT(h2 != NULL);
+        if (!h2)
+            return;
+        KEXPECT_EQ(kheap_set_hooks(h2, &hk), 0);
+        struct kh_ctl *c2 = (struct kh_ctl *)h2;
+        struct kh_cpu *a = &c2->cpus[0], *b = &c2->cpus[1];
+        struct kh_depot *d2 = &c2->depot[c];
+        static void *pa[3 * KH_MAG_DEPTH], *pb[3 * KH_MAG_DEPTH];
+        enum { M = 3 * KH_MAG_DEPTH };
+        hook_big = 0;
+        for (int i = 0; i < M; i++)
+            KEXPECT((pa[i] = kheap_alloc(h2, n)) != NULL);
+        hook_big = 1;
+        for (int i = 0; i < M; i++)
+            KEXPECT((pb[i] = kheap_alloc(h2, n)) != NULL);
+        int fa = 0, fb = 0;
+        hook_big = 0;
+        while (a->count[c] < KH_MAG_DEPTH && fa < M - 1)
+            kheap_free(h2, pa[fa++]);
+        static uintptr_t mine[KH_MAG_BATCH];
+        memcpy(mine, a->obj[c], sizeof mine);       /* the half slot 0 leaves */
+        kheap_free(h2, pa[fa++]);
+        hook_big = 1;
+        while (b->count[c] < KH_MAG_DEPTH && fb < M - 1)
+            kheap_free(h2, pb[fb++]);
+        kheap_free(h2, pb[fb++]);
+        KEXPECT_EQ(d2->nfull, 2);
+        KEXPECT(d2->home[0] == 1 && d2->home[1] == 2);
+        hook_big = 0;                               /* slot 0 empties its stack, then one more */
+        static void *got[KH_MAG_DEPTH + 1];
+        int ng = 0;
+        while (a->count[c] > 0 && ng < KH_MAG_DEPTH)
+            got[ng++] = kheap_alloc(h2, n);
+        got[ng] = kheap_alloc(h2, n);
+        KEXPECT_EQ((uintptr_t)got[ng], mine[KH_MAG_BATCH - 1]);    /* its own half's top */
+        KEXPECT_EQ(d2->nfull, 1);
+        KEXPECT_EQ(d2->home[0], 2);                 /* slot 1's half is left */
+        ng++;
+        for (int i = 0; i < ng; i++)
+            kheap_free(h2, got[i]);
+        for (; fa < M; fa++)
+            kheap_free(h2, pa[fa]);
+        hook_big = 1;
+        for (; fb < M; fb++)
+            kheap_free(h2, pb[fb]);
+        hook_big = 0;
+        KEXPECT_EQ(kheap_verify(h2), 0);
+    }
     /* churn on one CPU, classes at random: the lock is rare */
     static void *live[1024];
     uint64_t rng = 7;
