@@ -1717,6 +1717,20 @@ static void count_lock(void *m) { pthread_mutex_lock(m); atomic_fetch_add(&lock_
 static void count_unlock(void *m) { pthread_mutex_unlock(m); }
 static pthread_mutex_t hook_mutex = PTHREAD_MUTEX_INITIALIZER;
 
+/* h's hooks plus the counting lock and, with ncpu > 0, the hook_const cpu hook (slot hook_big)
+ * for ncpu slots, in *hk; kheap_set_hooks' result. */
+static int set_counted_hooks(kheap_t *h, struct kheap_hooks *hk, unsigned ncpu)
+{
+    if (kheap_get_hooks(h, hk))
+        return -1;
+    hk->lock = count_lock;
+    hk->unlock = count_unlock;
+    hk->lock_ctx = &hook_mutex;
+    hk->cpu = ncpu ? hook_const : NULL;
+    hk->ncpu = ncpu;
+    return kheap_set_hooks(h, hk);
+}
+
 /* ncpu 0, > KHEAP_MAX_CPUS: KHEAP_E_INVAL; 8 slots on a heap too small for them:
  * KHEAP_E_TOO_SMALL; nothing changes either way (hooks, slots, stacks, counters). */
 static int same_stats(const struct kheap_stats *a, const struct kheap_stats *b)
@@ -1875,14 +1889,8 @@ KTEST(test_slab_cpu_hook_out_of_range)
     if (!h)
         return;
     struct kheap_hooks hk;
-    KEXPECT_EQ(kheap_get_hooks(h, &hk), 0);
-    hk.lock = count_lock;
-    hk.unlock = count_unlock;
-    hk.lock_ctx = &hook_mutex;
-    hk.cpu = hook_const;
-    hk.ncpu = 2;
     hook_big = 5;
-    KEXPECT_EQ(kheap_set_hooks(h, &hk), 0);
+    KEXPECT_EQ(set_counted_hooks(h, &hk, 2), 0);
     static void *p[64];
     uint64_t rng = 99;
     unsigned long calls = 0, before = atomic_load(&lock_calls);
@@ -1930,17 +1938,11 @@ KTEST(test_slab_gate)
     struct kheap_hooks none, hk;
     KEXPECT_EQ(kheap_get_hooks(h, &none), 0);
     KEXPECT_EQ(ctl->gate, KH_GATE_SLOT0);
-    hk = none;
-    hk.lock = count_lock;
-    hk.unlock = count_unlock;
-    hk.lock_ctx = &hook_mutex;
-    KEXPECT_EQ(kheap_set_hooks(h, &hk), 0);
+    KEXPECT_EQ(set_counted_hooks(h, &hk, 0), 0);   /* a lock, no cpu hook */
     KEXPECT_EQ(ctl->gate, KH_GATE_OFF);
     KEXPECT_EQ(kheap_verify(h), 0);
-    hk.cpu = hook_const;
-    hk.ncpu = 2;
     hook_big = 0;
-    KEXPECT_EQ(kheap_set_hooks(h, &hk), 0);
+    KEXPECT_EQ(set_counted_hooks(h, &hk, 2), 0);
     KEXPECT_EQ(ctl->gate, KH_GATE_CPU);
     KEXPECT_EQ(kheap_verify(h), 0);
     kheap_fail_after_in(h, 1000);
@@ -1983,14 +1985,8 @@ KTEST(test_slab_depot_half)
         return;
     struct kh_ctl *ctl = (struct kh_ctl *)h;
     struct kheap_hooks hk;
-    KEXPECT_EQ(kheap_get_hooks(h, &hk), 0);
-    hk.lock = count_lock;
-    hk.unlock = count_unlock;
-    hk.lock_ctx = &hook_mutex;
-    hk.cpu = hook_const;
-    hk.ncpu = 2;
     hook_big = 0;
-    KEXPECT_EQ(kheap_set_hooks(h, &hk), 0);
+    KEXPECT_EQ(set_counted_hooks(h, &hk, 2), 0);
     KEXPECT(ctl->depot != NULL);
     if (!ctl->depot)
         return;
