@@ -1543,7 +1543,8 @@ block_aligned:
 .end:
 
 ; heap_aligned -- kmalloc_aligned without the lock: checks and fault injection, then align <= 16
-; is heap_malloc_nf, anything else block_aligned. O(1).
+; is heap_malloc_nf, align <= KH_SLAB_ALIGN_MAX with a small n a slab object (release build),
+; anything else block_aligned. O(1).
 ; C: void *heap_aligned(size_t align, size_t n)
 ; IN rdi = align, rsi = n   OUT rax; clobbers caller-saved
 ; callee-saved: rbx, r12-r15; stack: 48
@@ -1580,7 +1581,30 @@ heap_aligned:
         call    heap_malloc_nf
         jmp     .out
 .big:
-        ; 2. a block of S bytes at an aligned payload
+%if !KHEAP_DEBUG
+        ; 2. align <= KH_SLAB_ALIGN_MAX, n <= KH_SLAB_MAX rounded up to it (at least align): a
+        ; slab object. Objects start at S + KH_SLAB_FIRST + i * size, S 16 KiB-aligned and
+        ; KH_SLAB_FIRST a multiple of 64, and every class at or above a multiple of 32 (or 64)
+        ; is one itself, so the object is aligned. (The debug build's canary comes after n,
+        ; which would change the class: it takes the blocks.)
+        cmp     rbx, KH_SLAB_ALIGN_MAX
+        ja      .blocks
+        lea     rdi, [r12 + rbx - 1]
+        mov     rax, rbx
+        neg     rax
+        and     rdi, rax
+        cmp     rdi, rbx
+        cmovb   rdi, rbx                ; (n = 0)
+        cmp     rdi, KH_SLAB_MAX
+        ja      .blocks
+        call    slab_malloc
+        test    rax, rax
+        jz      .blocks                 ; no room for a slab: a block will do
+        inc     qword CTL(KH_CTL_ALLOCS)
+        jmp     .out
+.blocks:
+%endif
+        ; 3. a block of S bytes at an aligned payload
         mov     rdi, rbx
         mov     rsi, r13
         xor     edx, edx

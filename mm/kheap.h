@@ -193,7 +193,9 @@ void *kheap_calloc(kheap_t *h, size_t n, size_t size);
 void *kheap_realloc(kheap_t *h, void *p, size_t n);
 
 /* n bytes at a multiple of align (a power of two up to KHEAP_MAX_ALLOC, else reported
- * KHEAP_E_INVAL and NULL); freed with kheap_free. Needs a free block of about n + align. O(1). */
+ * KHEAP_E_INVAL and NULL); freed with kheap_free. Align up to 64 with n up to KHEAP_SLAB_MAX
+ * (rounded up to align) is a slab object (release build); else it needs a free block of about
+ * n + align. O(1). */
 void *kheap_alloc_aligned(kheap_t *h, size_t align, size_t n);
 
 /* Free p (NULL: nothing). With a trim hook, a merge that leaves a large enough free span at the

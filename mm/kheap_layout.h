@@ -193,6 +193,7 @@
 #define KH_SLAB_HDR          40                   /* state[] starts here */
 #define KH_SLAB_GRANULES     (KH_SLAB_SIZE / KHEAP_ALIGN)   /* state bytes */
 #define KH_SLAB_FIRST        1088                 /* object 0: after the states, 64-aligned */
+#define KH_SLAB_ALIGN_MAX    64                   /* kmalloc_aligned up to this: slab objects */
 #define KH_SLAB_KEY_K        0x2545F4914F6CDD1D   /* slab_key = fold((secret ^ K) * K1) */
 #define KH_OBJ_FREE          0
 #define KH_OBJ_LIVE          1
@@ -335,7 +336,8 @@ struct kh_ctl {
 
 _Static_assert(sizeof(struct kh_region) == KH_RGN_SIZE, "region descriptor size");
 _Static_assert(sizeof(struct kh_slab) == KH_SLAB_HDR, "slab header");
-_Static_assert(KH_SLAB_FIRST >= KH_SLAB_HDR + KH_SLAB_GRANULES && KH_SLAB_FIRST % 64 == 0,
+_Static_assert(KH_SLAB_FIRST >= KH_SLAB_HDR + KH_SLAB_GRANULES &&
+               KH_SLAB_FIRST % KH_SLAB_ALIGN_MAX == 0 && KH_SLAB_FIRST % 64 == 0,
                "objects start after the state bytes, on a cache line");
 _Static_assert(sizeof(struct kh_class) == 16, "class entry");
 _Static_assert(sizeof(struct kh_cpu) % 64 == 0, "per-CPU slots on their own lines");

@@ -434,13 +434,20 @@ static struct block check_new(uint8_t *p, size_t n, size_t align, unsigned skip,
         const struct slab_class *k = &cls_tab[nb.cls];
         const uint8_t *sh = (const uint8_t *)nb.slab - KHEAP_HEADER_SIZE;
         long i = obj_index(nb.slab, nb.cls, p);
-        REQUIRE(n <= SLAB_REQ_MAX && align <= KHEAP_ALIGN);
+        /* kmalloc, or kmalloc_aligned up to KH_SLAB_ALIGN_MAX (release build): the request
+         * is n rounded up to align, at least align */
+        size_t req = n;
+        if (align > KHEAP_ALIGN) {
+            REQUIRE(!KHEAP_DEBUG && align <= KH_SLAB_ALIGN_MAX);
+            req = n < align ? align : (n + align - 1) / align * align;
+        }
+        REQUIRE(req <= SLAB_REQ_MAX);
         /* the slab is a used KH_SLAB_BLOCK block of the TLSF tier, its header valid */
         REQUIRE(word_at(sh) == header_for((uintptr_t)sh, word_at(sh)));
         REQUIRE((word_at(sh) & KH_SIZE_MASK) == KH_SLAB_BLOCK &&
                 (word_at(sh) & (KH_F_FREE | KH_F_QUICK | KH_F_RESERVED)) == 0);
         REQUIRE(i >= 0 && obj_state(nb.slab, p) == KH_OBJ_LIVE);
-        REQUIRE(fresh ? nb.cls == class_for(n) : k->size >= n + OBJ_EXTRA);
+        REQUIRE(fresh ? nb.cls == class_for(req) : k->size >= n + OBJ_EXTRA);
         nb.size = k->size;
         REQUIRE(nb.usable == (KHEAP_DEBUG ? n : k->size));
         REQUIRE(info.size == k->size && info.usable == nb.usable);

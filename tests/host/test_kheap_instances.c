@@ -540,7 +540,8 @@ KTEST(test_trim_gives_pages_back)
 /* A cached block between a free span and the heap's end: its free offers nothing (it is only
  * cached), so kheap_flush_in, which merges it, offers the end; exactly the pages beyond the
  * free block's first KHEAP_MIN_BLOCK bytes (and the sentinel) go. The cached block is a small
- * TLSF block in the front cache (small_slab 0: kheap_alloc_aligned makes one), or a slab object
+ * TLSF block in the front cache (small_slab 0: kheap_alloc_aligned with align 128 makes one:
+ * up to 64 a small one is a slab object), or a slab object
  * in this CPU's stack, whose slab is then empty: kept as its class's spare until the flush. */
 static void trim_behind_a_cached(int small_slab)
 {
@@ -557,7 +558,7 @@ static void trim_behind_a_cached(int small_slab)
     static void *p[10];
     for (int i = 0; i < 10; i++)
         KEXPECT((p[i] = kheap_alloc(h, 60 * 1024)) != NULL);
-    void *x = small_slab ? kheap_alloc(h, 100) : kheap_alloc_aligned(h, 32, 100);
+    void *x = small_slab ? kheap_alloc(h, 100) : kheap_alloc_aligned(h, 128, 100);
     void *y = kheap_alloc(h, 60 * 1024);
     KEXPECT(x && y && (uintptr_t)p[0] < (uintptr_t)x && (uintptr_t)x < (uintptr_t)y);
     kheap_free(h, y);                                   /* the end: given back at once */
@@ -808,8 +809,8 @@ KTEST(test_flush_refused_block_stays_free)
 }
 
 /* After every block is freed, largest_free is the whole region, front cache or not (no flush
- * by the caller): it is what one allocation can get. Small TLSF blocks (kheap_alloc_aligned:
- * the front cache's) first; then with slab objects too, whose slabs the heap may still hold
+ * by the caller): it is what one allocation can get. Small TLSF blocks (kheap_alloc_aligned
+ * with align 128 and up: the front cache's) first; then with slab objects too, whose slabs the heap may still hold
  * (spares, this CPU's stacks: largest_free counts them out until kheap_flush_in), but one
  * allocation that needs the whole heap still gets it (it gives them back first). */
 KTEST(test_largest_free_after_frees)
@@ -827,7 +828,7 @@ KTEST(test_largest_free_after_frees)
             r = r * 6364136223846793005ull + 1442695040888963407ull;
             size_t n = 16 + (r >> 33) % 480;
             p[i] = !slabs || (r >> 20) % 3 == 0
-                       ? kheap_alloc_aligned(h, (size_t)64 << ((r >> 24) % 7), n)
+                       ? kheap_alloc_aligned(h, (size_t)128 << ((r >> 24) % 6), n)
                        : kheap_alloc(h, n);
             KEXPECT(p[i] != NULL);
         }

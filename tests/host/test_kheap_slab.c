@@ -448,6 +448,59 @@ KTEST(test_slab_calloc_aligned)
     KEXPECT_EQ(rec.n, 0);
 }
 
+/* kmalloc_aligned with align 32 or 64 and a small n is a slab object of the class of n rounded
+ * up to align (release build): aligned because objects start at a multiple of 64 from their
+ * 16 KiB-aligned slab and every class at or above a multiple of 32 (64) is one itself; it frees,
+ * reallocs and reports like any slab object. Align 128 and up, or a larger n, is a block. */
+KTEST(test_slab_aligned_small)
+{
+    reset(4 * MiB);
+    for (size_t m = 32; m <= 512; m += 32) {           /* the class property it relies on */
+        unsigned c = class_for_bytes(m);
+        KEXPECT_MSG(class_size(c) % 32 == 0 && (m % 64 || class_size(c) % 64 == 0),
+                    "a request of %zu bytes is class %u of %zu bytes", m, c, class_size(c));
+    }
+    for (size_t align = 32; align <= 128; align *= 2)
+        for (size_t n = 0; n <= KHEAP_SLAB_MAX + 16; n += 7) {
+            unsigned char *q = kmalloc_aligned(align, n);
+            if (!KEXPECT_MSG(q && (uintptr_t)q % align == 0, "kmalloc_aligned(%zu, %zu) = %p",
+                             align, n, (void *)q))
+                continue;
+            size_t want = (n + align - 1) / align * align;
+            if (want < align)
+                want = align;
+            int slab = !DEBUG_BUILD && align <= 64 && want <= KHEAP_SLAB_MAX;
+            struct kheap_block_info b;
+            KEXPECT_EQ(kheap_inspect(q, &b), 1);
+            KEXPECT_MSG((b.slab != NULL) == slab, "kmalloc_aligned(%zu, %zu): slab %p, want %s",
+                        align, n, b.slab, slab ? "a slab object" : "a block");
+            if (slab) {
+                KEXPECT_EQ(ksize(q), class_size(class_of_req(want)));
+                KEXPECT_EQ(state_of(q, class_of_req(want)), KH_OBJ_LIVE);
+            }
+            KEXPECT(ksize(q) >= n);
+            memset(q, 0x5A, n);
+            if (slab && n > 0 && n % 3 == 0) {          /* realloc moves it like any object */
+                unsigned char *r = krealloc(q, n + 200);
+                if (KEXPECT(r != NULL)) {
+                    KEXPECT(r[0] == 0x5A && r[n - 1] == 0x5A);
+                    q = r;
+                }
+            }
+            kfree(q);
+            if (slab && n % 5 == 0) {                   /* and its double free is exact */
+                int before = rec.n;
+                t_kfree(q);
+                EXPECT_REPORT(before, KHEAP_E_DOUBLE_FREE, q, t_kfree);
+            }
+            if (ktest_failures() > 20)
+                return;
+        }
+    KEXPECT_EQ(kheap_check(), 0);
+    rec.n = 0;
+    expect_heap_works();
+}
+
 /* Fault injection reaches small requests even when a stack has objects for them. */
 KTEST(test_slab_fault_injection)
 {
@@ -1063,7 +1116,8 @@ KTEST(test_slab_forged_class)
                     (rec.code == KHEAP_E_BAD_HEADER || rec.code == KHEAP_E_DOUBLE_FREE),
                     "class %u forged: %d reports, code %d", cls, rec.n - before, rec.code);
         size_t diff = 0;                            /* only the counters a report moves */
-        const size_t err_at = offsetof(struct kh_ctl, errors), caller_at = offsetof(struct kh_ctl, caller);
+        const size_t err_at = offsetof(struct kh_ctl, errors);
+        const size_t caller_at = offsetof(struct kh_ctl, caller);
         for (size_t i = 0; i < sizeof snap; i++)
             if (snap[i] != ((unsigned char *)ctl)[i] && !(i >= err_at && i < err_at + 8) &&
                 !(i >= caller_at && i < caller_at + 8))
