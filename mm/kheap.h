@@ -188,8 +188,10 @@ void *kheap_calloc(kheap_t *h, size_t n, size_t size);
 /* p == NULL: kheap_alloc. n == 0: kheap_free, returns NULL. Else resizes in place when it can
  * (a block: shrinking, or a free right neighbour; a slab object: n of the same size class),
  * O(1), or moves keeping min(old, n) bytes (a slab object shrinking to another class moves,
- * and stays where it is if that fails). On failure NULL and p is untouched; a bad p is
- * reported and gives NULL. */
+ * and stays where it is if that fails). A move keeps no alignment above 16, as C's realloc:
+ * kheap_alloc_aligned(64, 38) is an object of the 64-byte class, and a realloc to 38 bytes
+ * moves it to the 48-byte one. On failure NULL and p is untouched; a bad p is reported and
+ * gives NULL. */
 void *kheap_realloc(kheap_t *h, void *p, size_t n);
 
 /* n bytes at a multiple of align (a power of two up to KHEAP_MAX_ALLOC, else reported

@@ -459,7 +459,9 @@ static struct block check_new(uint8_t *p, size_t n, size_t align, unsigned skip,
         REQUIRE(nb.size >= block_size(n));
         REQUIRE(in_region(h, nb.size));
         REQUIRE(word_at(h) == header_for((uintptr_t)h, word_at(h)));  /* the model's hash holds */
-        if (fresh && n <= SLAB_REQ_MAX && align <= KHEAP_ALIGN) {      /* the fallback */
+        size_t req = align <= KHEAP_ALIGN ? n : n < align ? align : (n + align - 1) / align * align;
+        if (fresh && req <= SLAB_REQ_MAX &&                              /* the fallback */
+            (align <= KHEAP_ALIGN || (!KHEAP_DEBUG && align <= KH_SLAB_ALIGN_MAX))) {
             if (fresh == FRESH_FIRST)
                 REQUIRE(op_largest < class_round(2 * KH_SLAB_SIZE + KHEAP_ALIGN));
             NOTE(EV_TLSF_SMALL);

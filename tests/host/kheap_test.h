@@ -26,8 +26,9 @@
 
 /* ---- the two tiers (mm/kheap_layout.h "The slab tier") ----------------------------------------
  * kmalloc(n) with n <= SLAB_REQ_MAX is served by the slab tier: an object with no header, whose
- * ksize is its class size (exactly n in the debug build). Larger requests, kmalloc_aligned with
- * an alignment above KHEAP_ALIGN, and small requests the slab tier has no room for (no
+ * ksize is its class size (exactly n in the debug build); so is kmalloc_aligned with align 32
+ * or 64 and n rounded up to it <= SLAB_REQ_MAX (release build). Larger requests, other
+ * kmalloc_aligned calls above KHEAP_ALIGN, and small requests the slab tier has no room for (no
  * KH_SLAB_BLOCK-byte aligned slab can be carved) are TLSF blocks: header at p - 8, neighbours,
  * front cache, splitting. A test of TLSF block behaviour asks for at least TLSF_MIN bytes. */
 #define SLAB_REQ_MAX  (KH_SLAB_MAX - (DEBUG_BUILD ? KHEAP_DEBUG_EXTRA : 0))

@@ -703,8 +703,8 @@ KTEST(test_trim_guards)
     KEXPECT_EQ(kheap_verify(h), 0);
     /* [ A free ][ x cached ][ tail, never freed ][end]: an allocation that needs all three
      * flushes x and gets the merged block; nothing is offered on the way. x: a small TLSF
-     * block in the front cache (kheap_alloc_aligned makes one), then a slab object in this
-     * CPU's stack (the allocation gives its slab back, without an offer, too) */
+     * block in the front cache (kheap_alloc_aligned with align 128 makes one), then a slab
+     * object in this CPU's stack (the allocation gives its slab back, without an offer, too) */
     for (int small_slab = KHEAP_QUICK_DEPTH > 0 ? 0 : 1; small_slab < 2; small_slab++) {
         h = kheap_create(m, KHEAP_CTL_SIZE + 1 * MiB);
         KEXPECT_EQ(kheap_set_hooks(h, &hooks), 0);
@@ -712,7 +712,7 @@ KTEST(test_trim_guards)
         kheap_stats(h, &s);
         size_t all = s.largest_free;
         void *a = kheap_alloc(h, all - 100 * 1024);
-        x = small_slab ? kheap_alloc(h, 100) : kheap_alloc_aligned(h, 32, 100);
+        x = small_slab ? kheap_alloc(h, 100) : kheap_alloc_aligned(h, 128, 100);
         KEXPECT(a && x);
         kheap_free(h, a);                               /* x (or its gap) is right of a */
         kheap_free(h, x);                               /* cached */
@@ -810,9 +810,10 @@ KTEST(test_flush_refused_block_stays_free)
 
 /* After every block is freed, largest_free is the whole region, front cache or not (no flush
  * by the caller): it is what one allocation can get. Small TLSF blocks (kheap_alloc_aligned
- * with align 128 and up: the front cache's) first; then with slab objects too, whose slabs the heap may still hold
- * (spares, this CPU's stacks: largest_free counts them out until kheap_flush_in), but one
- * allocation that needs the whole heap still gets it (it gives them back first). */
+ * with align 128 and up: the front cache's) first; then with slab objects too, whose slabs
+ * the heap may still hold (spares, this CPU's stacks: largest_free counts them out until
+ * kheap_flush_in), but one allocation that needs the whole heap still gets it (it gives them
+ * back first). */
 KTEST(test_largest_free_after_frees)
 {
     enum { N = 6000 };

@@ -480,7 +480,14 @@ KTEST(test_slab_aligned_small)
             }
             KEXPECT(ksize(q) >= n);
             memset(q, 0x5A, n);
-            if (slab && n > 0 && n % 3 == 0) {          /* realloc moves it like any object */
+            if (slab && n > 0 && n % 3 == 1 && class_of_req(n) != class_of_req(want)) {
+                unsigned char *r = krealloc(q, n);      /* to its own n: n's class (kheap.h) */
+                if (KEXPECT(r != NULL)) {
+                    KEXPECT(r != q && ksize(r) == class_size(class_of_req(n)));
+                    KEXPECT(r[0] == 0x5A && r[n - 1] == 0x5A);
+                    q = r;
+                }
+            } else if (slab && n > 0 && n % 3 == 0) {   /* realloc moves it like any object */
                 unsigned char *r = krealloc(q, n + 200);
                 if (KEXPECT(r != NULL)) {
                     KEXPECT(r[0] == 0x5A && r[n - 1] == 0x5A);
@@ -499,6 +506,98 @@ KTEST(test_slab_aligned_small)
     KEXPECT_EQ(kheap_check(), 0);
     rec.n = 0;
     expect_heap_works();
+}
+
+/* A refill takes its objects from a slab in one scan (slab_grab_n), lowest first, across qword
+ * boundaries and from a hint in the last byte of a qword; a FREE state byte where no object
+ * starts, met after some objects were taken, ends the scan with those taken (state, counts and
+ * hint agree with them) and the next scan drops the slab's list (reported); so does a free
+ * count that promises more FREE objects than the state bytes hold. */
+KTEST(test_slab_refill_scan)
+{
+    if (DEBUG_BUILD) {
+        ktest_skip("no per-CPU stacks in the debug build");
+        return;
+    }
+    /* 1. the hint in byte 7 of a qword: class 0 (one granule an object), object 3 free */
+    reset(2 * MiB);
+    {
+        const unsigned c = 0;
+        static unsigned char *q[KH_MAG_BATCH];
+        for (int i = 0; i < KH_MAG_BATCH; i++)
+            q[i] = kmalloc(class_size(c));
+        uintptr_t s = slab_of(q[0]);
+        struct kh_slab *sl = (struct kh_slab *)s;
+        KEXPECT_EQ(obj_index(q[3], c), 3);
+        kfree(q[3]);
+        kheap_flush();                              /* object 3 FREE again, the stack empty */
+        unsigned g3 = (unsigned)(((uintptr_t)q[3] & (KH_SLAB_SIZE - 1)) / KHEAP_ALIGN);
+        KEXPECT_EQ(g3 % 8, 7);                      /* (S + 40 is a qword: byte 7 of one) */
+        KEXPECT_EQ(sl->hint, g3);
+        unsigned nfree = sl->nfree;
+        unsigned char *a = kmalloc(class_size(c)), *b = kmalloc(class_size(c));
+        KEXPECT(a == q[3] && obj_index(b, c) == KH_MAG_BATCH);
+        KEXPECT_EQ(kheap_ctl.cpu0.count[c], KH_MAG_BATCH - 2);
+        for (int i = 0; i < 2 * KH_MAG_BATCH + 2; i++) {   /* the refill took 3 and 32..62 */
+            unsigned st = state_of(obj_at(s, c, (size_t)i), c);
+            unsigned want = i <= KH_MAG_BATCH ? KH_OBJ_LIVE          /* a = 3, b = 32 */
+                            : i < 2 * KH_MAG_BATCH - 1 ? KH_OBJ_CACHED : KH_OBJ_FREE;
+            KEXPECT_MSG(st == want, "object %d: state %u, want %u", i, st, want);
+        }
+        KEXPECT_EQ(sl->nfree, nfree - KH_MAG_BATCH);
+        KEXPECT_EQ(sl->hint, (unsigned)(((uintptr_t)obj_at(s, c, 2 * KH_MAG_BATCH - 2) &
+                                         (KH_SLAB_SIZE - 1)) / KHEAP_ALIGN) + 1);
+        KEXPECT_EQ(kheap_check(), 0);
+    }
+    /* 2. a stray FREE inside FREE object 40 of class 7: objects 32..40 taken, then reported */
+    for (int v = 0; v < 2; v++) {
+        reset(2 * MiB);
+        const unsigned c = 7;
+        const size_t n = class_size(c);
+        enum { Q = 160 };
+        static unsigned char *q[Q];
+        int nq = 0;
+        q[nq++] = kmalloc(n);                       /* the refill took objects 0..31 */
+        uintptr_t s = slab_of(q[0]);
+        struct kh_slab *sl = (struct kh_slab *)s;
+        KEXPECT_EQ(obj_index(q[0], c), 0);
+        while (nq < Q - 1 && (kheap_ctl.cpu0.count[c] != 0 ||   /* the stack empty, and */
+                              (v == 0 ? nq < KH_MAG_BATCH : sl->nfree >= KH_MAG_BATCH)))
+            q[nq++] = kmalloc(n);                   /* (v 1) fewer than a batch left */
+        KEXPECT_EQ(kheap_ctl.cpu0.count[c], 0);
+        unsigned char *o40 = obj_at(s, c, 40);
+        uint16_t nfree = sl->nfree;
+        if (v == 0)
+            *state_byte(o40 + KHEAP_ALIGN) = KH_OBJ_FREE;   /* inside object 40 */
+        else
+            sl->nfree = (uint16_t)(nfree + 5);      /* a free count past the FREE bytes */
+        int before = rec.n;
+        unsigned char *r = q[nq++] = kmalloc(n);    /* the next refill */
+        KEXPECT(r != NULL);
+        if (v == 0) {
+            KEXPECT_EQ(obj_index(r, c), 32);
+            for (int i = 33; i <= 40; i++)
+                KEXPECT_MSG(state_of(obj_at(s, c, (size_t)i), c) == KH_OBJ_CACHED,
+                            "object %d: state %u", i, state_of(obj_at(s, c, (size_t)i), c));
+            KEXPECT_EQ(state_of(obj_at(s, c, 41), c), KH_OBJ_FREE);
+            KEXPECT_EQ(sl->nfree, nfree - 9);
+            KEXPECT_EQ(sl->hint, (unsigned)(((uintptr_t)o40 & (KH_SLAB_SIZE - 1)) /
+                                            KHEAP_ALIGN) + 1);
+        }
+        KEXPECT_MSG(rec.n == before + 1 && rec.code == KHEAP_E_FREELIST,
+                    "corrupt slab met by a refill (%s): %d reports, code %d",
+                    v == 0 ? "stray FREE" : "free count", rec.n - before, rec.code);
+        if (v == 0)
+            *state_byte(o40 + KHEAP_ALIGN) = KH_OBJ_NONE;
+        else
+            sl->nfree = (uint16_t)(sl->nfree - 5);
+        KEXPECT_MSG(kheap_verify(kheap_default()) == 0, "after the repair: kheap_verify = %d",
+                    kheap_verify(kheap_default()));
+        for (int i = 0; i < nq; i++)
+            kfree(q[i]);
+        rec.n = 0;
+        expect_heap_works();
+    }
 }
 
 /* Fault injection reaches small requests even when a stack has objects for them. */
